@@ -1,0 +1,11 @@
+//! Circuit breakers, one per outbound dependency.
+//!
+//! Closed: calls pass; `failure_threshold` consecutive failures open it. Open: calls are refused
+//! without being made until `recovery` has passed. Half-open: exactly one probe passes; its
+//! success closes the breaker, its failure opens it again. Time comes from the injected clock.
+
+mod config;
+mod state;
+
+pub use config::BreakerConfig;
+pub use state::{BreakerOpen, BreakerSet, BreakerSnapshot, BreakerState, CircuitBreaker};

@@ -1,0 +1,197 @@
+//! The delivery envelope: GitHub's `X-GitHub-*` headers, typed and checked.
+//!
+//! Missing or invalid required headers are [`DeliveryError`]s, which the HTTP layer answers with
+//! 400. The size limit is checked before anything else ([`DeliveryLimits::check_size`]).
+
+use http::HeaderMap;
+
+/// Header names GitHub sends (lower case, as `http` stores them).
+pub mod headers {
+    /// The delivery GUID; the same on a redelivery.
+    pub const DELIVERY: &str = "x-github-delivery";
+    /// The event name.
+    pub const EVENT: &str = "x-github-event";
+    /// The webhook's id.
+    pub const HOOK_ID: &str = "x-github-hook-id";
+    /// `repository`, `organization`, `integration`, ...
+    pub const TARGET_TYPE: &str = "x-github-hook-installation-target-type";
+    /// The id of that target.
+    pub const TARGET_ID: &str = "x-github-hook-installation-target-id";
+    /// HMAC-SHA256 signature.
+    pub const SIGNATURE_256: &str = "x-hub-signature-256";
+    /// Legacy HMAC-SHA1 signature (never accepted on its own).
+    pub const SIGNATURE_SHA1: &str = "x-hub-signature";
+    /// GitHub Enterprise Server version.
+    pub const ENTERPRISE_VERSION: &str = "x-github-enterprise-version";
+    /// GitHub Enterprise Server host.
+    pub const ENTERPRISE_HOST: &str = "x-github-enterprise-host";
+}
+
+/// Receiver limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    /// Largest body accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for DeliveryLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+impl DeliveryLimits {
+    /// Refuses a body (or a declared length) over the limit.
+    pub fn check_size(&self, len: usize) -> Result<(), DeliveryError> {
+        if len > self.max_body_bytes {
+            Err(DeliveryError::TooLarge { limit: self.max_body_bytes })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How the body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json` (also assumed when no content type is sent).
+    Json,
+    /// `application/x-www-form-urlencoded` with the JSON in a `payload` field.
+    Form,
+}
+
+/// Why a delivery's envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The body is larger than the limit.
+    #[error("payload larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A required header is absent.
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    /// A header is present but unusable.
+    #[error("invalid {0} header")]
+    InvalidHeader(&'static str),
+    /// The content type is neither JSON nor form-encoded.
+    #[error("unsupported content type {0:?}")]
+    UnsupportedContentType(String),
+}
+
+impl DeliveryError {
+    /// Short label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryError::TooLarge { .. } => "payload_too_large",
+            DeliveryError::MissingHeader(_) => "header_missing",
+            DeliveryError::InvalidHeader(_) => "header_invalid",
+            DeliveryError::UnsupportedContentType(_) => "content_type_unsupported",
+        }
+    }
+}
+
+/// The envelope of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// `X-GitHub-Delivery`: 1-128 characters of `[A-Za-z0-9-_.:]` (a GUID in practice).
+    pub delivery_id: String,
+    /// `X-GitHub-Event`: 1-64 characters of `[a-z0-9_]`.
+    pub event: String,
+    /// `X-GitHub-Hook-ID`, when sent.
+    pub hook_id: Option<i64>,
+    /// `X-GitHub-Hook-Installation-Target-Type`, when sent.
+    pub target_type: Option<String>,
+    /// `X-GitHub-Hook-Installation-Target-ID`, when sent.
+    pub target_id: Option<i64>,
+    /// `User-Agent`, when sent.
+    pub user_agent: Option<String>,
+    /// GitHub Enterprise Server host, when sent.
+    pub enterprise_host: Option<String>,
+    /// Body encoding.
+    pub format: BodyFormat,
+}
+
+impl Delivery {
+    /// Reads and checks the envelope headers.
+    pub fn from_headers(map: &HeaderMap) -> Result<Self, DeliveryError> {
+        let delivery_id = required(map, headers::DELIVERY)?;
+        if delivery_id.len() > 128
+            || !delivery_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(DeliveryError::InvalidHeader(headers::DELIVERY));
+        }
+        let event = required(map, headers::EVENT)?;
+        if event.len() > 64
+            || !event.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(DeliveryError::InvalidHeader(headers::EVENT));
+        }
+        Ok(Self {
+            delivery_id: delivery_id.to_owned(),
+            event: event.to_owned(),
+            hook_id: optional_int(map, headers::HOOK_ID)?,
+            target_type: optional(map, headers::TARGET_TYPE)?.map(str::to_owned),
+            target_id: optional_int(map, headers::TARGET_ID)?,
+            user_agent: optional(map, http::header::USER_AGENT.as_str())?.map(str::to_owned),
+            enterprise_host: optional(map, headers::ENTERPRISE_HOST)?.map(str::to_owned),
+            format: body_format(map)?,
+        })
+    }
+
+    /// The headers worth storing with the event (never the signatures' secrets: there are none
+    /// in headers, but authorisation-like headers are left out all the same).
+    pub fn stored_headers(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .filter(|(name, _)| {
+                let n = name.as_str();
+                n.starts_with("x-github-")
+                    || n.starts_with("x-hub-")
+                    || n == "user-agent"
+                    || n == "content-type"
+                    || n == "content-length"
+            })
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect()
+    }
+}
+
+fn optional<'a>(map: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, DeliveryError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| DeliveryError::InvalidHeader(name)),
+    }
+}
+
+fn required<'a>(map: &'a HeaderMap, name: &'static str) -> Result<&'a str, DeliveryError> {
+    match optional(map, name)? {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(DeliveryError::MissingHeader(name)),
+    }
+}
+
+fn optional_int(map: &HeaderMap, name: &'static str) -> Result<Option<i64>, DeliveryError> {
+    match optional(map, name)? {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| DeliveryError::InvalidHeader(name)),
+    }
+}
+
+fn body_format(map: &HeaderMap) -> Result<BodyFormat, DeliveryError> {
+    let Some(value) = optional(map, http::header::CONTENT_TYPE.as_str())? else {
+        return Ok(BodyFormat::Json);
+    };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "" | "application/json" => Ok(BodyFormat::Json),
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
+        m if m.ends_with("+json") => Ok(BodyFormat::Json),
+        _ => Err(DeliveryError::UnsupportedContentType(value.to_owned())),
+    }
+}

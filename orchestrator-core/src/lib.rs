@@ -1,0 +1,39 @@
+//! # orchestrator-core
+//!
+//! The storage- and transport-agnostic heart of the GitHub webhook orchestrator. It proves a
+//! delivery is genuine, reads the fields that matter, decides which tasks it causes, and runs
+//! those tasks with retries and circuit breakers. It has no HTTP server, database driver, Redis
+//! client or HTTP client: adapters implement its traits.
+//!
+//! ## Layout
+//! - The path of a delivery: [`delivery`] (envelope headers, size limit) -> [`signature`]
+//!   (`X-Hub-Signature-256`) -> [`payload`] (typed view of the JSON) -> [`routing`] (rules that
+//!   yield [`task::TaskSpec`]s) -> [`store::EventStore::ingest`] (one transaction), driven by
+//!   [`engine::Ingestor`].
+//! - The path of a task: [`queue::TaskQueue`] (claim with a lease) -> [`handler`] (one
+//!   [`handler::TaskHandler`] per [`task::TaskType`]) -> [`retry`] / [`breaker`] -> back to the
+//!   store, driven by [`engine::Worker`].
+//! - The model: [`task`] (types, the status state machine, executions), [`event`] (stored
+//!   deliveries).
+//! - Contracts for adapters: [`store`], [`queue`], [`github`], [`agent`], [`clock`],
+//!   [`observe`]; [`error`] holds the error kinds they share.
+//! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
+
+pub mod agent;
+pub mod breaker;
+pub mod clock;
+pub mod delivery;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod github;
+pub mod handler;
+pub mod memory;
+pub mod observe;
+pub mod payload;
+pub mod queue;
+pub mod retry;
+pub mod routing;
+pub mod signature;
+pub mod store;
+pub mod task;

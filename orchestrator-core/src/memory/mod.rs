@@ -1,0 +1,3 @@
+//! In-memory implementations of every trait, for tests and for embedding without a database.
+//!
+//! PLACEHOLDER (being filled in).

@@ -1,0 +1,75 @@
+//! Observation hooks: how the engine and the clients report what metrics count.
+//!
+//! The core depends on no metrics library; it calls an [`Observer`]. Every method has a no-op
+//! default, so an embedder implements only what it wants. The reference server's Prometheus
+//! implementation (in `orchestrator-axum`) maps these onto the spec's metric names.
+
+use std::time::Duration;
+
+use crate::breaker::BreakerState;
+use crate::queue::QueueDepth;
+use crate::task::{TaskStatus, TaskType};
+
+/// How a delivery ended at the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryOutcome {
+    /// Stored with its tasks.
+    Accepted,
+    /// Already stored.
+    Duplicate,
+    /// Refused (size, headers, signature, payload).
+    Rejected,
+    /// Could not be stored.
+    Failed,
+}
+
+impl DeliveryOutcome {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Accepted => "accepted",
+            DeliveryOutcome::Duplicate => "duplicate",
+            DeliveryOutcome::Rejected => "rejected",
+            DeliveryOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Receives observations. Implementations must be cheap: they run on the hot path.
+pub trait Observer: Send + Sync + 'static {
+    /// A delivery finished at the receiver (`webhook_events_total`,
+    /// `webhook_processing_duration_seconds`, `webhook_errors_total` for rejected / failed).
+    fn delivery(&self, _event_type: &str, _outcome: DeliveryOutcome, _reason: Option<&str>, _elapsed: Duration) {}
+
+    /// Tasks were created (`workflow_tasks_total{status="created"}`).
+    fn tasks_created(&self, _task_type: &TaskType, _count: u64) {}
+
+    /// An attempt ended with the task in `status` (`workflow_tasks_total`,
+    /// `workflow_task_duration_seconds`).
+    fn task_attempt(&self, _task_type: &TaskType, _status: TaskStatus, _elapsed: Duration) {}
+
+    /// A retry was scheduled (`workflow_task_retries_total`).
+    fn task_retry(&self, _task_type: &TaskType) {}
+
+    /// The queue was measured (`celery_queue_size`, `task_queue_size`).
+    fn queue_depth(&self, _backend: &str, _depth: QueueDepth) {}
+
+    /// A GitHub API request completed (`github_api_requests_total`); status 0 for no response.
+    fn github_request(&self, _endpoint: &str, _status: u16) {}
+
+    /// GitHub reported the quota left (`github_api_rate_limit_remaining`).
+    fn github_rate_limit(&self, _remaining: u64) {}
+
+    /// A coding-agent run reached `outcome` (`codegen_agent_tasks_total`): `created`,
+    /// `completed`, `failed`, `cancelled`, `timeout`, `skipped`.
+    fn codegen_run(&self, _outcome: &str) {}
+
+    /// A circuit breaker changed state.
+    fn breaker(&self, _name: &str, _state: BreakerState) {}
+}
+
+/// Observes nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {}

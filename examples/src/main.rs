@@ -1,1 +1,53 @@
-fn main() {}
+//! The `orchestrator-server` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use orchestrator_server::cli::{Cli, Command};
+use orchestrator_server::config::{Config, Purpose};
+use orchestrator_server::{ServerError, send, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orchestrator-server: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
+    match cli.command() {
+        Command::Serve { role } => {
+            let config = Config::from_env(Purpose::Serve(role))?;
+            let telemetry = telemetry::init(&config)?;
+            let listener = tokio::net::TcpListener::bind(config.bind_addr).await.map_err(|e| {
+                ServerError::Usage(format!("cannot listen on BIND_ADDR {}: {e}", config.bind_addr))
+            })?;
+            let result = orchestrator_server::run(config, role, listener, shutdown::signal()).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+            telemetry.shutdown();
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = Config::from_env(Purpose::Migrate)?;
+            let _telemetry = telemetry::init(&config)?;
+            orchestrator_server::migrate(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(args) => {
+            let config = Config::from_env(Purpose::Send)?;
+            let result = send::send(&config, &args).await?;
+            println!("delivery {} -> HTTP {}\n{}", result.delivery_id, result.status, result.body);
+            Ok(if (200..300).contains(&result.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Probe => {
+            let config = Config::from_env(Purpose::Probe)?;
+            Ok(if send::probe(config.bind_addr).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

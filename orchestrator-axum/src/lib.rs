@@ -1,1 +1,98 @@
-//! placeholder
+//! # orchestrator-axum
+//!
+//! The whole HTTP surface of the webhook orchestrator spec, usable two ways:
+//!
+//! - [`router`]: a complete [`axum::Router`] with every endpoint (the reference server mounts it);
+//! - [`WebhookLayer`] / [`webhook_service`]: just the GitHub receiver, for an existing axum or
+//!   tower application.
+//!
+//! | Route | Auth | Rate limit |
+//! |---|---|---|
+//! | `POST /api/v1/webhooks/github` | signature | webhook (10/s, burst 20) |
+//! | `GET /api/v1/webhooks/events`, `GET .../events/{event_id}`, `POST .../{event_id}/reprocess` | bearer | API (100/min, burst 50) |
+//! | `GET /api/v1/tasks`, `GET /api/v1/tasks/{task_id}`, `POST .../{task_id}/retry` | bearer | API |
+//! | `GET /api/v1/metrics`, `GET /api/v1/admin/stats`, `POST /api/v1/admin/cleanup` | bearer | API |
+//! | `GET /api/v1/openapi.json` | bearer | API |
+//! | `GET /health`, `GET /metrics` | none (metrics: optional bearer) | none |
+//!
+//! Every error answer is `{"error", "status_code", "path", "correlation_id"}`; the correlation id
+//! comes from `X-Request-Id` or `traceparent` (or is generated), is returned as `X-Request-Id` and
+//! is a field of the request's tracing span, so every log line of the request carries it.
+//!
+//! ## Layout
+//! - [`config`]: admin token, duplicate policy, rate limits, metrics access, retention.
+//! - [`state`]: [`AppState`], what every handler shares.
+//! - [`error`]: [`ApiError`], the only place where failures become status codes.
+//! - [`correlation`]: correlation ids, request spans, error bodies ([`CorrelationLayer`]).
+//! - `auth.rs` (bearer token), `rate_limit.rs` (GCRA per client), `body.rs` (size limit while
+//!   reading).
+//! - `routes/`: `webhook.rs`, `events.rs`, `tasks.rs`, `admin.rs`, `system.rs`.
+//! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them.
+//! - [`metrics`]: the spec's Prometheus metrics as a core `Observer`; [`health`]: `/health`.
+//! - [`layer`]: the receiver alone, as a layer or a service.
+
+mod auth;
+mod body;
+pub mod config;
+pub mod correlation;
+pub mod dto;
+pub mod error;
+pub mod health;
+pub mod layer;
+pub mod metrics;
+pub mod openapi;
+mod rate_limit;
+mod routes;
+pub mod state;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+
+pub use config::{ApiConfig, DuplicatePolicy, RateLimit, RateLimits, WEBHOOK_PATH};
+pub use correlation::{CorrelationId, CorrelationLayer};
+pub use error::ApiError;
+pub use health::{CachedCheck, HealthCheck, HealthStatus};
+pub use layer::{WebhookLayer, WebhookService, webhook_service};
+pub use metrics::Metrics;
+pub use state::{AppState, AppStateBuilder};
+
+/// Every endpoint of the spec, with authentication, rate limits and correlation ids.
+pub fn router(state: AppState) -> Router {
+    let webhook = Router::new()
+        .route(&state.config().webhook_path, post(routes::webhook::receive))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::webhook_limit));
+
+    // Layers added later run first: rate limit, then the token check.
+    let api = Router::new()
+        .route("/api/v1/webhooks/events", get(routes::events::list))
+        .route(
+            "/api/v1/webhooks/events/{event_id}",
+            get(routes::events::get),
+        )
+        .route(
+            "/api/v1/webhooks/events/{event_id}/reprocess",
+            post(routes::events::reprocess),
+        )
+        .route("/api/v1/tasks", get(routes::tasks::list))
+        .route("/api/v1/tasks/{task_id}", get(routes::tasks::get))
+        .route("/api/v1/tasks/{task_id}/retry", post(routes::tasks::retry))
+        .route("/api/v1/metrics", get(routes::admin::metrics))
+        .route("/api/v1/admin/stats", get(routes::admin::stats))
+        .route("/api/v1/admin/cleanup", post(routes::admin::cleanup))
+        .route("/api/v1/openapi.json", get(routes::system::openapi))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::api_limit));
+
+    let system = Router::new()
+        .route("/health", get(routes::system::health))
+        .route("/metrics", get(routes::system::prometheus));
+
+    Router::new()
+        .merge(webhook)
+        .merge(api)
+        .merge(system)
+        .fallback(routes::not_found)
+        .with_state(state)
+        .layer(CorrelationLayer)
+}

@@ -57,13 +57,19 @@ pub enum RunOutcome {
 impl RunOutcome {
     /// Classifies a run status.
     pub fn of(status: Option<&str>) -> Self {
-        let Some(status) = status else { return RunOutcome::InProgress };
+        let Some(status) = status else {
+            return RunOutcome::InProgress;
+        };
         match status.trim().to_ascii_lowercase().as_str() {
             "active" | "running" | "pending" | "evaluation" | "queued" | "in_progress" => {
                 RunOutcome::InProgress
             }
             "complete" | "completed" | "succeeded" | "success" => RunOutcome::Completed,
-            "error" | "failed" | "failure" | "timeout" | "max_iterations_reached"
+            "error"
+            | "failed"
+            | "failure"
+            | "timeout"
+            | "max_iterations_reached"
             | "out_of_tokens" => RunOutcome::Failed,
             "cancelled" | "canceled" | "stopped" => RunOutcome::Cancelled,
             _ => RunOutcome::Unknown,
@@ -72,7 +78,10 @@ impl RunOutcome {
 
     /// Whether the run has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunOutcome::Completed | RunOutcome::Failed | RunOutcome::Cancelled)
+        matches!(
+            self,
+            RunOutcome::Completed | RunOutcome::Failed | RunOutcome::Cancelled
+        )
     }
 
     /// Label for metrics and output.

@@ -36,7 +36,9 @@ pub struct DeliveryLimits {
 
 impl Default for DeliveryLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024 }
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -44,7 +46,9 @@ impl DeliveryLimits {
     /// Refuses a body (or a declared length) over the limit.
     pub fn check_size(&self, len: usize) -> Result<(), DeliveryError> {
         if len > self.max_body_bytes {
-            Err(DeliveryError::TooLarge { limit: self.max_body_bytes })
+            Err(DeliveryError::TooLarge {
+                limit: self.max_body_bytes,
+            })
         } else {
             Ok(())
         }
@@ -126,7 +130,9 @@ impl Delivery {
         }
         let event = required(map, headers::EVENT)?;
         if event.len() > 64
-            || !event.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || !event
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(DeliveryError::InvalidHeader(headers::EVENT));
         }
@@ -154,7 +160,9 @@ impl Delivery {
                     || n == "content-type"
                     || n == "content-length"
             })
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
             .collect()
     }
 }
@@ -179,7 +187,10 @@ fn required<'a>(map: &'a HeaderMap, name: &'static str) -> Result<&'a str, Deliv
 fn optional_int(map: &HeaderMap, name: &'static str) -> Result<Option<i64>, DeliveryError> {
     match optional(map, name)? {
         None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| DeliveryError::InvalidHeader(name)),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| DeliveryError::InvalidHeader(name)),
     }
 }
 
@@ -187,11 +198,206 @@ fn body_format(map: &HeaderMap) -> Result<BodyFormat, DeliveryError> {
     let Some(value) = optional(map, http::header::CONTENT_TYPE.as_str())? else {
         return Ok(BodyFormat::Json);
     };
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "" | "application/json" => Ok(BodyFormat::Json),
         "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
         m if m.ends_with("+json") => Ok(BodyFormat::Json),
         _ => Err(DeliveryError::UnsupportedContentType(value.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    const GUID: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    fn with(extra: &[(&str, &[u8])]) -> Result<Delivery, DeliveryError> {
+        let mut pairs: Vec<(&str, &[u8])> = vec![
+            ("x-github-delivery", GUID.as_bytes()),
+            ("x-github-event", b"pull_request"),
+        ];
+        pairs.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        pairs.extend_from_slice(extra);
+        Delivery::from_headers(&map(&pairs))
+    }
+
+    #[test]
+    fn a_full_github_envelope_is_read() {
+        let d = with(&[
+            ("x-github-hook-id", b"292430182"),
+            ("x-github-hook-installation-target-type", b"integration"),
+            ("x-github-hook-installation-target-id", b"79929171"),
+            ("user-agent", b"GitHub-Hookshot/044aadd"),
+            ("x-github-enterprise-host", b"ghe.example.com"),
+            ("content-type", b"application/json; charset=utf-8"),
+        ])
+        .unwrap();
+        assert_eq!(d.delivery_id, GUID);
+        assert_eq!(d.event, "pull_request");
+        assert_eq!((d.hook_id, d.target_id), (Some(292430182), Some(79929171)));
+        assert_eq!(d.target_type.as_deref(), Some("integration"));
+        assert_eq!(d.user_agent.as_deref(), Some("GitHub-Hookshot/044aadd"));
+        assert_eq!(d.enterprise_host.as_deref(), Some("ghe.example.com"));
+        assert_eq!(d.format, BodyFormat::Json);
+    }
+
+    #[test]
+    fn missing_or_invalid_delivery_id_and_event_are_refused() {
+        let only_event = map(&[("x-github-event", b"push")]);
+        assert_eq!(
+            Delivery::from_headers(&only_event),
+            Err(DeliveryError::MissingHeader(headers::DELIVERY))
+        );
+        let only_id = map(&[("x-github-delivery", GUID.as_bytes())]);
+        assert_eq!(
+            Delivery::from_headers(&only_id),
+            Err(DeliveryError::MissingHeader(headers::EVENT))
+        );
+        assert_eq!(
+            with(&[("x-github-delivery", b"  ")]),
+            Err(DeliveryError::MissingHeader(headers::DELIVERY))
+        );
+        let too_long = "a".repeat(129);
+        for bad in [
+            &b"has space"[..],
+            b"semi;colon",
+            b"slash/",
+            too_long.as_bytes(),
+            b"\xff",
+        ] {
+            assert_eq!(
+                with(&[("x-github-delivery", bad)]),
+                Err(DeliveryError::InvalidHeader(headers::DELIVERY))
+            );
+        }
+        assert!(with(&[("x-github-delivery", "a".repeat(128).as_bytes())]).is_ok());
+        assert_eq!(
+            with(&[("x-github-delivery", &[0xff, b'a'])]),
+            Err(DeliveryError::InvalidHeader(headers::DELIVERY))
+        );
+        for bad in [
+            &b"Push"[..],
+            b"pull-request",
+            b"../x",
+            "e".repeat(65).as_bytes(),
+        ] {
+            assert_eq!(
+                with(&[("x-github-event", bad)]),
+                Err(DeliveryError::InvalidHeader(headers::EVENT))
+            );
+        }
+        assert_eq!(
+            with(&[("x-github-event", b"")]),
+            Err(DeliveryError::MissingHeader(headers::EVENT))
+        );
+        assert_eq!(
+            DeliveryError::MissingHeader(headers::EVENT).as_str(),
+            "header_missing"
+        );
+        assert_eq!(
+            DeliveryError::InvalidHeader(headers::EVENT).as_str(),
+            "header_invalid"
+        );
+    }
+
+    #[test]
+    fn numeric_headers_must_be_numbers_when_present() {
+        assert_eq!(
+            with(&[("x-github-hook-id", b"12a")]),
+            Err(DeliveryError::InvalidHeader(headers::HOOK_ID))
+        );
+        assert_eq!(
+            with(&[("x-github-hook-id", b"-")]),
+            Err(DeliveryError::InvalidHeader(headers::HOOK_ID))
+        );
+        assert_eq!(
+            with(&[("x-github-hook-installation-target-id", b"1e3")]),
+            Err(DeliveryError::InvalidHeader(headers::TARGET_ID))
+        );
+        assert_eq!(with(&[("x-github-hook-id", b"")]).unwrap().hook_id, None);
+        assert_eq!(with(&[]).unwrap().hook_id, None);
+    }
+
+    #[test]
+    fn content_types_select_the_body_format() {
+        for (ct, format) in [
+            (&b"application/json"[..], BodyFormat::Json),
+            (b"Application/JSON; charset=UTF-8", BodyFormat::Json),
+            (b"application/vnd.github+json", BodyFormat::Json),
+            (b"application/x-www-form-urlencoded", BodyFormat::Form),
+            (
+                b"application/x-www-form-urlencoded; charset=utf-8",
+                BodyFormat::Form,
+            ),
+        ] {
+            assert_eq!(
+                with(&[("content-type", ct)]).unwrap().format,
+                format,
+                "{ct:?}"
+            );
+        }
+        assert_eq!(with(&[]).unwrap().format, BodyFormat::Json);
+        for ct in [
+            &b"text/plain"[..],
+            b"multipart/form-data; boundary=x",
+            b"application/xml",
+        ] {
+            let err = with(&[("content-type", ct)]).unwrap_err();
+            assert!(
+                matches!(err, DeliveryError::UnsupportedContentType(_)),
+                "{ct:?}"
+            );
+            assert_eq!(err.as_str(), "content_type_unsupported");
+        }
+    }
+
+    #[test]
+    fn the_size_limit_is_inclusive() {
+        let limits = DeliveryLimits::default();
+        assert_eq!(limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(limits.check_size(1024 * 1024), Ok(()));
+        let err = limits.check_size(1024 * 1024 + 1).unwrap_err();
+        assert_eq!(err, DeliveryError::TooLarge { limit: 1024 * 1024 });
+        assert_eq!(err.as_str(), "payload_too_large");
+        assert_eq!(DeliveryLimits { max_body_bytes: 0 }.check_size(0), Ok(()));
+    }
+
+    #[test]
+    fn stored_headers_keep_github_headers_only() {
+        let m = map(&[
+            ("x-github-delivery", GUID.as_bytes()),
+            ("x-hub-signature-256", b"sha256=00"),
+            ("authorization", b"Bearer secret-token"),
+            ("cookie", b"a=b"),
+            ("content-type", b"application/json"),
+        ]);
+        let stored = Delivery::stored_headers(&m);
+        let names: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["x-github-delivery", "x-hub-signature-256", "content-type"]
+        );
     }
 }

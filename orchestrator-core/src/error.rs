@@ -31,7 +31,11 @@ pub struct StoreError {
 impl StoreError {
     /// A new error of `kind`.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// A new error of `kind` caused by `source`.
@@ -40,7 +44,11 @@ impl StoreError {
         message: impl Into<String>,
         source: impl Into<BoxError>,
     ) -> Self {
-        Self { kind, message: message.into(), source: Some(source.into()) }
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 
     /// The kind, for callers that branch on it.
@@ -92,7 +100,12 @@ pub struct ClientError {
 impl ClientError {
     /// A new error of `kind`; `status` is the HTTP status when there was a response.
     pub fn new(kind: ClientErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
-        Self { kind, status, message: message.into(), source: None }
+        Self {
+            kind,
+            status,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
@@ -113,7 +126,10 @@ impl ClientError {
 
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.kind, ClientErrorKind::Permanent | ClientErrorKind::NotConfigured)
+        !matches!(
+            self.kind,
+            ClientErrorKind::Permanent | ClientErrorKind::NotConfigured
+        )
     }
 }
 
@@ -149,17 +165,26 @@ pub struct TaskError {
 impl TaskError {
     /// A retryable failure.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::Retryable { retry_after: None }, message: message.into() }
+        Self {
+            kind: TaskErrorKind::Retryable { retry_after: None },
+            message: message.into(),
+        }
     }
 
     /// A permanent failure.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::Permanent, message: message.into() }
+        Self {
+            kind: TaskErrorKind::Permanent,
+            message: message.into(),
+        }
     }
 
     /// A deferral by `after` that uses no attempt.
     pub fn deferred(after: Duration, message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::Deferred { after }, message: message.into() }
+        Self {
+            kind: TaskErrorKind::Deferred { after },
+            message: message.into(),
+        }
     }
 }
 

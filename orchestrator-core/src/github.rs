@@ -25,7 +25,10 @@ impl RepoRef {
         if owner.is_empty() || name.is_empty() || name.contains('/') {
             return None;
         }
-        Some(Self { owner: owner.to_owned(), name: name.to_owned() })
+        Some(Self {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        })
     }
 
     /// `owner/name`.

@@ -39,7 +39,10 @@ pub enum HandlerOutcome {
 impl HandlerOutcome {
     /// Completed with `output` and no follow-ups.
     pub fn done(output: Value) -> Self {
-        HandlerOutcome::Completed { output, followups: Vec::new() }
+        HandlerOutcome::Completed {
+            output,
+            followups: Vec::new(),
+        }
     }
 }
 
@@ -82,12 +85,20 @@ impl TaskContext {
         now: DateTime<Utc>,
         progress: Arc<dyn TaskProgress>,
     ) -> Self {
-        Self { task, attempt, execution_id, now, progress }
+        Self {
+            task,
+            attempt,
+            execution_id,
+            now,
+            progress,
+        }
     }
 
     /// Persists an external run started by this task, before the handler returns.
     pub async fn record_external_run(&self, run: &ExternalRun) -> Result<(), TaskError> {
-        self.progress.record_external_run(self.task.task_id, run).await
+        self.progress
+            .record_external_run(self.task.task_id, run)
+            .await
     }
 }
 
@@ -108,7 +119,9 @@ impl std::fmt::Debug for HandlerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut types: Vec<_> = self.handlers.keys().map(TaskType::as_str).collect();
         types.sort_unstable();
-        f.debug_struct("HandlerRegistry").field("types", &types).finish()
+        f.debug_struct("HandlerRegistry")
+            .field("types", &types)
+            .finish()
     }
 }
 

@@ -39,7 +39,14 @@ impl DeliveryOutcome {
 pub trait Observer: Send + Sync + 'static {
     /// A delivery finished at the receiver (`webhook_events_total`,
     /// `webhook_processing_duration_seconds`, `webhook_errors_total` for rejected / failed).
-    fn delivery(&self, _event_type: &str, _outcome: DeliveryOutcome, _reason: Option<&str>, _elapsed: Duration) {}
+    fn delivery(
+        &self,
+        _event_type: &str,
+        _outcome: DeliveryOutcome,
+        _reason: Option<&str>,
+        _elapsed: Duration,
+    ) {
+    }
 
     /// Tasks were created (`workflow_tasks_total{status="created"}`).
     fn tasks_created(&self, _task_type: &TaskType, _count: u64) {}

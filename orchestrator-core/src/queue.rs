@@ -110,10 +110,20 @@ pub trait TaskQueue: Send + Sync + 'static {
     ) -> Result<Vec<Claim>, StoreError>;
 
     /// Records how an attempt ended and acknowledges the delivery.
-    async fn finish(&self, claim: &Claim, finish: Finish, now: DateTime<Utc>) -> Result<FinishReport, StoreError>;
+    async fn finish(
+        &self,
+        claim: &Claim,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, StoreError>;
 
     /// Extends a running claim's lease; false when the claim lost the task.
-    async fn extend_lease(&self, claim: &Claim, lease: Duration, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn extend_lease(
+        &self,
+        claim: &Claim,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Returns tasks whose worker's lease ran out to the queue; how many.
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

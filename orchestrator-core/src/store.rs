@@ -30,7 +30,10 @@ pub struct Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Self { limit: 50, offset: 0 }
+        Self {
+            limit: 50,
+            offset: 0,
+        }
     }
 }
 
@@ -138,7 +141,10 @@ pub struct RetentionPolicy {
 impl Default for RetentionPolicy {
     fn default() -> Self {
         let week = Duration::from_secs(7 * 24 * 3600);
-        Self { processed_events: week, finished_tasks: week }
+        Self {
+            processed_events: week,
+            finished_tasks: week,
+        }
     }
 }
 
@@ -159,10 +165,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// Commits `event` and all of `tasks` (linked to it) in one transaction. A delivery id that is
     /// already stored yields [`IngestOutcome::Duplicate`] and writes nothing. An event with no
     /// tasks is stored as processed.
-    async fn ingest(&self, event: NewEvent, tasks: Vec<NewTask>) -> Result<IngestOutcome, StoreError>;
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        tasks: Vec<NewTask>,
+    ) -> Result<IngestOutcome, StoreError>;
 
     /// Events, newest first.
-    async fn list_events(&self, filter: &EventFilter, page: Page) -> Result<Vec<EventSummary>, StoreError>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<EventSummary>, StoreError>;
 
     /// One event with its payload and headers.
     async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError>;
@@ -188,7 +202,11 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// An operator's retry: a failed or cancelled task becomes pending, due at `now`, with its
     /// retry count reset; its event becomes unprocessed again.
-    async fn retry_task(&self, task_id: Uuid, now: DateTime<Utc>) -> Result<RetryOutcome, StoreError>;
+    async fn retry_task(
+        &self,
+        task_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError>;
 
     /// Records the agent run started by `task_id` on the task and on its parent task, at once, so a
     /// retried attempt finds it and never starts a second run.
@@ -224,7 +242,11 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> Result<FinishReport, StoreError>;
 
     /// Moves the lease of a running claim to `lease_until`; false when the claim lost the task.
-    async fn extend_lease(&self, claim: &Claim, lease_until: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn extend_lease(
+        &self,
+        claim: &Claim,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Running tasks whose lease ran out: the execution becomes abandoned and the task retrying
     /// (due now) or failed when its retries are used up. Returns the tasks made runnable again.
@@ -243,7 +265,11 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError>;
 
     /// Removes finished data older than the policy allows.
-    async fn cleanup(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> Result<CleanupReport, StoreError>;
+    async fn cleanup(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<CleanupReport, StoreError>;
 
     /// A round trip to the store, for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -266,5 +292,9 @@ impl<T: EventStore + TaskStore> Store for T {}
 
 /// JSON object helper for adapters: `{}` when `value` is null.
 pub fn object_or_empty(value: Value) -> Value {
-    if value.is_null() { Value::Object(Default::default()) } else { value }
+    if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    }
 }

@@ -1,1 +1,58 @@
-//! placeholder
+//! # orchestrator-redis
+//!
+//! What lets many API and worker processes share the work: a task queue on Redis Streams
+//! ([`RedisQueue`], the core's [`TaskQueue`](orchestrator_core::queue::TaskQueue)), a shared
+//! replay guard ([`ReplayGuard`]) and a shared rate limiter ([`RedisRateLimiter`]). The database
+//! stays the source of truth; Redis carries task ids between processes.
+//!
+//! ## How it uses Redis Streams
+//! - One stream per queue, one consumer group of workers; each entry names one task id.
+//!   Ingest commits the task to the database, then `XADD`s it (publish). Workers `XREADGROUP`,
+//!   confirm each message with the store's conditional pending -> running update, and on
+//!   completion `XACK` + `XDEL` it — so the stream holds exactly the unfinished messages.
+//! - A message nobody acknowledged or refreshed for the visibility timeout is taken over by
+//!   another worker (`XPENDING IDLE` + `XCLAIM` in one script); one delivered `max_deliveries`
+//!   times goes to a dead-letter stream instead. A busy worker refreshes its message when it
+//!   extends its lease.
+//! - Retries and deferred tasks wait in a sorted set scored by due time; a script moves due ones
+//!   to the stream in order.
+//! - Nothing is lost if the process dies between commit and `XADD`: a sweeper re-publishes
+//!   runnable tasks that waited too long. A message delivered twice never runs a task twice,
+//!   because the store's update is conditional.
+//! - Redis restarts and failovers: connections are re-made with capped, jittered backoff (never
+//!   a hot loop), a missing consumer group (`NOGROUP`) is recreated from id 0, and publishing
+//!   failures leave the tasks in the store (plus an in-memory backlog) so the API keeps
+//!   answering and publishing catches up.
+//!
+//! ## Layout
+//! - [`config`]: [`RedisConfig`] (reaching Redis), [`QueueConfig`] (queue behaviour).
+//! - [`connection`]: [`RedisConnection`], the reconnecting handle with backoff.
+//! - [`keys`]: every key name.
+//! - [`stream`]: [`TaskStream`], the Redis side of the queue (publish, read, takeover, ack,
+//!   depth); [`delay`] its delayed set and mover; [`dead_letter`] its dead-letter stream.
+//! - [`queue`]: [`RedisQueue`], the stream paired with a task store; [`sweeper`] re-publishes.
+//! - [`replay_guard`] and [`rate_limit`]: the shared guards for the HTTP layer.
+//! - `scripts/*.lua`: the atomic steps (mover, takeover, GCRA).
+//! - [`error`]: the crate's error, mapped onto the core's store error kinds.
+
+pub mod config;
+pub mod connection;
+pub mod dead_letter;
+pub mod delay;
+pub mod error;
+pub mod keys;
+pub mod queue;
+pub mod rate_limit;
+pub mod replay_guard;
+pub mod stream;
+pub mod sweeper;
+
+pub use config::{QueueConfig, RedisConfig};
+pub use connection::RedisConnection;
+pub use dead_letter::DeadLetter;
+pub use error::{Error, Result};
+pub use queue::RedisQueue;
+pub use rate_limit::{Decision, Rate, RedisRateLimiter};
+pub use replay_guard::ReplayGuard;
+pub use stream::{Delivery, TaskStream};
+pub use sweeper::Sweeper;

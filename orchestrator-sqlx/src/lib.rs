@@ -1,1 +1,49 @@
-//! placeholder
+//! PostgreSQL and SQLite storage for the webhook orchestrator, with a task queue on the same
+//! tables.
+//!
+//! The store is the source of truth: [`EventStore::ingest`](orchestrator_core::store::EventStore::ingest)
+//! commits a delivery and all its tasks before the receiver acknowledges it, and the database
+//! queue ([`TaskQueue`](orchestrator_core::queue::TaskQueue)) claims tasks straight from the task
+//! table with leases, so a task is never lost between ingest and execution.
+//!
+//! Pick a database at run time with [`SqlStore::connect`]: `postgres://...` for production
+//! (any number of worker processes can share it), `sqlite://path.db` as the embedded default
+//! (one file, WAL mode). Migrations are embedded and applied on connect; [`SqlStore::migrate`]
+//! applies them explicitly.
+//!
+//! # Design
+//! - PostgreSQL: single-statement writes with data-modifying CTEs (one round trip, one commit
+//!   each); claiming with `FOR UPDATE SKIP LOCKED` over a partial index of runnable rows. See
+//!   [`postgres`](crate::PgStore).
+//! - SQLite: one writer at a time; every write transaction starts with `BEGIN IMMEDIATE` and
+//!   waits on `busy_timeout`, so concurrent writers queue instead of failing with `SQLITE_BUSY`.
+//!   See [`SqliteStore`].
+//! - Both keep an `open_tasks` counter on each event, changed in the same statement or
+//!   transaction as the task status, so "the event is processed when its last task is
+//!   terminal" needs no lock across statements.
+//! - Every time written comes from the callers' `now` arguments (never the database clock).
+//! - All SQL is static text with bound parameters.
+//!
+//! # Layout
+//! - [`config`]: pool and durability settings ([`PoolOptions`]).
+//! - `error.rs`: [`Error`] and the mapping onto the core's `StoreError` kinds.
+//! - [`migrate`]: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
+//! - `plan.rs`: what a finished attempt writes, computed once for both databases.
+//! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` tasks, `queue.rs` claims and
+//!   leases, `stats.rs` figures and retention, `rows.rs` decoding).
+//! - `sqlite/`: [`SqliteStore`], the same files.
+//! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+
+mod any;
+pub mod config;
+mod error;
+pub mod migrate;
+mod plan;
+mod postgres;
+mod sqlite;
+
+pub use any::SqlStore;
+pub use config::{PoolOptions, SqliteDurability};
+pub use error::Error;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;

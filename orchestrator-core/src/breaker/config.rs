@@ -13,6 +13,9 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { failure_threshold: 5, recovery: Duration::from_secs(30) }
+        Self {
+            failure_threshold: 5,
+            recovery: Duration::from_secs(30),
+        }
     }
 }

@@ -137,7 +137,9 @@ impl CircuitBreaker {
 
     fn effective_state(&self, inner: &Inner) -> BreakerState {
         match (inner.state, inner.opened_at) {
-            (BreakerState::Open, Some(at)) if self.clock.now() >= clock::add(at, self.config.recovery) => {
+            (BreakerState::Open, Some(at))
+                if self.clock.now() >= clock::add(at, self.config.recovery) =>
+            {
                 BreakerState::HalfOpen
             }
             (state, _) => state,
@@ -156,9 +158,14 @@ impl CircuitBreaker {
                 self.set_state(&mut inner, BreakerState::HalfOpen);
                 Ok(())
             }
-            BreakerState::HalfOpen => Err(BreakerOpen { retry_after: Duration::from_secs(1) }),
+            BreakerState::HalfOpen => Err(BreakerOpen {
+                retry_after: Duration::from_secs(1),
+            }),
             BreakerState::Open => {
-                let reopen = inner.opened_at.map(|at| clock::add(at, self.config.recovery)).unwrap_or(now);
+                let reopen = inner
+                    .opened_at
+                    .map(|at| clock::add(at, self.config.recovery))
+                    .unwrap_or(now);
                 let retry_after = (reopen - now).to_std().unwrap_or(Duration::ZERO);
                 Err(BreakerOpen { retry_after })
             }
@@ -190,10 +197,8 @@ impl CircuitBreaker {
     fn set_state(&self, inner: &mut Inner, state: BreakerState) {
         let changed = inner.state != state;
         inner.state = state;
-        if changed {
-            if let Some(observer) = &self.observer {
-                observer.breaker(&self.name, state);
-            }
+        if changed && let Some(observer) = &self.observer {
+            observer.breaker(&self.name, state);
         }
     }
 }
@@ -212,7 +217,10 @@ impl BreakerSet {
 
     /// Adds a breaker.
     pub fn add(&self, breaker: Arc<CircuitBreaker>) {
-        self.breakers.lock().unwrap_or_else(|e| e.into_inner()).push(breaker);
+        self.breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(breaker);
     }
 
     /// Every breaker's snapshot, in the order added.

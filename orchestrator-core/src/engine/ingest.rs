@@ -1,23 +1,28 @@
 //! Ingest: size -> headers -> signature -> parse -> route -> one atomic store call -> publish.
 //!
-//! PLACEHOLDER API (being filled in).
+//! Nothing is stored unless every check passed, and a delivery is acknowledged only after its
+//! event and tasks are committed together. The body and secrets are never logged.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::delivery::{DeliveryError, DeliveryLimits};
+use crate::delivery::{self, Delivery, DeliveryError, DeliveryLimits};
 use crate::error::StoreError;
-use crate::observe::{NoopObserver, Observer};
-use crate::payload::PayloadError;
-use crate::queue::TaskQueue;
+use crate::event::NewEvent;
+use crate::observe::{DeliveryOutcome, NoopObserver, Observer};
+use crate::payload::{self, ParsedEvent, PayloadError};
+use crate::queue::{TaskQueue, TaskRef};
 use crate::retry::RetryPolicy;
 use crate::routing::Router;
 use crate::signature::{SignatureError, SignatureVerifier};
-use crate::store::{EventStore, ReprocessOutcome};
+use crate::store::{EventStore, IngestOutcome, ReprocessOutcome};
+use crate::task::{NewTask, TaskType};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +74,10 @@ pub struct Ingestor {
 
 impl std::fmt::Debug for Ingestor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingestor").field("router", &self.router).field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Ingestor")
+            .field("router", &self.router)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,20 +127,192 @@ impl Ingestor {
 
     /// Verifies, parses, routes and stores one delivery. `trace_context` (a W3C `traceparent`)
     /// is stored on the tasks so their executions continue the delivery's trace.
+    ///
+    /// The steps, each refusing before anything is stored: size (before anything else) ->
+    /// envelope headers -> `X-Hub-Signature-256` over the raw body -> JSON body -> parse ->
+    /// route. Then the event and all its tasks are stored in one call, and the tasks are
+    /// published to the queue; a publish failure is only logged, because the tasks are durable
+    /// and a sweeper publishes them later.
+    ///
+    /// Every call is reported to the observer once; the event name labels it only after the
+    /// signature was verified (`unknown` before), so unauthenticated callers cannot add labels.
     pub async fn ingest(
         &self,
         headers: &HeaderMap,
         body: Bytes,
         trace_context: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        let _ = (headers, body, trace_context, &self.verifier, &self.router, &self.retry, &self.store, &self.queue, &self.clock, &self.observer);
-        Err(IngestError::Delivery(DeliveryError::MissingHeader("unimplemented")))
+        let started = Instant::now();
+        // The event name labels metrics only once the signature proved the sender: an
+        // unauthenticated caller must not be able to mint label values.
+        let mut verified_event = None;
+        let result = self
+            .ingest_inner(headers, body, trace_context, &mut verified_event)
+            .await;
+        let (outcome, reason) = match &result {
+            Ok(receipt) if receipt.duplicate => (DeliveryOutcome::Duplicate, None),
+            Ok(_) => (DeliveryOutcome::Accepted, None),
+            Err(IngestError::Store(_)) => (DeliveryOutcome::Failed, Some("store_unavailable")),
+            Err(IngestError::Delivery(e)) => (DeliveryOutcome::Rejected, Some(e.as_str())),
+            Err(IngestError::Signature(e)) => (DeliveryOutcome::Rejected, Some(e.as_str())),
+            Err(IngestError::Payload(e)) => (DeliveryOutcome::Rejected, Some(e.as_str())),
+        };
+        let event_label = verified_event.as_deref().unwrap_or("unknown");
+        self.observer
+            .delivery(event_label, outcome, reason, started.elapsed());
+        result
+    }
+
+    async fn ingest_inner(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        trace_context: Option<String>,
+        verified_event: &mut Option<String>,
+    ) -> Result<Receipt, IngestError> {
+        if let Err(err) = self.limits.check_size(body.len()) {
+            tracing::warn!(reason = err.as_str(), size = body.len(), "delivery refused");
+            return Err(err.into());
+        }
+        let envelope = Delivery::from_headers(headers).inspect_err(|err| {
+            tracing::warn!(reason = err.as_str(), "delivery refused");
+        })?;
+        let delivery_id = envelope.delivery_id.as_str();
+        let event = envelope.event.as_str();
+        let signature = headers
+            .get(delivery::headers::SIGNATURE_256)
+            .map(|v| v.as_bytes());
+        let legacy = headers.contains_key(delivery::headers::SIGNATURE_SHA1);
+        self.verifier
+            .verify(signature, legacy, &body)
+            .inspect_err(|err| {
+                tracing::warn!(
+                    delivery_id,
+                    event,
+                    reason = err.as_str(),
+                    "delivery signature refused"
+                );
+            })?;
+        *verified_event = Some(event.to_owned());
+        let parsed = payload::json_body(envelope.format, &body)
+            .and_then(|json| ParsedEvent::parse(event, &json).map(|parsed| (json, parsed)))
+            .inspect_err(|err| {
+                tracing::warn!(delivery_id, event, reason = err.as_str(), error = %err, "delivery payload refused");
+            });
+        let (json, parsed) = parsed?;
+
+        let now = self.clock.now();
+        let tasks: Vec<NewTask> = self
+            .router
+            .route(&parsed)
+            .into_iter()
+            .map(|spec| NewTask {
+                trace_context: trace_context.clone(),
+                ..NewTask::new(spec, self.retry.max_retries, now)
+            })
+            .collect();
+        let refs: Vec<TaskRef> = tasks
+            .iter()
+            .map(|t| TaskRef {
+                task_id: t.task_id,
+                run_at: t.run_at,
+            })
+            .collect();
+        let mut created: BTreeMap<TaskType, u64> = BTreeMap::new();
+        for task in &tasks {
+            *created.entry(task.spec.task_type.clone()).or_default() += 1;
+        }
+        let new_event = NewEvent {
+            delivery_id: delivery_id.to_owned(),
+            event_type: event.to_owned(),
+            action: parsed.action.clone(),
+            source: "github".to_owned(),
+            repository: parsed.repository.as_ref().map(|r| r.full_name.clone()),
+            installation_id: parsed.installation_id,
+            payload: json,
+            headers: Delivery::stored_headers(headers),
+            received_at: now,
+        };
+        let outcome = self
+            .store
+            .ingest(new_event, tasks)
+            .await
+            .inspect_err(|err| {
+                tracing::error!(delivery_id, event, error = %err, "delivery could not be stored");
+            })?;
+        let mut receipt = Receipt {
+            delivery_id: delivery_id.to_owned(),
+            event_type: event.to_owned(),
+            action: parsed.action.clone(),
+            event_id: 0,
+            duplicate: false,
+            task_ids: Vec::new(),
+            zen: parsed.zen().map(str::to_owned),
+        };
+        match outcome {
+            IngestOutcome::Duplicate { event_id } => {
+                tracing::info!(
+                    delivery_id,
+                    event,
+                    event_id,
+                    "duplicate delivery; nothing stored"
+                );
+                receipt.event_id = event_id;
+                receipt.duplicate = true;
+            }
+            IngestOutcome::Accepted { event_id, task_ids } => {
+                tracing::info!(
+                    delivery_id,
+                    event,
+                    event_id,
+                    tasks = task_ids.len(),
+                    "delivery stored"
+                );
+                for (task_type, count) in &created {
+                    self.observer.tasks_created(task_type, *count);
+                }
+                if !refs.is_empty()
+                    && let Err(err) = self.queue.publish(&refs).await
+                {
+                    tracing::warn!(delivery_id, event, error = %err, "publishing tasks failed; the sweeper will publish them");
+                }
+                receipt.event_id = event_id;
+                receipt.task_ids = task_ids;
+            }
+        }
+        Ok(receipt)
     }
 
     /// Routes a stored event's payload again and stores the new tasks. `None` when no event
     /// has that id.
     pub async fn reprocess(&self, event_id: i64) -> Result<Option<ReprocessOutcome>, IngestError> {
-        let _ = event_id;
-        Ok(None)
+        let Some(event) = self.store.get_event(event_id).await? else {
+            return Ok(None);
+        };
+        let parsed = ParsedEvent::parse(&event.event_type, &event.payload)?;
+        let now = self.clock.now();
+        let tasks: Vec<NewTask> = self
+            .router
+            .route(&parsed)
+            .into_iter()
+            .map(|spec| NewTask::new(spec, self.retry.max_retries, now))
+            .collect();
+        let refs: Vec<TaskRef> = tasks
+            .iter()
+            .map(|t| TaskRef {
+                task_id: t.task_id,
+                run_at: t.run_at,
+            })
+            .collect();
+        let Some(outcome) = self.store.reprocess_event(event_id, tasks, now).await? else {
+            return Ok(None);
+        };
+        tracing::info!(event_id, delivery_id = %event.delivery_id, event = %event.event_type, tasks = outcome.task_ids.len(), "event reprocessed");
+        if !refs.is_empty()
+            && let Err(err) = self.queue.publish(&refs).await
+        {
+            tracing::warn!(event_id, error = %err, "publishing reprocessed tasks failed; the sweeper will publish them");
+        }
+        Ok(Some(outcome))
     }
 }

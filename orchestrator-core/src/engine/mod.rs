@@ -1,8 +1,9 @@
 //! The engine: the ingest path of a delivery and the worker loop of a task, generic over the
 //! store, queue, handler and clock traits.
 
+mod attempt;
 pub mod ingest;
 pub mod worker;
 
 pub use ingest::{IngestError, Ingestor, Receipt};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{SpanFactory, Worker, WorkerConfig};

@@ -1,10 +1,17 @@
 //! The worker: claim -> run the handler -> record the execution -> complete / retry / fail.
 //!
-//! PLACEHOLDER API (being filled in).
+//! Retries are rows with a due time, never sleeps: a failed attempt is recorded as retrying with
+//! `run_at = now + backoff` and claimed again when due, so it survives restarts. Each attempt
+//! runs in its own tokio task (a panicking handler is a retryable failure, not a dead worker),
+//! renews its lease every `lease / 3`, and runs inside a `task` tracing span.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::attempt::Runner;
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::handler::HandlerRegistry;
@@ -58,7 +65,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,17 +110,133 @@ impl Worker {
         self
     }
 
+    fn runner(&self) -> Runner {
+        Runner {
+            queue: self.queue.clone(),
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            clock: self.clock.clone(),
+            observer: self.observer.clone(),
+            span_factory: self.span_factory.clone(),
+            retry: self.retry,
+            lease: self.config.lease,
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.config.concurrency.max(1)
+    }
+
     /// Claims up to `concurrency` due tasks, runs them to the end of their attempt and records
     /// the outcomes. Returns how many ran.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let _ = (&self.queue, &self.store, &self.registry, &self.clock, &self.retry, &self.observer, &self.span_factory);
-        Ok(0)
+        let claims = self
+            .queue
+            .claim(
+                &self.config.worker_id,
+                self.concurrency(),
+                self.config.lease,
+                self.clock.now(),
+            )
+            .await?;
+        let count = claims.len();
+        let runner = self.runner();
+        let mut running = JoinSet::new();
+        for claim in claims {
+            running.spawn(runner.clone().execute(claim, CancellationToken::new()));
+        }
+        while let Some(joined) = running.join_next().await {
+            if let Err(err) = joined {
+                tracing::error!(error = %err, "attempt task failed");
+            }
+        }
+        Ok(count)
     }
 
     /// Runs until `shutdown` resolves, then lets running tasks finish within the grace period
     /// and releases the rest.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), StoreError> {
-        shutdown.await;
+    ///
+    /// Keeps up to `concurrency` attempts in flight: whenever a slot is free it claims more;
+    /// when the queue is empty it waits `poll_interval` (or until an attempt ends). Expired
+    /// leases of other (crashed) workers are returned to the queue every `lease / 2`. At
+    /// shutdown it stops claiming, waits up to `shutdown_grace`, then stops the remaining
+    /// handlers and records their tasks as released (pending, due now, no attempt used).
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), StoreError> {
+        let runner = self.runner();
+        let concurrency = self.concurrency();
+        let cancel = CancellationToken::new();
+        let mut running: JoinSet<()> = JoinSet::new();
+        let requeue_every = (self.config.lease / 2).max(self.config.poll_interval);
+        let mut next_requeue = tokio::time::Instant::now();
+        let mut shutdown = std::pin::pin!(shutdown);
+        tracing::info!(worker_id = %self.config.worker_id, concurrency, backend = self.queue.backend(), "worker started");
+        loop {
+            while let Some(joined) = running.try_join_next() {
+                log_join(joined);
+            }
+            if tokio::time::Instant::now() >= next_requeue {
+                next_requeue = tokio::time::Instant::now() + requeue_every;
+                match self.queue.requeue_expired(self.clock.now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(requeued = n, "expired leases returned to the queue"),
+                    Err(err) => tracing::warn!(error = %err, "returning expired leases failed"),
+                }
+            }
+            let free = concurrency.saturating_sub(running.len());
+            if free > 0 {
+                match self
+                    .queue
+                    .claim(
+                        &self.config.worker_id,
+                        free,
+                        self.config.lease,
+                        self.clock.now(),
+                    )
+                    .await
+                {
+                    Ok(claims) => {
+                        for claim in claims {
+                            running.spawn(runner.clone().execute(claim, cancel.clone()));
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "claiming tasks failed"),
+                }
+            }
+            let idle_wait = running.len() < concurrency;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(joined) = running.join_next(), if !running.is_empty() => log_join(joined),
+                () = tokio::time::sleep(self.config.poll_interval), if idle_wait => {}
+            }
+        }
+        tracing::info!(in_flight = running.len(), "worker stopping: no new claims");
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while let Some(joined) = running.join_next().await {
+                log_join(joined);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = running.len(),
+                "shutdown grace period over: releasing unfinished tasks"
+            );
+            cancel.cancel();
+            while let Some(joined) = running.join_next().await {
+                log_join(joined);
+            }
+        }
+        tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+fn log_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = joined {
+        tracing::error!(error = %err, "attempt task failed");
     }
 }

@@ -1,3 +1,27 @@
-//! In-memory implementations of every trait, for tests and for embedding without a database.
+//! In-memory implementations of every contract, for tests and for embedding without a database.
 //!
-//! PLACEHOLDER (being filled in).
+//! - [`MemoryStore`]: [`EventStore`](crate::store::EventStore) +
+//!   [`TaskStore`](crate::store::TaskStore) + [`TaskQueue`](crate::queue::TaskQueue) in one
+//!   process. It is the *reference implementation*: the SQL and Redis adapters mirror its
+//!   semantics, which are spelt out on [`MemoryStore`] and checked by `tests/memory_store.rs`.
+//! - [`FakeGitHub`]: a [`GitHubApi`](crate::github::GitHubApi) with programmable answers.
+//! - [`FakeAgent`]: a [`CodingAgent`](crate::agent::CodingAgent) with scripted run statuses.
+//!
+//! ## Layout
+//! - `state.rs`: the rows and the changes outside an attempt (ingest, reprocess, manual retry).
+//! - `lease.rs`: an attempt's life (claim, lease renewal, finish, lease expiry).
+//! - `report.rs`: lists, statistics, queue depth, retention.
+//! - `store.rs` / `queue.rs`: the trait implementations over them.
+//! - `github.rs` / `agent.rs`: the fake outbound clients.
+
+mod agent;
+mod github;
+mod lease;
+mod queue;
+mod report;
+mod state;
+mod store;
+
+pub use agent::FakeAgent;
+pub use github::FakeGitHub;
+pub use store::MemoryStore;

@@ -1,11 +1,38 @@
 //! Payload parsing: a typed view of exactly the fields routing and tasks need.
 //!
-//! PLACEHOLDER API (being filled in): `json_body` turns the raw body into JSON bytes,
-//! `ParsedEvent::parse` reads the fields routing needs. Unknown events and actions never fail.
+//! [`json_body`] turns the raw body into JSON bytes (a form body carries them in its `payload`
+//! field); [`ParsedEvent::parse`] reads them once with serde into small typed structs
+//! ([`EventKind`]), skipping every field nobody reads. No `serde_json::Value` of the whole
+//! payload is built: the raw bytes are stored as sent, and the typed view is all routing needs.
+//!
+//! What is refused, and why:
+//! - bytes that are not one JSON object: [`PayloadError::InvalidJson`];
+//! - a routed event (`pull_request`, `check_run`, `check_suite`, `push`) without the fields its
+//!   rules need, or with a wrong type in a field that is read: [`PayloadError::Shape`].
+//!
+//! Everything else is accepted: unknown events, unknown actions, new fields, and informational
+//! events (`ping`, `installation`, `installation_repositories`) whose shape is unexpected (they
+//! fall back to [`EventKind::Other`]).
+//!
+//! ## Layout
+//! - [`events`]: the public typed views ([`EventKind`] and its structs).
+//! - `envelope`: the top-level serde structs, one per event.
+//! - `lenient`: readers for the common fields that never fail on an unexpected type.
+
+pub mod events;
+
+mod envelope;
+mod lenient;
 
 use bytes::Bytes;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::delivery::BodyFormat;
+pub use events::{
+    Account, CheckOutput, CheckRun, CheckSuite, CheckSuiteSummary, Commit, EventKind, GitRef,
+    Installation, InstallationInfo, InstallationRepositories, Ping, PullRequest, PullRequestRef,
+    Push, Pusher, RepositoryRef,
+};
 
 /// Why a payload could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +90,7 @@ pub struct Repository {
 }
 
 /// A parsed delivery.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedEvent {
     /// `X-GitHub-Event`.
     pub name: String,
@@ -73,34 +100,191 @@ pub struct ParsedEvent {
     pub repository: Option<Repository>,
     /// The payload's `installation.id`.
     pub installation_id: Option<i64>,
-    /// The whole payload as a JSON value (placeholder until typed views exist).
-    pub json: serde_json::Value,
+    /// The payload's `sender.login`.
+    pub sender: Option<String>,
+    /// The typed fields of this kind of event.
+    pub kind: EventKind,
 }
 
 impl ParsedEvent {
     /// Parses the JSON bytes of a delivery of `event`.
     pub fn parse(event: &str, json: &[u8]) -> Result<Self, PayloadError> {
-        let json: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
-        if !json.is_object() {
-            return Err(PayloadError::InvalidJson("not an object".into()));
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            // serde would read a struct from an array too; a payload is always an object.
+            return Err(match serde_json::from_slice::<IgnoredAny>(json) {
+                Err(e) => PayloadError::InvalidJson(e.to_string()),
+                Ok(_) => PayloadError::InvalidJson("not an object".into()),
+            });
         }
-        Ok(Self {
-            name: event.to_owned(),
-            action: json.get("action").and_then(|a| a.as_str()).map(str::to_owned),
-            repository: json.get("repository").and_then(|r| {
-                Some(Repository {
-                    full_name: r.get("full_name")?.as_str()?.to_owned(),
-                    default_branch: r.get("default_branch").and_then(|b| b.as_str()).map(str::to_owned),
-                })
+        let routed = |e| shape_or_json(event, json, e);
+        match event {
+            "pull_request" => {
+                let mut env: envelope::PullRequestEnvelope = read(json).map_err(routed)?;
+                Ok(Self::new(
+                    event,
+                    env.common(),
+                    EventKind::PullRequest(env.pull_request),
+                ))
+            }
+            "check_run" => {
+                let mut env: envelope::CheckRunEnvelope = read(json).map_err(routed)?;
+                Ok(Self::new(
+                    event,
+                    env.common(),
+                    EventKind::CheckRun(env.check_run),
+                ))
+            }
+            "check_suite" => {
+                let mut env: envelope::CheckSuiteEnvelope = read(json).map_err(routed)?;
+                Ok(Self::new(
+                    event,
+                    env.common(),
+                    EventKind::CheckSuite(env.check_suite),
+                ))
+            }
+            "push" => {
+                let mut env: envelope::PushEnvelope = read(json).map_err(routed)?;
+                let common = env.common();
+                let push = Push {
+                    git_ref: env.git_ref,
+                    before: env.before,
+                    after: env.after,
+                    created: env.created.unwrap_or(false),
+                    deleted: env.deleted.unwrap_or(false),
+                    forced: env.forced.unwrap_or(false),
+                    compare: env.compare,
+                    pusher: env.pusher.unwrap_or_default(),
+                    commits: env.commits.unwrap_or_default(),
+                };
+                Ok(Self::new(event, common, EventKind::Push(push)))
+            }
+            "ping" => Self::informational(event, json, |mut env: envelope::PingEnvelope| {
+                let ping = Ping {
+                    zen: env.zen.0.take(),
+                    hook_id: env.hook_id.0,
+                };
+                (env.common(), EventKind::Ping(ping))
             }),
-            installation_id: json.get("installation").and_then(|i| i.get("id")).and_then(|i| i.as_i64()),
-            json,
-        })
+            "installation" => {
+                Self::informational(event, json, |env: envelope::InstallationEnvelope| {
+                    let info = env.installation.unwrap_or_default();
+                    let common = envelope::Common {
+                        action: env.action.0,
+                        repository: None,
+                        installation_id: info.id,
+                        sender: env.sender.login,
+                    };
+                    let installation = Installation {
+                        account: info.account.login,
+                        repositories: names(env.repositories),
+                    };
+                    (common, EventKind::Installation(installation))
+                })
+            }
+            "installation_repositories" => Self::informational(
+                event,
+                json,
+                |mut env: envelope::InstallationRepositoriesEnvelope| {
+                    let kind = EventKind::InstallationRepositories(InstallationRepositories {
+                        repository_selection: env.repository_selection.take(),
+                        added: names(env.repositories_added.take()),
+                        removed: names(env.repositories_removed.take()),
+                    });
+                    (env.common(), kind)
+                },
+            ),
+            _ => Self::other(event, json),
+        }
     }
 
     /// The `zen` of a `ping`.
     pub fn zen(&self) -> Option<&str> {
-        self.json.get("zen").and_then(|z| z.as_str())
+        match &self.kind {
+            EventKind::Ping(ping) => ping.zen.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn new(event: &str, common: envelope::Common, kind: EventKind) -> Self {
+        Self {
+            name: event.to_owned(),
+            action: common.action,
+            repository: common.repository,
+            installation_id: common.installation_id,
+            sender: common.sender,
+            kind,
+        }
+    }
+
+    /// An event that is never routed by the built-in rules: a shape problem falls back to
+    /// [`EventKind::Other`] instead of refusing the delivery.
+    fn informational<T: DeserializeOwned>(
+        event: &str,
+        json: &[u8],
+        build: impl FnOnce(T) -> (envelope::Common, EventKind),
+    ) -> Result<Self, PayloadError> {
+        match read::<T>(json) {
+            Ok(env) => {
+                let (common, kind) = build(env);
+                Ok(Self::new(event, common, kind))
+            }
+            Err(_) => {
+                validate(json)?;
+                Self::other(event, json)
+            }
+        }
+    }
+
+    /// Any other event: the common fields only, and never a shape error.
+    fn other(event: &str, json: &[u8]) -> Result<Self, PayloadError> {
+        match read::<envelope::OtherEnvelope>(json) {
+            Ok(mut env) => Ok(Self::new(event, env.common(), EventKind::Other)),
+            // Only possible with duplicate keys: if the whole text is JSON, still accepted.
+            Err(_) => {
+                validate(json)?;
+                let empty = envelope::Common {
+                    action: None,
+                    repository: None,
+                    installation_id: None,
+                    sender: None,
+                };
+                Ok(Self::new(event, empty, EventKind::Other))
+            }
+        }
     }
 }
+
+fn read<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(json)
+}
+
+/// An error in valid JSON is a shape error (missing field, wrong type, an array where an object
+/// was expected); anything else is not JSON. serde stops at the first error and reports some
+/// shape problems as syntax (extra array elements), so the whole text is checked on this path.
+fn shape_or_json(event: &str, json: &[u8], e: serde_json::Error) -> PayloadError {
+    match validate(json) {
+        Ok(()) => PayloadError::Shape {
+            event: event.to_owned(),
+            message: e.to_string(),
+        },
+        Err(invalid) => invalid,
+    }
+}
+
+/// Whether `json` is one JSON value, as [`PayloadError::InvalidJson`] when it is not.
+fn validate(json: &[u8]) -> Result<(), PayloadError> {
+    serde_json::from_slice::<IgnoredAny>(json)
+        .map(|_| ())
+        .map_err(|e| PayloadError::InvalidJson(e.to_string()))
+}
+
+fn names(repos: Option<Vec<RepositoryRef>>) -> Vec<String> {
+    repos
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.full_name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_retries: 3, backoff: Backoff::default(), max_retry_after: Duration::from_secs(3600) }
+        Self {
+            max_retries: 3,
+            backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(3600),
+        }
     }
 }
 

@@ -1,14 +1,33 @@
 //! Routing: which tasks a delivery causes.
 //!
-//! PLACEHOLDER API (being filled in): rules are data; a [`Router`] holds named rules, each
-//! turning a [`ParsedEvent`] into zero or more [`TaskSpec`]s.
+//! Rules are data: a [`Router`] holds named [`Rule`]s, each turning a [`ParsedEvent`] into zero
+//! or more [`TaskSpec`]s; every matching rule contributes. A user extends or replaces the
+//! defaults without forking: remove a built-in by name, re-add it with other settings, add an
+//! [`EventRule`] (event + actions -> task type, deserializable from configuration) or implement
+//! [`Rule`] for anything finer.
+//!
+//! ## Layout
+//! - [`builtin`]: the four default rules of the spec, each with a stable public name and
+//!   configurable actions / conclusions, priority and config.
+//! - [`event_rule`]: the declarative [`EventRule`].
+//! - [`input`]: the typed `input_data` of the built-in task types (shared with the handlers).
 
+pub mod builtin;
+pub mod event_rule;
 pub mod input;
 
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::payload::ParsedEvent;
-use crate::task::TaskSpec;
+use crate::task::{TaskSpec, TaskType};
+
+pub use builtin::{
+    CheckRunFailureRule, CheckSuiteFailureRule, PullRequestRule, PushDefaultBranchRule,
+};
+pub use event_rule::{EventInput, EventRule};
 
 /// One routing rule.
 pub trait Rule: Send + Sync + 'static {
@@ -26,7 +45,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.rules.iter().map(|r| r.name())).finish()
+        f.debug_list()
+            .entries(self.rules.iter().map(|r| r.name()))
+            .finish()
     }
 }
 
@@ -36,16 +57,31 @@ impl Router {
         Self::default()
     }
 
-    /// The built-in rules of the spec.
+    /// The built-in rules of the spec, in this order: [`PullRequestRule`]
+    /// (`pull_request_analysis`), [`CheckRunFailureRule`] (`check_run_failure`),
+    /// [`CheckSuiteFailureRule`] (`check_suite_failure`), [`PushDefaultBranchRule`]
+    /// (`push_default_branch`).
     pub fn with_default_rules() -> Self {
-        Self::default()
+        Self::empty()
+            .with_rule(PullRequestRule::default())
+            .with_rule(CheckRunFailureRule::default())
+            .with_rule(CheckSuiteFailureRule::default())
+            .with_rule(PushDefaultBranchRule::default())
     }
 
-    /// Adds a rule (replacing one of the same name).
+    /// Adds a rule (replacing one of the same name, in its place).
     pub fn add(&mut self, rule: impl Rule) -> &mut Self {
-        let name = rule.name().to_owned();
-        self.rules.retain(|r| r.name() != name);
-        self.rules.push(Arc::new(rule));
+        let rule: Arc<dyn Rule> = Arc::new(rule);
+        match self.rules.iter().position(|r| r.name() == rule.name()) {
+            Some(i) => self.rules[i] = rule,
+            None => self.rules.push(rule),
+        }
+        self
+    }
+
+    /// [`Router::add`] for building a router in one expression.
+    pub fn with_rule(mut self, rule: impl Rule) -> Self {
+        self.add(rule);
         self
     }
 
@@ -66,3 +102,32 @@ impl Router {
         self.rules.iter().flat_map(|r| r.route(event)).collect()
     }
 }
+
+/// A spec with the fields every rule fills the same way.
+fn spec(
+    task_type: TaskType,
+    priority: i32,
+    config: &Value,
+    event: &ParsedEvent,
+    input: &impl Serialize,
+) -> TaskSpec {
+    TaskSpec {
+        task_type,
+        priority,
+        repository: event.repository.as_ref().map(|r| r.full_name.clone()),
+        pr_number: None,
+        branch: None,
+        commit_sha: None,
+        config: config.clone(),
+        // The input types are plain structs with string keys: serialisation cannot fail.
+        input_data: serde_json::to_value(input).unwrap_or_else(|_| empty_object()),
+    }
+}
+
+/// `{}`, the default `config`.
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+#[cfg(test)]
+mod tests;

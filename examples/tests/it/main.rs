@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `orchestrator-server` binary, started as a process on SQLite and
+//! on PostgreSQL, with wiremock standing in for GitHub and Codegen, driven through the public
+//! HTTP API only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+
+mod crash;
+mod pull_request;
+mod support;

@@ -1,0 +1,240 @@
+//! Starting the binary, a database per test, the GitHub and Codegen stand-ins, signed deliveries.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const SECRET: &str = "e2e-webhook-secret-value";
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+pub const CODEGEN_TOKEN: &str = "e2e-codegen-token-value";
+pub const GITHUB_TOKEN: &str = "ghp_e2e_github_token_value";
+pub const ORG_ID: u64 = 77;
+pub const RUN_URL: &str = "https://codegen.com/agent/trace/4242";
+
+/// A database for one test: a SQLite file in a temporary directory, or a PostgreSQL database
+/// created for the test and dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e2e.db").display());
+        Self { url, dir, pg: None }
+    }
+
+    pub async fn postgres() -> Self {
+        let admin = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => panic!("PostgreSQL at {admin} is unreachable (set TEST_DATABASE_URL): {e}"),
+        };
+        // A UUID in hex: safe to splice into the statement (identifiers cannot be bound).
+        let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
+        conn.close().await.ok();
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        let url = format!("{base}/{name}");
+        Self { url, dir: tempfile::tempdir().unwrap(), pg: Some((admin, name)) }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub async fn drop_db(self) {
+        if let Some((admin, name)) = &self.pg {
+            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// One running server process.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: PathBuf,
+    client: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `serve --role <role>` and waits until `/health` answers.
+    pub async fn start(db: &TestDb, github: &MockServer, codegen: &MockServer, role: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = db.dir().join(format!("server-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator-server"));
+        cmd.args(["serve", "--role", role])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("DATABASE_URL", &db.url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("GITHUB_API_URL", github.uri())
+            .env("GITHUB_TOKEN", GITHUB_TOKEN)
+            .env("CODEGEN_API_URL", codegen.uri())
+            .env("CODEGEN_TOKEN", CODEGEN_TOKEN)
+            .env("CODEGEN_ORG_ID", ORG_ID.to_string())
+            .env("CODEGEN_POLL_SECONDS", "1")
+            .env("RETRY_BASE_DELAY_SECONDS", "1")
+            .env("RATE_LIMIT_WEBHOOK_PER_SECOND", "0")
+            .env("RATE_LIMIT_API_PER_MINUTE", "0")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "debug")
+            .current_dir(db.dir())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let server = Self { child, base: format!("http://127.0.0.1:{port}"), log, client: reqwest::Client::new() };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = server.client.get(format!("{}/health", server.base)).send().await
+                && r.status().as_u16() == 200
+            {
+                return server;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "server did not start:\n{}", server.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: a crash, nothing is cleaned up.
+    pub fn crash(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the process to exit; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+
+    /// Posts `body` as GitHub would, signed with [`SECRET`], under a fresh delivery id.
+    pub async fn deliver(&self, event: &str, body: &[u8]) -> (u16, Value) {
+        let signature = orchestrator_server::send::sign(SECRET.as_bytes(), body);
+        let r = self
+            .client
+            .post(format!("{}/api/v1/webhooks/github", self.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET with the admin token; the JSON body.
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// GET without a token; status and text.
+    pub async fn get_public(&self, path: &str) -> (u16, String) {
+        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Polls the task list until `pick` finds something, or fails after `timeout`.
+    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+        let started = Instant::now();
+        loop {
+            let tasks = self.get("/api/v1/tasks?limit=1000").await;
+            if let Some(found) = pick(&tasks) {
+                return found;
+            }
+            assert!(started.elapsed() < timeout, "timed out waiting for {what}; tasks: {tasks:#}\nlogs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The task of `task_type` in a task list, if any.
+pub fn task_of<'a>(tasks: &'a Value, task_type: &str) -> Option<&'a Value> {
+    tasks.as_array()?.iter().find(|t| t["task_type"] == task_type)
+}
+
+pub fn corpus(rel: &str) -> Vec<u8> {
+    std::fs::read(orchestrator_server::corpus_dir().join("github-payloads").join(rel)).unwrap()
+}
+
+/// GitHub: the pull request's changed files (code, so a Codegen run is asked for), answered
+/// after `delay`.
+pub async fn github_mock(delay: Duration) -> MockServer {
+    let github = MockServer::start().await;
+    mount_files(&github, delay).await;
+    github
+}
+
+pub async fn mount_files(github: &MockServer, delay: Duration) {
+    let files = json!([
+        {"filename": "src/lib.rs", "status": "modified", "additions": 40, "deletions": 3, "changes": 43},
+        {"filename": "tests/lib_test.rs", "status": "added", "additions": 20, "deletions": 0, "changes": 20}
+    ]);
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/pulls/\d+/files$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(files).set_delay(delay))
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(github)
+        .await;
+}
+
+/// Codegen: a run is created (ACTIVE) and reads back COMPLETE.
+pub async fn codegen_mock() -> MockServer {
+    let codegen = MockServer::start().await;
+    let run = |status: &str| {
+        json!({"id": 4242, "organization_id": ORG_ID, "status": status, "web_url": RUN_URL,
+               "created_at": "2026-11-28T10:00:00Z", "result": null, "summary": null})
+    };
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/organizations/{ORG_ID}/agent/run")))
+        .and(wiremock::matchers::header("authorization", format!("Bearer {CODEGEN_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run("ACTIVE")))
+        .mount(&codegen)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/organizations/{ORG_ID}/agent/run/4242")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run("COMPLETE")))
+        .mount(&codegen)
+        .await;
+    codegen
+}

@@ -1,0 +1,191 @@
+//! Every HTTP error of the API, and the only place where failures become status codes.
+//!
+//! An [`ApiError`] turns into a response that carries its public message as an extension; the
+//! [correlation layer](crate::correlation) then writes the spec's body
+//! `{"error", "status_code", "path", "correlation_id"}`, because only it knows the path and the
+//! correlation id. Internal details are logged (inside the request's span, so with the
+//! correlation id) and never sent: signature failures of every kind share one message, store
+//! failures answer a generic 503 or 500.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use orchestrator_core::delivery::DeliveryError;
+use orchestrator_core::engine::IngestError;
+use orchestrator_core::error::{StoreError, StoreErrorKind};
+
+/// An error answer of the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: invalid headers, body or parameters.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 on the webhook receiver: the signature is missing or wrong (one message for all).
+    #[error("missing or invalid webhook signature")]
+    InvalidSignature,
+    /// 401 on the API: no or a wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 404: no such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: a duplicate delivery, or a state that forbids the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is over the limit.
+    #[error("payload larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 429: the client's rate limit is used up.
+    #[error("rate limit exceeded; retry in {} s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        /// How long until one more request is allowed.
+        retry_after: Duration,
+    },
+    /// 503: the store cannot commit or answer now.
+    #[error("service temporarily unavailable")]
+    Unavailable,
+    /// 500: an unexpected failure (already logged).
+    #[error("internal server error")]
+    Internal,
+}
+
+/// The public message of an error response, read by the correlation layer.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorMessage(pub(crate) String);
+
+fn retry_after_secs(d: Duration) -> u64 {
+    // Whole seconds, rounded up, never 0 (a Retry-After of 0 invites a tight loop).
+    d.as_secs()
+        .saturating_add(u64::from(d.subsec_nanos() > 0))
+        .max(1)
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidSignature | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short label for logs and `webhook_errors_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidSignature => "signature_invalid",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable => "store_unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        if let ApiError::RateLimited { retry_after } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
+        }
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(self.to_string()));
+        response
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Delivery(DeliveryError::TooLarge { limit }) => {
+                ApiError::PayloadTooLarge { limit }
+            }
+            IngestError::Delivery(e) => ApiError::BadRequest(e.to_string()),
+            IngestError::Signature(kind) => {
+                // The ingestor already logged the delivery; this keeps the kind next to the 401.
+                tracing::debug!(reason = kind.as_str(), "webhook signature rejected");
+                ApiError::InvalidSignature
+            }
+            IngestError::Payload(e) => ApiError::BadRequest(e.to_string()),
+            IngestError::Store(e) => {
+                tracing::error!(error = %e, "store could not commit the delivery");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err.kind() {
+            StoreErrorKind::Unavailable => {
+                tracing::error!(error = %err, "store unavailable");
+                ApiError::Unavailable
+            }
+            StoreErrorKind::Conflict | StoreErrorKind::Internal => {
+                tracing::error!(error = %err, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::signature::SignatureError;
+
+    #[test]
+    fn ingest_errors_map_to_the_spec_codes() {
+        let cases: Vec<(IngestError, StatusCode)> = vec![
+            (
+                DeliveryError::TooLarge { limit: 1 }.into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                DeliveryError::MissingHeader("x").into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (SignatureError::Mismatch.into(), StatusCode::UNAUTHORIZED),
+            (SignatureError::Missing.into(), StatusCode::UNAUTHORIZED),
+            (
+                StoreError::new(StoreErrorKind::Internal, "x").into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (err, status) in cases {
+            assert_eq!(ApiError::from(err).status(), status);
+        }
+    }
+
+    #[test]
+    fn signature_failures_share_one_message() {
+        let a = ApiError::from(IngestError::from(SignatureError::Missing)).to_string();
+        let b = ApiError::from(IngestError::from(SignatureError::Mismatch)).to_string();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+}

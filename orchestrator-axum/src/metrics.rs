@@ -1,0 +1,347 @@
+//! Prometheus metrics under exactly the spec's names, fed through the core's [`Observer`].
+//!
+//! The server creates one [`Metrics`], hands it to the ingestor, the worker and the clients as
+//! their observer, and to [`AppState`](crate::AppState) so `/metrics` can render it. Queue depth
+//! and breaker states are refreshed on every scrape, so they are never stale.
+
+use std::time::Duration;
+
+use orchestrator_core::breaker::{BreakerSnapshot, BreakerState};
+use orchestrator_core::observe::{DeliveryOutcome, Observer};
+use orchestrator_core::queue::QueueDepth;
+use orchestrator_core::task::{TaskStatus, TaskType};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Buckets for webhook receipt (milliseconds matter) and task execution (minutes matter).
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+const TASK_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+/// The spec's metrics in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    webhook_events_total: IntCounterVec,
+    webhook_processing_duration_seconds: HistogramVec,
+    webhook_errors_total: IntCounterVec,
+    workflow_tasks_total: IntCounterVec,
+    workflow_task_duration_seconds: HistogramVec,
+    workflow_task_retries_total: IntCounterVec,
+    celery_queue_size: IntGaugeVec,
+    task_queue_size: IntGaugeVec,
+    database_connections_active: IntGauge,
+    github_api_requests_total: IntCounterVec,
+    github_api_rate_limit_remaining: IntGauge,
+    codegen_agent_tasks_total: IntCounterVec,
+    circuit_breaker_state: IntGaugeVec,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let metric = IntGauge::new(name, help)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> prometheus::Result<HistogramVec> {
+    let metric = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    /// The metrics in a fresh registry.
+    pub fn new() -> prometheus::Result<Self> {
+        Self::with_registry(Registry::new())
+    }
+
+    /// The metrics registered in `registry` (which may hold the embedder's own metrics).
+    pub fn with_registry(registry: Registry) -> prometheus::Result<Self> {
+        let r = &registry;
+        Ok(Self {
+            webhook_events_total: counter(
+                r,
+                "webhook_events_total",
+                "Webhook deliveries received, by event type and outcome",
+                &["event_type", "status"],
+            )?,
+            webhook_processing_duration_seconds: histogram(
+                r,
+                "webhook_processing_duration_seconds",
+                "Time to verify, route and store a delivery",
+                &["event_type"],
+                WEBHOOK_BUCKETS,
+            )?,
+            webhook_errors_total: counter(
+                r,
+                "webhook_errors_total",
+                "Webhook deliveries refused or not stored, by reason",
+                &["reason"],
+            )?,
+            workflow_tasks_total: counter(
+                r,
+                "workflow_tasks_total",
+                "Workflow tasks created and attempts ended, by type and status",
+                &["task_type", "status"],
+            )?,
+            workflow_task_duration_seconds: histogram(
+                r,
+                "workflow_task_duration_seconds",
+                "Duration of task attempts",
+                &["task_type"],
+                TASK_BUCKETS,
+            )?,
+            workflow_task_retries_total: counter(
+                r,
+                "workflow_task_retries_total",
+                "Task retries scheduled",
+                &["task_type"],
+            )?,
+            celery_queue_size: gauge_vec(
+                r,
+                "celery_queue_size",
+                "Tasks waiting in the queue (ready and scheduled), by queue backend",
+                &["queue"],
+            )?,
+            task_queue_size: gauge_vec(
+                r,
+                "task_queue_size",
+                "Tasks in the queue by state (ready, scheduled, running, dead_letter)",
+                &["state"],
+            )?,
+            database_connections_active: gauge(
+                r,
+                "database_connections_active",
+                "Database connections in use",
+            )?,
+            github_api_requests_total: counter(
+                r,
+                "github_api_requests_total",
+                "GitHub API requests, by endpoint and HTTP status (0: no response)",
+                &["endpoint", "status"],
+            )?,
+            github_api_rate_limit_remaining: gauge(
+                r,
+                "github_api_rate_limit_remaining",
+                "GitHub API requests left in the current window",
+            )?,
+            codegen_agent_tasks_total: counter(
+                r,
+                "codegen_agent_tasks_total",
+                "Coding-agent runs by outcome",
+                &["outcome"],
+            )?,
+            circuit_breaker_state: gauge_vec(
+                r,
+                "circuit_breaker_state",
+                "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+                &["name"],
+            )?,
+            registry,
+        })
+    }
+
+    /// The registry, to add metrics or gather them elsewhere.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Sets `database_connections_active` (the server reads its pool).
+    pub fn set_database_connections(&self, active: u64) {
+        self.database_connections_active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    /// Sets every breaker's gauge from a snapshot.
+    pub fn record_breakers(&self, breakers: &[BreakerSnapshot]) {
+        for b in breakers {
+            self.circuit_breaker_state
+                .with_label_values(&[b.name.as_str()])
+                .set(b.state.as_gauge());
+        }
+    }
+
+    /// Counts a refusal that never reached the ingestor (rate limit, body too large while
+    /// reading, unreadable body).
+    pub fn webhook_refused(&self, reason: &str) {
+        self.webhook_errors_total.with_label_values(&[reason]).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %err, "could not encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Observer for Metrics {
+    fn delivery(
+        &self,
+        event_type: &str,
+        outcome: DeliveryOutcome,
+        reason: Option<&str>,
+        elapsed: Duration,
+    ) {
+        self.webhook_events_total
+            .with_label_values(&[event_type, outcome.as_str()])
+            .inc();
+        self.webhook_processing_duration_seconds
+            .with_label_values(&[event_type])
+            .observe(elapsed.as_secs_f64());
+        if matches!(outcome, DeliveryOutcome::Rejected | DeliveryOutcome::Failed) {
+            let reason = reason.unwrap_or(outcome.as_str());
+            self.webhook_errors_total.with_label_values(&[reason]).inc();
+        }
+    }
+
+    fn tasks_created(&self, task_type: &TaskType, count: u64) {
+        self.workflow_tasks_total
+            .with_label_values(&[task_type.as_str(), "created"])
+            .inc_by(count);
+    }
+
+    fn task_attempt(&self, task_type: &TaskType, status: TaskStatus, elapsed: Duration) {
+        self.workflow_tasks_total
+            .with_label_values(&[task_type.as_str(), status.as_str()])
+            .inc();
+        self.workflow_task_duration_seconds
+            .with_label_values(&[task_type.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn task_retry(&self, task_type: &TaskType) {
+        self.workflow_task_retries_total
+            .with_label_values(&[task_type.as_str()])
+            .inc();
+    }
+
+    fn queue_depth(&self, backend: &str, depth: QueueDepth) {
+        self.celery_queue_size
+            .with_label_values(&[backend])
+            .set(gauge_value(depth.ready.saturating_add(depth.scheduled)));
+        for (state, n) in [
+            ("ready", depth.ready),
+            ("scheduled", depth.scheduled),
+            ("running", depth.running),
+            ("dead_letter", depth.dead_letter),
+        ] {
+            self.task_queue_size
+                .with_label_values(&[state])
+                .set(gauge_value(n));
+        }
+    }
+
+    fn github_request(&self, endpoint: &str, status: u16) {
+        self.github_api_requests_total
+            .with_label_values(&[endpoint, &status.to_string()])
+            .inc();
+    }
+
+    fn github_rate_limit(&self, remaining: u64) {
+        self.github_api_rate_limit_remaining
+            .set(gauge_value(remaining));
+    }
+
+    fn codegen_run(&self, outcome: &str) {
+        self.codegen_agent_tasks_total
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    fn breaker(&self, name: &str, state: BreakerState) {
+        self.circuit_breaker_state
+            .with_label_values(&[name])
+            .set(state.as_gauge());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn observations_render_under_the_spec_names() {
+        let m = Metrics::new().unwrap();
+        m.delivery(
+            "pull_request",
+            DeliveryOutcome::Accepted,
+            None,
+            Duration::from_millis(3),
+        );
+        m.delivery(
+            "push",
+            DeliveryOutcome::Rejected,
+            Some("signature_mismatch"),
+            Duration::from_millis(1),
+        );
+        m.tasks_created(&TaskType::PULL_REQUEST_ANALYSIS, 2);
+        m.queue_depth(
+            "memory",
+            QueueDepth {
+                ready: 3,
+                scheduled: 1,
+                running: 2,
+                dead_letter: 0,
+            },
+        );
+        m.set_database_connections(4);
+        m.breaker("github", BreakerState::Open);
+        let text = m.render();
+        for line in [
+            r#"webhook_events_total{event_type="pull_request",status="accepted"} 1"#,
+            r#"webhook_errors_total{reason="signature_mismatch"} 1"#,
+            r#"workflow_tasks_total{status="created",task_type="pull_request_analysis"} 2"#,
+            r#"celery_queue_size{queue="memory"} 4"#,
+            r#"task_queue_size{state="running"} 2"#,
+            "database_connections_active 4",
+            r#"circuit_breaker_state{name="github"} 2"#,
+            r#"webhook_processing_duration_seconds_count{event_type="pull_request"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The machine-readable description of the whole API (`GET /api/v1/openapi.json`), generated
+//! by `utoipa` from the handlers' annotations; a test checks it against the real routes.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto;
+use crate::routes::{admin, events, system, tasks, webhook};
+
+/// The document's root.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Webhook Orchestrator API",
+        description = "Receives GitHub webhooks, stores them with the tasks they cause, and exposes events, tasks, health and metrics."
+    ),
+    paths(
+        webhook::receive,
+        events::list,
+        events::get,
+        events::reprocess,
+        tasks::list,
+        tasks::get,
+        tasks::retry,
+        admin::metrics,
+        admin::stats,
+        admin::cleanup,
+        system::health,
+        system::prometheus,
+        system::openapi,
+    ),
+    components(schemas(
+        dto::ErrorBody,
+        dto::AcceptedResponse,
+        dto::AcceptedResult,
+        dto::EventSummaryDto,
+        dto::EventDetailDto,
+        dto::TaskSummaryDto,
+        dto::TaskDetailDto,
+        dto::ExecutionDto,
+        dto::ReprocessResponse,
+        dto::RetryResponse,
+        dto::MetricsSummary,
+        dto::CleanupResponse,
+        dto::AdminStats,
+        dto::RecentActivity,
+        dto::ErrorRates,
+        dto::HealthResponse,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "webhooks", description = "The GitHub webhook receiver"),
+        (name = "events", description = "Stored deliveries"),
+        (name = "tasks", description = "Workflow tasks"),
+        (name = "admin", description = "Figures and maintenance"),
+        (name = "system", description = "Health, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of every route of [`router`](crate::router).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

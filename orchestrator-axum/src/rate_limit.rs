@@ -1,0 +1,177 @@
+//! Per-client rate limits (GCRA, via `governor`), keyed by the client's IP address.
+//!
+//! The key is the connection's peer address (axum's `ConnectInfo<SocketAddr>`, present when
+//! the server is started with `into_make_service_with_connect_info`), or, when a trusted-proxy
+//! header is configured, the last address in that header (the one the proxy itself appended).
+//! Requests with neither share one bucket, which is safe (never unlimited) but coarse.
+//!
+//! The state is in-process: several API processes each enforce the limit for the traffic they
+//! see. Limits are refused with 429, `Retry-After` and the error body.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use http::{HeaderMap, HeaderName};
+
+use crate::config::RateLimit;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How many checks between two sweeps of idle client entries.
+const SWEEP_EVERY: u64 = 4096;
+
+/// One limit shared by all clients, each with its own bucket.
+pub(crate) struct Limiter {
+    inner: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("clients", &self.inner.len())
+            .finish()
+    }
+}
+
+impl Limiter {
+    /// A limiter for `limit`, `None` when the limit is off.
+    pub(crate) fn new(limit: RateLimit) -> Option<Self> {
+        if !limit.is_enabled() {
+            return None;
+        }
+        let per_request = limit.period / limit.requests;
+        let burst = NonZeroU32::new(limit.burst.max(1))?;
+        let quota =
+            Quota::with_period(per_request.max(Duration::from_nanos(1)))?.allow_burst(burst);
+        Some(Self {
+            inner: RateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one request from `client`'s bucket, or says how long to wait.
+    pub(crate) fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.inner.retain_recent();
+        }
+        self.inner
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(self.inner.clock().now()))
+    }
+}
+
+/// The client address used as the limit's key.
+pub(crate) fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted: Option<&HeaderName>,
+) -> IpAddr {
+    let forwarded = trusted
+        .and_then(|name| headers.get_all(name).iter().next_back())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    forwarded
+        .or(peer.map(|p| p.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+async fn enforce(
+    limiter: Option<&Limiter>,
+    state: &AppState,
+    req: Request,
+    next: Next,
+    webhook: bool,
+) -> Response {
+    if let Some(limiter) = limiter {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let client = client_ip(
+            req.headers(),
+            peer,
+            state.config().trusted_proxy_header.as_ref(),
+        );
+        if let Err(retry_after) = limiter.check(client) {
+            tracing::warn!(%client, "rate limited");
+            if webhook && let Some(metrics) = state.metrics() {
+                metrics.webhook_refused("rate_limited");
+            }
+            return ApiError::RateLimited { retry_after }.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Middleware: the webhook receiver's limit.
+pub(crate) async fn webhook_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    enforce(state.webhook_limiter(), &state, req, next, true).await
+}
+
+/// Middleware: the API's limit.
+pub(crate) async fn api_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    enforce(state.api_limiter(), &state, req, next, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn the_burst_is_allowed_then_refused_with_a_wait() {
+        let limiter = Limiter::new(RateLimit::per_minute(1, 2)).unwrap();
+        let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(limiter.check(client).is_ok());
+        assert!(limiter.check(client).is_ok());
+        let wait = limiter.check(client).unwrap_err();
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        // Another client has its own bucket.
+        assert!(
+            limiter
+                .check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn zero_turns_the_limit_off() {
+        assert!(Limiter::new(RateLimit::OFF).is_none());
+        assert!(Limiter::new(RateLimit::per_second(0, 20)).is_none());
+    }
+
+    #[test]
+    fn the_trusted_header_is_used_only_when_configured() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
+        );
+        let peer: SocketAddr = "9.9.9.9:1234".parse().unwrap();
+        let name = HeaderName::from_static("x-forwarded-for");
+        assert_eq!(client_ip(&headers, Some(peer), None).to_string(), "9.9.9.9");
+        assert_eq!(
+            client_ip(&headers, Some(peer), Some(&name)).to_string(),
+            "2.2.2.2"
+        );
+        assert_eq!(
+            client_ip(&HeaderMap::new(), Some(peer), Some(&name)).to_string(),
+            "9.9.9.9"
+        );
+    }
+}

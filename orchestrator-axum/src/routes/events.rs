@@ -1,0 +1,103 @@
+//! `/api/v1/webhooks/events`: list, detail and reprocess of stored deliveries.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use orchestrator_core::store::EventFilter;
+
+use crate::dto::{ErrorBody, EventDetailDto, EventListQuery, EventSummaryDto, ReprocessResponse};
+use crate::error::ApiError;
+use crate::routes::{bad_query, page};
+use crate::state::AppState;
+
+fn event_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("event {raw} not found")))
+}
+
+/// Lists stored events, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/events",
+    tag = "events",
+    params(EventListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = [EventSummaryDto]),
+        (status = 400, description = "Invalid parameters", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<EventListQuery>, QueryRejection>,
+) -> Result<Json<Vec<EventSummaryDto>>, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let page = page(query.limit, query.offset)?;
+    let filter = EventFilter {
+        event_type: query.event_type,
+        processed: query.processed,
+    };
+    let events = state.events().list_events(&filter, page).await?;
+    Ok(Json(events.into_iter().map(Into::into).collect()))
+}
+
+/// One event with its payload and headers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/events/{event_id}",
+    tag = "events",
+    params(("event_id" = i64, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = EventDetailDto),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<EventDetailDto>, ApiError> {
+    let id = event_id(&raw)?;
+    match state.events().get_event(id).await? {
+        Some(event) => Ok(Json(event.into())),
+        None => Err(ApiError::NotFound(format!("event {id} not found"))),
+    }
+}
+
+/// Routes a stored event again and queues the new tasks.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/events/{event_id}/reprocess",
+    tag = "events",
+    params(("event_id" = i64, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ReprocessResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub(crate) async fn reprocess(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<ReprocessResponse>, ApiError> {
+    let id = event_id(&raw)?;
+    let Some(outcome) = state.ingestor().reprocess(id).await? else {
+        return Err(ApiError::NotFound(format!("event {id} not found")));
+    };
+    tracing::info!(
+        event_id = id,
+        tasks = outcome.task_ids.len(),
+        "event reprocessed"
+    );
+    Ok(Json(ReprocessResponse {
+        status: "reprocessing".to_owned(),
+        task_id: outcome.task_ids.first().copied(),
+        task_ids: outcome.task_ids,
+        event_id: outcome.event_id,
+    }))
+}

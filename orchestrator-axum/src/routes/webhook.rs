@@ -1,0 +1,105 @@
+//! `POST /api/v1/webhooks/github`: the receiver.
+//!
+//! Rate limit (middleware) -> body read under the size limit -> the core's
+//! [`Ingestor`](orchestrator_core::engine::Ingestor) (headers, signature, payload, routing, one
+//! store transaction) -> 200 with the accepted object. Nothing is acknowledged before it is
+//! stored: a store failure is a 503.
+
+use axum::Json;
+use axum::extract::{Request, State};
+
+use crate::body::read_limited;
+use crate::config::DuplicatePolicy;
+use crate::correlation::traceparent;
+use crate::dto::{AcceptedResponse, AcceptedResult, ErrorBody};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Receives one GitHub delivery.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/github",
+    tag = "webhooks",
+    params(
+        ("X-GitHub-Delivery" = String, Header, description = "Delivery GUID (the same on a redelivery)"),
+        ("X-GitHub-Event" = String, Header, description = "Event name"),
+        ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>"),
+    ),
+    request_body(content = Object, description = "The GitHub webhook payload", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (or a duplicate, when so configured)", body = AcceptedResponse),
+        (status = 400, description = "Invalid headers or body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid signature", body = ErrorBody),
+        (status = 409, description = "Duplicate delivery id", body = ErrorBody),
+        (status = 413, description = "Payload too large", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store could not commit", body = ErrorBody),
+    )
+)]
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<AcceptedResponse>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let limit = state.ingestor().limits().max_body_bytes;
+    let bytes = match read_limited(&parts.headers, body, limit).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            if let Some(metrics) = state.metrics() {
+                metrics.webhook_refused(err.reason());
+            }
+            tracing::warn!(reason = err.reason(), "webhook body refused");
+            return Err(err);
+        }
+    };
+    let receipt = state
+        .ingestor()
+        .ingest(&parts.headers, bytes, traceparent(&parts.headers))
+        .await?;
+    if receipt.duplicate {
+        tracing::info!(
+            delivery_id = %receipt.delivery_id,
+            event_id = receipt.event_id,
+            "duplicate delivery"
+        );
+        if state.config().duplicate_policy == DuplicatePolicy::Conflict {
+            return Err(ApiError::Conflict(format!(
+                "delivery {} was already received",
+                receipt.delivery_id
+            )));
+        }
+    } else {
+        tracing::info!(
+            delivery_id = %receipt.delivery_id,
+            event_type = %receipt.event_type,
+            event_id = receipt.event_id,
+            tasks = receipt.task_ids.len(),
+            "delivery accepted"
+        );
+    }
+    let result_status = if receipt.duplicate {
+        "duplicate"
+    } else if receipt.task_ids.is_empty() {
+        "stored"
+    } else {
+        "queued"
+    };
+    Ok(Json(AcceptedResponse {
+        status: if receipt.duplicate {
+            "duplicate"
+        } else {
+            "accepted"
+        }
+        .to_owned(),
+        delivery_id: receipt.delivery_id,
+        event_type: receipt.event_type,
+        result: AcceptedResult {
+            status: result_status.to_owned(),
+            task_id: receipt.task_ids.first().copied(),
+            task_ids: receipt.task_ids,
+            action: receipt.action,
+            event_id: receipt.event_id,
+            zen: receipt.zen,
+        },
+    }))
+}

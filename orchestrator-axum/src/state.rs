@@ -1,0 +1,208 @@
+//! The shared state of every route: the ingestor, the stores, the queue, the clock, the
+//! configuration, metrics, breakers and health checks.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use orchestrator_core::breaker::BreakerSet;
+use orchestrator_core::clock::Clock;
+use orchestrator_core::engine::Ingestor;
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{EventStore, TaskStore};
+
+use crate::config::ApiConfig;
+use crate::health::HealthCheck;
+use crate::metrics::Metrics;
+use crate::rate_limit::Limiter;
+
+/// What the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ingestor: Arc<Ingestor>,
+    events: Arc<dyn EventStore>,
+    tasks: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    clock: Arc<dyn Clock>,
+    config: ApiConfig,
+    metrics: Option<Arc<Metrics>>,
+    breakers: BreakerSet,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
+    webhook_limiter: Option<Limiter>,
+    api_limiter: Option<Limiter>,
+    started_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .field("queue", &self.inner.queue.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AppState`].
+pub struct AppStateBuilder {
+    ingestor: Arc<Ingestor>,
+    events: Arc<dyn EventStore>,
+    tasks: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    clock: Arc<dyn Clock>,
+    config: ApiConfig,
+    metrics: Option<Arc<Metrics>>,
+    breakers: BreakerSet,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+impl std::fmt::Debug for AppStateBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStateBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppStateBuilder {
+    /// Sets the configuration (default: [`ApiConfig::default`], which locks the admin API).
+    pub fn config(mut self, config: ApiConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the metrics rendered by `/metrics` (give the same instance to the ingestor and
+    /// the workers as their observer). Default: a fresh registry.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets the circuit breakers shown by `/health` and `/metrics`.
+    pub fn breakers(mut self, breakers: BreakerSet) -> Self {
+        self.breakers = breakers;
+        self
+    }
+
+    /// Adds a check to `/health`.
+    pub fn health_check(mut self, check: Arc<dyn HealthCheck>) -> Self {
+        self.health_checks.push(check);
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
+        let started_at = self.clock.now();
+        AppState {
+            inner: Arc::new(Inner {
+                webhook_limiter: Limiter::new(self.config.rate_limits.webhook),
+                api_limiter: Limiter::new(self.config.rate_limits.api),
+                ingestor: self.ingestor,
+                events: self.events,
+                tasks: self.tasks,
+                queue: self.queue,
+                clock: self.clock,
+                config: self.config,
+                metrics,
+                breakers: self.breakers,
+                health_checks: self.health_checks,
+                started_at,
+            }),
+        }
+    }
+}
+
+impl AppState {
+    /// A builder over the ingestor and the backends.
+    pub fn builder(
+        ingestor: Arc<Ingestor>,
+        events: Arc<dyn EventStore>,
+        tasks: Arc<dyn TaskStore>,
+        queue: Arc<dyn TaskQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> AppStateBuilder {
+        AppStateBuilder {
+            ingestor,
+            events,
+            tasks,
+            queue,
+            clock,
+            config: ApiConfig::default(),
+            metrics: None,
+            breakers: BreakerSet::new(),
+            health_checks: Vec::new(),
+        }
+    }
+
+    /// A builder over one backend that is event store, task store and queue at once (the
+    /// in-memory store, the SQL store with its database queue).
+    pub fn builder_for<S>(
+        ingestor: Arc<Ingestor>,
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+    ) -> AppStateBuilder
+    where
+        S: EventStore + TaskStore + TaskQueue,
+    {
+        Self::builder(ingestor, store.clone(), store.clone(), store, clock)
+    }
+
+    /// The ingestor.
+    pub fn ingestor(&self) -> &Ingestor {
+        &self.inner.ingestor
+    }
+
+    /// The event store.
+    pub fn events(&self) -> &dyn EventStore {
+        self.inner.events.as_ref()
+    }
+
+    /// The task store.
+    pub fn tasks(&self) -> &dyn TaskStore {
+        self.inner.tasks.as_ref()
+    }
+
+    /// The task queue.
+    pub fn queue(&self) -> &dyn TaskQueue {
+        self.inner.queue.as_ref()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    /// The metrics, when there are any.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_deref()
+    }
+
+    /// The circuit breakers.
+    pub fn breakers(&self) -> &BreakerSet {
+        &self.inner.breakers
+    }
+
+    pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {
+        &self.inner.health_checks
+    }
+
+    pub(crate) fn webhook_limiter(&self) -> Option<&Limiter> {
+        self.inner.webhook_limiter.as_ref()
+    }
+
+    pub(crate) fn api_limiter(&self) -> Option<&Limiter> {
+        self.inner.api_limiter.as_ref()
+    }
+
+    pub(crate) fn started_at(&self) -> DateTime<Utc> {
+        self.inner.started_at
+    }
+}

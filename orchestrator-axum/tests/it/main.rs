@@ -1,0 +1,21 @@
+//! Integration tests of the HTTP API: every endpoint and status code through
+//! `tower::ServiceExt::oneshot`, against the core's in-memory store.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod admin;
+mod down;
+mod events;
+mod layer;
+mod openapi;
+mod rate_limit;
+mod serve;
+mod system;
+mod tasks;
+mod utils;
+mod webhook;

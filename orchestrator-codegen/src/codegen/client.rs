@@ -1,0 +1,184 @@
+//! The reqwest implementation of [`CodingAgent`] over the Codegen API.
+//!
+//! `POST /v1/organizations/{org_id}/agent/run` starts a run, `GET .../agent/run/{id}` reads it,
+//! both with `Authorization: Bearer <CODEGEN_TOKEN>`. Status mapping: 5xx and transport failures
+//! are retryable (honouring `Retry-After`), 429 is rate limiting (the task waits without using an
+//! attempt), 400/401/402/403/404/422 are permanent. Only 5xx, 429 and transport failures count
+//! against the breaker: a 404 says nothing about the service's health.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orchestrator_core::agent::{AgentPullRequest, AgentRun, AgentRunRequest, CodingAgent};
+use orchestrator_core::breaker::CircuitBreaker;
+use orchestrator_core::clock::Clock;
+use orchestrator_core::error::{ClientError, ClientErrorKind};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{CodegenConfig, Secret};
+use crate::error::Error;
+use crate::http::{self, BreakerPermit};
+
+/// The Codegen API client, behind its own circuit breaker.
+pub struct CodegenClient {
+    http: reqwest::Client,
+    base: Url,
+    credentials: Option<(Secret, i64)>,
+    breaker: Arc<CircuitBreaker>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for CodegenClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodegenClient")
+            .field("base", &self.base.as_str())
+            .field("configured", &self.credentials.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The run as sent: every field but `id` may be null, `github_pull_requests` included.
+#[derive(Deserialize)]
+struct WireRun {
+    id: i64,
+    organization_id: Option<i64>,
+    status: Option<String>,
+    created_at: Option<String>,
+    web_url: Option<String>,
+    result: Option<String>,
+    summary: Option<String>,
+    github_pull_requests: Option<Vec<AgentPullRequest>>,
+}
+
+impl From<WireRun> for AgentRun {
+    fn from(w: WireRun) -> Self {
+        AgentRun {
+            id: w.id,
+            organization_id: w.organization_id,
+            status: w.status,
+            created_at: w.created_at,
+            web_url: w.web_url,
+            result: w.result,
+            summary: w.summary,
+            github_pull_requests: w.github_pull_requests.unwrap_or_default(),
+        }
+    }
+}
+
+impl CodegenClient {
+    /// A client for `config`. Without a token or an org id it is built anyway and reports
+    /// [`is_configured`](CodingAgent::is_configured) false; calls then fail `NotConfigured`.
+    pub fn new(
+        config: CodegenConfig,
+        clock: Arc<dyn Clock>,
+        observer: Arc<dyn orchestrator_core::observe::Observer>,
+    ) -> Result<Self, Error> {
+        let breaker =
+            CircuitBreaker::new("codegen", config.breaker, clock.clone()).with_observer(observer);
+        Ok(Self {
+            http: http::build_client(&config.user_agent, config.timeouts)?,
+            base: http::normalize_base(config.base_url)?,
+            credentials: config.token.zip(config.org_id),
+            breaker: Arc::new(breaker),
+            clock,
+        })
+    }
+
+    /// The client's breaker, for the server's `BreakerSet` (health and metrics).
+    pub fn breaker(&self) -> Arc<CircuitBreaker> {
+        self.breaker.clone()
+    }
+
+    async fn call(
+        &self,
+        what: &str,
+        method: Method,
+        tail: &[&str],
+        body: Option<&AgentRunRequest>,
+    ) -> Result<AgentRun, ClientError> {
+        let Some((token, org_id)) = &self.credentials else {
+            return Err(ClientError::new(
+                ClientErrorKind::NotConfigured,
+                None,
+                "Codegen is not configured: CODEGEN_TOKEN and CODEGEN_ORG_ID are not set",
+            ));
+        };
+        let org = org_id.to_string();
+        let mut segments = vec!["v1", "organizations", org.as_str(), "agent", "run"];
+        segments.extend_from_slice(tail);
+        let url = http::endpoint(&self.base, &segments);
+        let permit = BreakerPermit::acquire(&self.breaker)?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                permit.failure();
+                return Err(http::transport_error("Codegen", what, err));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(err) => {
+                permit.failure();
+                return Err(http::transport_error("Codegen", what, err));
+            }
+        };
+        permit.status(status.as_u16());
+        if !status.is_success() {
+            let code = Some(status.as_u16());
+            let message = format!(
+                "Codegen {what}: {} {}",
+                status.as_u16(),
+                http::error_message(&text)
+            );
+            let retry_after = http::retry_after(&headers, self.clock.now());
+            let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+                ClientErrorKind::RateLimited { retry_after }
+            } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+                ClientErrorKind::Retryable { retry_after }
+            } else {
+                ClientErrorKind::Permanent
+            };
+            return Err(ClientError::new(kind, code, message));
+        }
+        serde_json::from_str::<WireRun>(&text)
+            .map(AgentRun::from)
+            .map_err(|e| {
+                ClientError::new(
+                    ClientErrorKind::Permanent,
+                    Some(status.as_u16()),
+                    format!("Codegen {what}: unexpected response body"),
+                )
+                .with_source(e)
+            })
+    }
+}
+
+#[async_trait]
+impl CodingAgent for CodegenClient {
+    async fn create_run(&self, request: &AgentRunRequest) -> Result<AgentRun, ClientError> {
+        self.call("create run", Method::POST, &[], Some(request))
+            .await
+    }
+
+    async fn get_run(&self, run_id: i64) -> Result<AgentRun, ClientError> {
+        let id = run_id.to_string();
+        self.call("get run", Method::GET, &[&id], None).await
+    }
+
+    fn is_configured(&self) -> bool {
+        self.credentials.is_some()
+    }
+}

@@ -1,0 +1,14 @@
+//! The GitHub REST client: [`GitHubClient`] implements the core's
+//! [`GitHubApi`](orchestrator_core::github::GitHubApi).
+//!
+//! - `client.rs`: requests, paging, status mapping, metrics.
+//! - `app_auth.rs`: GitHub App JWT and the installation-token cache.
+//! - `rate_limit.rs`: `X-RateLimit-*` accounting and the low-quota floor.
+//! - `wire.rs`: the JSON shapes of GitHub's answers.
+
+mod app_auth;
+mod client;
+mod rate_limit;
+mod wire;
+
+pub use client::GitHubClient;

@@ -1,0 +1,17 @@
+//! Integration tests of the GitHub and Codegen clients and the handlers, against wiremock servers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod app_auth;
+mod breaker;
+mod codegen;
+mod codegen_trigger;
+mod github;
+mod handlers;
+mod pipeline;
+mod props;
+mod support;

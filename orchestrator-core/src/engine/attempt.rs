@@ -1,0 +1,240 @@
+//! One attempt of one claimed task: run its handler (in its own tokio task, so a panic is
+//! caught), keep its lease alive, map the outcome to a [`Finish`] and record it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::worker::SpanFactory;
+use crate::clock::{self, Clock};
+use crate::error::{TaskError, TaskErrorKind};
+use crate::handler::{HandlerOutcome, HandlerRegistry, TaskContext, TaskProgress};
+use crate::observe::Observer;
+use crate::queue::{Claim, Finish, TaskQueue};
+use crate::retry::{RetryDecision, RetryPolicy};
+use crate::store::{ExternalRun, TaskStore};
+use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
+
+/// Everything an attempt needs; cheap to clone into a spawned task.
+#[derive(Clone)]
+pub(super) struct Runner {
+    pub(super) queue: Arc<dyn TaskQueue>,
+    pub(super) store: Arc<dyn TaskStore>,
+    pub(super) registry: Arc<HandlerRegistry>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) observer: Arc<dyn Observer>,
+    pub(super) span_factory: Option<SpanFactory>,
+    pub(super) retry: RetryPolicy,
+    pub(super) lease: Duration,
+}
+
+/// [`TaskProgress`] backed by [`TaskStore::record_external_run`].
+struct StoreProgress {
+    store: Arc<dyn TaskStore>,
+    clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl TaskProgress for StoreProgress {
+    async fn record_external_run(&self, task_id: Uuid, run: &ExternalRun) -> Result<(), TaskError> {
+        Ok(self
+            .store
+            .record_external_run(task_id, run, self.clock.now())
+            .await?)
+    }
+}
+
+/// Aborts the handler's tokio task when the attempt is dropped or given up.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How the handler's tokio task ended.
+enum Ended {
+    Returned(Result<HandlerOutcome, TaskError>),
+    Panicked(String),
+}
+
+impl Runner {
+    fn span(&self, claim: &Claim) -> tracing::Span {
+        match &self.span_factory {
+            Some(factory) => factory(&claim.task),
+            None => tracing::info_span!(
+                "task",
+                task_id = %claim.task.task_id,
+                task_type = %claim.task.task_type,
+                attempt = claim.attempt,
+                execution_id = %claim.execution_id,
+            ),
+        }
+    }
+
+    /// Runs one attempt to its end and records it. `cancel` (shutdown past its grace period)
+    /// stops the handler and releases the task unfinished.
+    pub(super) async fn execute(self, claim: Claim, cancel: CancellationToken) {
+        let span = self.span(&claim);
+        self.execute_in_span(claim, cancel).instrument(span).await;
+    }
+
+    async fn execute_in_span(self, claim: Claim, cancel: CancellationToken) {
+        let started = Instant::now();
+        let task_type = claim.task.task_type.clone();
+        let Some(handler) = self.registry.get(&task_type).cloned() else {
+            let error = format!("no handler for task type {task_type}");
+            tracing::error!(%error, "task cannot run");
+            self.record(&claim, Finish::Failed { error }, started).await;
+            return;
+        };
+        let progress = Arc::new(StoreProgress {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        });
+        let ctx = TaskContext::new(
+            claim.task.clone(),
+            claim.attempt,
+            claim.execution_id,
+            self.clock.now(),
+            progress,
+        );
+        let mut handle = AbortOnDrop(tokio::spawn(
+            async move { handler.handle(&ctx).await }.instrument(tracing::Span::current()),
+        ));
+        let period = (self.lease / 3).max(Duration::from_millis(10));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ended = loop {
+            tokio::select! {
+                joined = &mut handle.0 => break match joined {
+                    Ok(result) => Ended::Returned(result),
+                    Err(err) if err.is_panic() => Ended::Panicked(panic_message(err.into_panic())),
+                    Err(_) => Ended::Panicked("handler task was cancelled".to_owned()),
+                },
+                _ = renew.tick() => {
+                    match self.queue.extend_lease(&claim, self.lease, self.clock.now()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!("lease lost while the handler ran; abandoning the attempt");
+                            return;
+                        }
+                        Err(err) => tracing::warn!(error = %err, "extending the lease failed"),
+                    }
+                }
+                () = cancel.cancelled() => {
+                    tracing::info!("shutting down: releasing the task unfinished");
+                    drop(handle);
+                    self.record(&claim, Finish::Released, started).await;
+                    return;
+                }
+            }
+        };
+        let finish = self.decide(&claim.task, ended);
+        self.record(&claim, finish, started).await;
+    }
+
+    /// Maps how the handler ended to what the store records.
+    fn decide(&self, task: &Task, ended: Ended) -> Finish {
+        let now = self.clock.now();
+        let error = match ended {
+            Ended::Returned(Ok(HandlerOutcome::Completed { output, followups })) => {
+                let followups = followups
+                    .into_iter()
+                    .map(|spec| self.followup(task, spec, now))
+                    .collect();
+                return Finish::Completed { output, followups };
+            }
+            Ended::Returned(Ok(HandlerOutcome::Waiting { after, output })) => {
+                return Finish::Deferred {
+                    at: clock::add(now, after),
+                    reason: "waiting".to_owned(),
+                    output,
+                };
+            }
+            Ended::Returned(Err(error)) => error,
+            Ended::Panicked(message) => {
+                TaskError::retryable(format!("handler panicked: {message}"))
+            }
+        };
+        match self.retry.decide(
+            &error,
+            task.retry_count,
+            task.max_retries,
+            now,
+            rand::random::<f64>(),
+        ) {
+            RetryDecision::RetryAt(at) => Finish::Retry {
+                error: error.message,
+                at,
+            },
+            RetryDecision::DeferUntil(at) => Finish::Deferred {
+                at,
+                reason: error.message,
+                output: None,
+            },
+            RetryDecision::GiveUp => {
+                let error = match error.kind {
+                    TaskErrorKind::Retryable { .. } => {
+                        format!("{} (retries exhausted)", error.message)
+                    }
+                    _ => error.message,
+                };
+                Finish::Failed { error }
+            }
+        }
+    }
+
+    /// A follow-up of `parent`: its repository facts by default, its trace, the policy's retries.
+    fn followup(&self, parent: &Task, mut spec: TaskSpec, now: DateTime<Utc>) -> NewTask {
+        spec.repository = spec.repository.or_else(|| parent.repository.clone());
+        spec.pr_number = spec.pr_number.or(parent.pr_number);
+        spec.branch = spec.branch.or_else(|| parent.branch.clone());
+        spec.commit_sha = spec.commit_sha.or_else(|| parent.commit_sha.clone());
+        NewTask {
+            parent_task_id: Some(parent.task_id),
+            trace_context: parent.trace_context.clone(),
+            ..NewTask::new(spec, self.retry.max_retries, now)
+        }
+    }
+
+    async fn record(&self, claim: &Claim, finish: Finish, started: Instant) {
+        let kind = match &finish {
+            Finish::Completed { .. } => "completed",
+            Finish::Retry { .. } => "retry",
+            Finish::Failed { .. } => "failed",
+            Finish::Deferred { .. } => "deferred",
+            Finish::Released => "released",
+        };
+        match self.queue.finish(claim, finish, self.clock.now()).await {
+            Ok(report) => {
+                let task_type = &claim.task.task_type;
+                self.observer
+                    .task_attempt(task_type, report.status, started.elapsed());
+                if report.status == TaskStatus::Retrying {
+                    self.observer.task_retry(task_type);
+                }
+                tracing::info!(outcome = kind, status = %report.status, run_at = ?report.run_at, followups = report.followups.len(), "attempt recorded");
+            }
+            Err(err) => {
+                tracing::warn!(outcome = kind, error = %err, "attempt could not be recorded; the lease will expire")
+            }
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

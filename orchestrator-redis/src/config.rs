@@ -1,0 +1,154 @@
+//! Settings: how to reach Redis ([`RedisConfig`]) and how the queue behaves ([`QueueConfig`]).
+//! Both are plain structs with defaults; the server fills them from its environment and calls
+//! `validate`.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How to reach Redis, shared by the queue, the replay guard and the rate limiter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db` (or `rediss://`).
+    pub url: String,
+    /// Prefix of every key this crate writes (default `orchestrator`).
+    pub prefix: String,
+    /// Sent as `CLIENT SETNAME` on every new connection, so operators (and tests) can tell
+    /// this process's connections apart in `CLIENT LIST`.
+    pub client_name: Option<String>,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long a (non-blocking) command may wait for its reply.
+    pub response_timeout: Duration,
+    /// Delay after the first failure before the next connection attempt; doubles per failure.
+    pub backoff_min: Duration,
+    /// Cap of that delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            prefix: "orchestrator".to_owned(),
+            client_name: None,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Defaults with `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ..Self::default() }
+    }
+
+    /// Checks the settings that would otherwise fail late.
+    pub fn validate(&self) -> Result<()> {
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return Err(Error::Config("prefix must be non-empty and contain no whitespace".into()));
+        }
+        if let Some(name) = &self.client_name
+            && (name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::Config("client_name must be non-empty and contain no spaces".into()));
+        }
+        if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
+            return Err(Error::Config("backoff_min must be > 0 and <= backoff_max".into()));
+        }
+        if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How the Redis Streams queue behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// Queue name, part of its keys (default `tasks`).
+    pub name: String,
+    /// Consumer group of the workers (default `workers`).
+    pub group: String,
+    /// A delivered message that nobody acknowledged or refreshed for this long is taken over by
+    /// another worker (its worker is presumed dead). Measured by Redis (real time).
+    pub visibility_timeout: Duration,
+    /// Deliveries of one message before it goes to the dead-letter stream.
+    pub max_deliveries: u32,
+    /// How long a claim waits on an empty stream (`XREADGROUP BLOCK`); zero never blocks.
+    pub block: Duration,
+    /// Least real time between two scans for messages to take over.
+    pub reclaim_interval: Duration,
+    /// Messages looked at per takeover scan.
+    pub reclaim_batch: usize,
+    /// Due delayed tasks moved to the stream per claim.
+    pub move_batch: usize,
+    /// A runnable task unchanged for this long is published again by the sweeper (it may have
+    /// been lost between the database commit and `XADD`).
+    pub sweep_after: Duration,
+    /// Least time (queue clock) between two automatic sweeps from `requeue_expired`.
+    pub sweep_interval: Duration,
+    /// Tasks re-published per sweep at most.
+    pub sweep_limit: u32,
+    /// Task references kept in memory while Redis is unreachable, published when it returns
+    /// (older ones are dropped; the sweeper finds them).
+    pub backlog_limit: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            name: "tasks".to_owned(),
+            group: "workers".to_owned(),
+            visibility_timeout: Duration::from_secs(120),
+            max_deliveries: 5,
+            block: Duration::from_millis(500),
+            reclaim_interval: Duration::from_secs(1),
+            reclaim_batch: 100,
+            move_batch: 500,
+            sweep_after: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(60),
+            sweep_limit: 1000,
+            backlog_limit: 10_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Checks the settings that would otherwise fail late.
+    pub fn validate(&self) -> Result<()> {
+        let plain = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "{}".contains(c));
+        if !plain(&self.name) || !plain(&self.group) {
+            return Err(Error::Config("queue name and group must be non-empty, without spaces or braces".into()));
+        }
+        if self.max_deliveries == 0 {
+            return Err(Error::Config("max_deliveries must be at least 1".into()));
+        }
+        if self.reclaim_batch == 0 || self.move_batch == 0 || self.sweep_limit == 0 {
+            return Err(Error::Config("batch sizes must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_refused() {
+        assert!(RedisConfig::default().validate().is_ok());
+        assert!(QueueConfig::default().validate().is_ok());
+        let bad = RedisConfig { prefix: "a b".into(), ..RedisConfig::default() };
+        assert!(bad.validate().is_err());
+        let bad = RedisConfig { backoff_max: Duration::from_millis(1), ..RedisConfig::default() };
+        assert!(bad.validate().is_err());
+        let bad = QueueConfig { max_deliveries: 0, ..QueueConfig::default() };
+        assert!(bad.validate().is_err());
+        let bad = QueueConfig { name: "a{b}".into(), ..QueueConfig::default() };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! Key names. Every key starts with the configured prefix, so several deployments (and parallel
+//! tests) share one Redis without seeing each other.
+//!
+//! The queue's keys carry the queue name in a hash tag (`{tasks}`), so that in Redis Cluster the
+//! stream, the delayed set and the dead-letter stream live in one slot and the Lua scripts that
+//! touch two of them at once stay legal.
+
+/// The keys of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    /// The stream the consumer group reads (`<prefix>:{<queue>}:stream`).
+    pub stream: String,
+    /// The sorted set of task ids scored by due time in ms (`<prefix>:{<queue>}:delayed`).
+    pub delayed: String,
+    /// The dead-letter stream (`<prefix>:{<queue>}:dead`).
+    pub dead: String,
+}
+
+impl QueueKeys {
+    /// The keys of queue `queue` under `prefix`.
+    pub fn new(prefix: &str, queue: &str) -> Self {
+        Self {
+            stream: format!("{prefix}:{{{queue}}}:stream"),
+            delayed: format!("{prefix}:{{{queue}}}:delayed"),
+            dead: format!("{prefix}:{{{queue}}}:dead"),
+        }
+    }
+}
+
+/// The replay guard's key for one delivery id (`<prefix>:delivery:<id>`).
+pub fn delivery(prefix: &str, delivery_id: &str) -> String {
+    format!("{prefix}:delivery:{delivery_id}")
+}
+
+/// The rate limiter's key for one client key (`<prefix>:rate:<key>`).
+pub fn rate(prefix: &str, key: &str) -> String {
+    format!("{prefix}:rate:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_share_a_hash_tag() {
+        let keys = QueueKeys::new("wo", "tasks");
+        assert_eq!(keys.stream, "wo:{tasks}:stream");
+        assert_eq!(keys.delayed, "wo:{tasks}:delayed");
+        assert_eq!(keys.dead, "wo:{tasks}:dead");
+        assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
+        assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
+    }
+}

@@ -1,0 +1,59 @@
+//! Pool and durability settings, filled from the server's configuration.
+
+use std::time::Duration;
+
+/// How SQLite makes commits durable (`PRAGMA synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteDurability {
+    /// `synchronous=FULL`: every commit is synced to disk before it is acknowledged, so an
+    /// acknowledged delivery survives a power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is synced at checkpoints only. A process crash loses
+    /// nothing; a power loss or OS crash may lose the last commits.
+    Normal,
+}
+
+/// Connection-pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long a caller waits for a free connection before the store reports itself unavailable.
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_connections` are closed after this long.
+    pub idle_timeout: Option<Duration>,
+    /// SQLite: how long a writer waits for the write lock before giving up.
+    pub sqlite_busy_timeout: Duration,
+    /// SQLite: commit durability.
+    pub sqlite_durability: SqliteDurability,
+    /// Apply the embedded migrations when connecting.
+    pub run_migrations: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            sqlite_busy_timeout: Duration::from_secs(30),
+            sqlite_durability: SqliteDurability::Full,
+            run_migrations: true,
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The sqlx pool options for these settings.
+    pub(crate) fn pool<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::new()
+            .max_connections(self.max_connections.max(1))
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+    }
+}

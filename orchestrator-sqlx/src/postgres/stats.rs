@@ -1,0 +1,118 @@
+//! Figures (stats, queue depth) and retention on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use orchestrator_core::error::StoreError;
+use orchestrator_core::queue::QueueDepth;
+use orchestrator_core::store::{CleanupReport, RetentionPolicy, Stats};
+use sqlx::Row;
+
+use super::PgStore;
+use crate::error::store_error;
+use crate::plan::{cutoff, fill_statuses};
+
+const TOTALS: &str = "SELECT (SELECT count(*) FROM webhook_events), \
+    (SELECT count(*) FROM workflow_tasks), (SELECT count(*) FROM task_executions), \
+    (SELECT avg(duration_ms)::float8 FROM task_executions WHERE duration_ms IS NOT NULL), \
+    (SELECT count(*) FROM webhook_events WHERE created_at > $1 AND created_at <= $2), \
+    (SELECT count(*) FROM webhook_events WHERE created_at > $1 AND created_at <= $2 \
+     AND error_message IS NOT NULL), \
+    (SELECT count(*) FROM workflow_tasks WHERE created_at > $1 AND created_at <= $2), \
+    (SELECT count(*) FROM workflow_tasks WHERE created_at > $1 AND created_at <= $2 \
+     AND status = 'failed')";
+
+const BY_STATUS: &str = "SELECT status, count(*) FROM workflow_tasks GROUP BY status";
+const BY_TYPE: &str = "SELECT event_type, count(*) FROM webhook_events GROUP BY event_type";
+
+const DEPTH: &str = "SELECT \
+    count(*) FILTER (WHERE status IN ('pending', 'retrying') AND run_at <= $1), \
+    count(*) FILTER (WHERE status IN ('pending', 'retrying') AND run_at > $1), \
+    count(*) FILTER (WHERE status = 'running') \
+    FROM workflow_tasks WHERE status IN ('pending', 'retrying', 'running')";
+
+/// Old processed events with all their (terminal) tasks, and old terminal tasks; their
+/// executions first. `open_tasks = 0` guarantees no task of a removed event can still run.
+const CLEANUP: &str = "WITH ev AS (SELECT id FROM webhook_events WHERE processed AND open_tasks = 0 \
+    AND COALESCE(processing_completed_at, created_at) < $1), \
+    dt AS (DELETE FROM workflow_tasks WHERE status IN ('completed', 'failed', 'cancelled') \
+    AND (webhook_event_id IN (SELECT id FROM ev) OR COALESCE(completed_at, updated_at) < $2) \
+    RETURNING task_id), \
+    dx AS (DELETE FROM task_executions WHERE task_id IN (SELECT task_id FROM dt) RETURNING 1), \
+    de AS (DELETE FROM webhook_events WHERE id IN (SELECT id FROM ev) RETURNING 1) \
+    SELECT (SELECT count(*) FROM de), (SELECT count(*) FROM dt), (SELECT count(*) FROM dx)";
+
+fn n(row: &sqlx::postgres::PgRow, i: usize) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(i).map_err(store_error)?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+impl PgStore {
+    pub(super) async fn figures(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
+        let since = now - chrono::Duration::hours(24);
+        let row = sqlx::query(TOTALS)
+            .bind(since)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let statuses = sqlx::query(BY_STATUS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let types = sqlx::query(BY_TYPE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let mut tasks_by_status = fill_statuses();
+        for r in &statuses {
+            tasks_by_status.insert(r.try_get(0).map_err(store_error)?, n(r, 1)?);
+        }
+        let mut events_by_type = std::collections::BTreeMap::new();
+        for r in &types {
+            events_by_type.insert(r.try_get(0).map_err(store_error)?, n(r, 1)?);
+        }
+        Ok(Stats {
+            webhook_events_total: n(&row, 0)?,
+            workflow_tasks_total: n(&row, 1)?,
+            task_executions_total: n(&row, 2)?,
+            avg_processing_time_ms: row.try_get(3).map_err(store_error)?,
+            webhooks_24h: n(&row, 4)?,
+            failed_webhooks_24h: n(&row, 5)?,
+            tasks_24h: n(&row, 6)?,
+            failed_tasks_24h: n(&row, 7)?,
+            tasks_by_status,
+            events_by_type,
+        })
+    }
+
+    pub(super) async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+        let row = sqlx::query(DEPTH)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(QueueDepth {
+            ready: n(&row, 0)?,
+            scheduled: n(&row, 1)?,
+            running: n(&row, 2)?,
+            dead_letter: 0,
+        })
+    }
+
+    pub(super) async fn remove_old(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<CleanupReport, StoreError> {
+        let row = sqlx::query(CLEANUP)
+            .bind(cutoff(now, policy.processed_events))
+            .bind(cutoff(now, policy.finished_tasks))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(CleanupReport {
+            events_deleted: n(&row, 0)?,
+            tasks_deleted: n(&row, 1)?,
+            executions_deleted: n(&row, 2)?,
+        })
+    }
+}

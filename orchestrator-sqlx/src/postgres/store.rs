@@ -1,0 +1,141 @@
+//! [`EventStore`] on PostgreSQL: ingest, event list and detail, reprocess.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_core::error::StoreError;
+use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
+use orchestrator_core::task::NewTask;
+use sqlx::Row;
+
+use super::PgStore;
+use super::rows::{bind_tasks, event, insert_tasks, summary};
+use crate::error::store_error;
+use crate::plan::headers_json;
+
+/// One statement: the event, then its tasks only if the event row was inserted.
+const INGEST: &str = concat!(
+    "WITH ev AS (INSERT INTO webhook_events (delivery_id, event_type, action, source, repository, \
+     installation_id, payload, headers, processed, processing_started_at, processing_completed_at, \
+     open_tasks, created_at, updated_at) \
+     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25) \
+     ON CONFLICT (delivery_id) DO NOTHING RETURNING id), \
+     ins AS (",
+    insert_tasks!("ev.id", "NULL::uuid", "$25", "ev"),
+    ") SELECT id FROM ev"
+);
+
+const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
+
+/// One statement: reopen the event, insert the new tasks.
+const REPROCESS: &str = concat!(
+    "WITH ev AS (UPDATE webhook_events SET open_tasks = open_tasks + $15, \
+     processed = (open_tasks + $15 = 0), \
+     processing_completed_at = CASE WHEN open_tasks + $15 = 0 THEN $16 END, \
+     error_message = NULL, retry_count = retry_count + 1, updated_at = $16 \
+     WHERE id = $14 RETURNING id), \
+     ins AS (",
+    insert_tasks!("ev.id", "NULL::uuid", "$16", "ev"),
+    ") SELECT id FROM ev"
+);
+
+const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
+    FROM webhook_events WHERE ($1::text IS NULL OR event_type = $1) \
+    AND ($2::bool IS NULL OR processed = $2) ORDER BY id DESC LIMIT $3 OFFSET $4";
+
+const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
+    payload::text AS payload, headers::text AS headers, processed, processing_started_at, \
+    processing_completed_at, error_message, retry_count, created_at, updated_at \
+    FROM webhook_events WHERE id = $1";
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn ingest(
+        &self,
+        new: NewEvent,
+        tasks: Vec<NewTask>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let settled_at: Option<DateTime<Utc>> = tasks.is_empty().then_some(new.received_at);
+        let payload = String::from_utf8_lossy(&new.payload).into_owned();
+        let open = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
+        loop {
+            let row = bind_tasks(sqlx::query(INGEST), &tasks)
+                .bind(&new.delivery_id)
+                .bind(&new.event_type)
+                .bind(&new.action)
+                .bind(&new.source)
+                .bind(&new.repository)
+                .bind(new.installation_id)
+                .bind(&payload)
+                .bind(headers_json(&new.headers))
+                .bind(tasks.is_empty())
+                .bind(settled_at)
+                .bind(open)
+                .bind(new.received_at)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if let Some(row) = row {
+                let event_id: i64 = row.try_get(0).map_err(store_error)?;
+                let task_ids = tasks.iter().map(|t| t.task_id).collect();
+                return Ok(IngestOutcome::Accepted { event_id, task_ids });
+            }
+            let existing = sqlx::query(EXISTING)
+                .bind(&new.delivery_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if let Some(row) = existing {
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: row.try_get(0).map_err(store_error)?,
+                });
+            }
+            // The conflicting row was removed in between: insert again.
+        }
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let rows = sqlx::query(LIST)
+            .bind(&filter.event_type)
+            .bind(filter.processed)
+            .bind(i64::from(page.limit))
+            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(summary).collect()
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
+        let row = sqlx::query(GET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(event).transpose()
+    }
+
+    async fn reprocess_event(
+        &self,
+        id: i64,
+        tasks: Vec<NewTask>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+        let added = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
+        let row = bind_tasks(sqlx::query(REPROCESS), &tasks)
+            .bind(id)
+            .bind(added)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|_| ReprocessOutcome {
+            event_id: id,
+            task_ids: tasks.iter().map(|t| t.task_id).collect(),
+        }))
+    }
+}

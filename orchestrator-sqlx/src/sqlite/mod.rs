@@ -1,0 +1,124 @@
+//! The SQLite store and queue: the embedded default, one database file.
+//!
+//! # Design note
+//! SQLite allows one writer at a time. The store keeps two pools on the same file: a writer
+//! pool of exactly one connection, through which every write transaction goes (so writers of
+//! this process queue in the pool instead of spinning on the file lock), and a reader pool for
+//! lists, details and figures (WAL mode lets readers run beside the writer). Every write
+//! transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front, and
+//! `busy_timeout` makes a writer in another process wait for it rather than fail with
+//! `SQLITE_BUSY`; a deferred transaction that upgrades from read to write could fail instead.
+//! Because writes are serialised, a claim is a plain `UPDATE ... WHERE id IN (SELECT ... LIMIT n)`
+//! and no task can be claimed twice.
+//!
+//! Durability: WAL with `synchronous=FULL` by default, so a commit is on disk before ingest
+//! acknowledges the delivery. [`SqliteDurability::Normal`](crate::SqliteDurability::Normal)
+//! trades the last commits on power loss (never on a process crash) for speed.
+//!
+//! Times are INTEGER microseconds since the epoch, UUIDs 16-byte BLOBs, JSON TEXT.
+
+mod queue;
+mod rows;
+mod stats;
+mod store;
+mod tasks;
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+use crate::config::{PoolOptions, SqliteDurability};
+use crate::error::{Error, store_error};
+
+/// Events, tasks and the task queue in one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path.db`, `sqlite:path.db`)
+    /// and, unless `options.run_migrations` is off, applies the embedded migrations.
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, Error> {
+        let connect = SqliteConnectOptions::from_str(url)?;
+        Self::connect_with(connect, options).await
+    }
+
+    /// Like [`connect`](Self::connect) with parsed connect options; WAL, durability, busy
+    /// timeout and foreign keys are set from `options`.
+    pub async fn connect_with(
+        connect: SqliteConnectOptions,
+        options: &PoolOptions,
+    ) -> Result<Self, Error> {
+        let synchronous = match options.sqlite_durability {
+            SqliteDurability::Full => SqliteSynchronous::Full,
+            SqliteDurability::Normal => SqliteSynchronous::Normal,
+        };
+        let connect = connect
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(options.sqlite_busy_timeout)
+            .foreign_keys(true);
+        let writer = PoolOptions {
+            max_connections: 1,
+            min_connections: 1,
+            ..options.clone()
+        }
+        .pool::<Sqlite>()
+        .connect_with(connect.clone())
+        .await?;
+        let store_reader = options.pool::<Sqlite>().connect_with(connect).await?;
+        let store = Self {
+            writer,
+            reader: store_reader,
+        };
+        if options.run_migrations {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        crate::migrate::SQLITE.run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// The pool every write goes through (one connection).
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The pool for reads.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Connections in use now (pool sizes minus idle), for `database_connections_active`.
+    pub fn connections_active(&self) -> u32 {
+        let busy = |pool: &SqlitePool| {
+            pool.size()
+                .saturating_sub(u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+        };
+        busy(&self.writer).saturating_add(busy(&self.reader))
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// A write transaction holding the database's write lock from the start.
+    async fn write(
+        &self,
+    ) -> Result<Transaction<'static, Sqlite>, orchestrator_core::error::StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)
+    }
+}

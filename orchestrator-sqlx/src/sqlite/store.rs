@@ -1,0 +1,136 @@
+//! [`EventStore`] on SQLite: ingest, event list and detail, reprocess.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_core::error::StoreError;
+use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
+use orchestrator_core::task::NewTask;
+use sqlx::Row;
+
+use super::SqliteStore;
+use super::rows::{event, insert_task, summary, us};
+use crate::error::store_error;
+use crate::plan::headers_json;
+
+const INSERT_EVENT: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, source, \
+    repository, installation_id, payload, headers, processed, processing_started_at, \
+    processing_completed_at, open_tasks, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $12) \
+    ON CONFLICT (delivery_id) DO NOTHING RETURNING id";
+
+const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
+
+const REOPEN: &str = "UPDATE webhook_events SET open_tasks = open_tasks + $2, \
+    processed = (open_tasks + $2 = 0), \
+    processing_completed_at = CASE WHEN open_tasks + $2 = 0 THEN $3 END, \
+    error_message = NULL, retry_count = retry_count + 1, updated_at = $3 WHERE id = $1 RETURNING id";
+
+const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
+    FROM webhook_events WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR processed = $2) \
+    ORDER BY id DESC LIMIT $3 OFFSET $4";
+
+const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
+    payload, headers, processed, processing_started_at, processing_completed_at, error_message, \
+    retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn ingest(
+        &self,
+        new: NewEvent,
+        tasks: Vec<NewTask>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let at = new.received_at;
+        let settled_at = tasks.is_empty().then_some(us(at));
+        let payload = String::from_utf8_lossy(&new.payload).into_owned();
+        let mut tx = self.write().await?;
+        let row = sqlx::query(INSERT_EVENT)
+            .bind(&new.delivery_id)
+            .bind(&new.event_type)
+            .bind(&new.action)
+            .bind(&new.source)
+            .bind(&new.repository)
+            .bind(new.installation_id)
+            .bind(payload)
+            .bind(headers_json(&new.headers))
+            .bind(tasks.is_empty())
+            .bind(settled_at)
+            .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
+            .bind(us(at))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            let row = sqlx::query(EXISTING)
+                .bind(&new.delivery_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            return Ok(IngestOutcome::Duplicate {
+                event_id: row.try_get(0).map_err(store_error)?,
+            });
+        };
+        let event_id: i64 = row.try_get(0).map_err(store_error)?;
+        for task in &tasks {
+            insert_task(&mut tx, task, Some(event_id), None, at).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(IngestOutcome::Accepted {
+            event_id,
+            task_ids: tasks.iter().map(|t| t.task_id).collect(),
+        })
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let rows = sqlx::query(LIST)
+            .bind(&filter.event_type)
+            .bind(filter.processed)
+            .bind(i64::from(page.limit))
+            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(summary).collect()
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
+        let row = sqlx::query(GET)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(event).transpose()
+    }
+
+    async fn reprocess_event(
+        &self,
+        id: i64,
+        tasks: Vec<NewTask>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(REOPEN)
+            .bind(id)
+            .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
+            .bind(us(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if row.is_none() {
+            return Ok(None);
+        }
+        for task in &tasks {
+            insert_task(&mut tx, task, Some(id), None, now).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(ReprocessOutcome {
+            event_id: id,
+            task_ids: tasks.iter().map(|t| t.task_id).collect(),
+        }))
+    }
+}

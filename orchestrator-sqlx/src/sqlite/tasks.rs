@@ -1,0 +1,224 @@
+//! [`TaskStore`] on SQLite: task list and detail, manual retry, agent runs, attempts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::queue::{Claim, Finish};
+use orchestrator_core::store::{
+    CleanupReport, ExternalRun, FinishReport, Page, RetentionPolicy, RetryOutcome, Stats,
+    TaskFilter, TaskStore,
+};
+use orchestrator_core::task::{Task, TaskDetail, TaskStatus};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::rows::{execution, task, task_columns, us};
+use crate::error::store_error;
+use crate::plan::parse_status;
+
+const LIST: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM workflow_tasks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR task_type = $2) \
+     AND ($3 IS NULL OR repository = $3) ORDER BY id DESC LIMIT $4 OFFSET $5"
+);
+
+const GET: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM workflow_tasks WHERE task_id = $1"
+);
+
+const EXECUTIONS: &str = "SELECT id, execution_id, task_id, attempt, worker_id, status, started_at, \
+    completed_at, duration_ms, error_message FROM task_executions WHERE task_id = $1 ORDER BY id";
+
+const RETRY: &str = concat!(
+    "UPDATE workflow_tasks SET status = 'pending', run_at = $2, retry_count = 0, completed_at = NULL, \
+     error_message = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+     WHERE task_id = $1 AND status IN ('failed', 'cancelled') RETURNING ",
+    task_columns!()
+);
+
+const REOPEN_EVENT: &str = "UPDATE webhook_events SET open_tasks = open_tasks + 1, processed = 0, \
+    processing_completed_at = NULL, updated_at = $2 WHERE id = $1";
+
+const STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";
+
+const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
+    updated_at = $4 WHERE task_id = $1 \
+    OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
+
+const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
+    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> Result<Vec<Task>, StoreError> {
+        let rows = sqlx::query(LIST)
+            .bind(filter.status.map(TaskStatus::as_str))
+            .bind(filter.task_type.as_ref().map(|t| t.as_str().to_owned()))
+            .bind(&filter.repository)
+            .bind(i64::from(page.limit))
+            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(task).collect()
+    }
+
+    async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskDetail>, StoreError> {
+        let mut conn = self.reader.begin().await.map_err(store_error)?;
+        let Some(row) = sqlx::query(GET)
+            .bind(task_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(EXECUTIONS)
+            .bind(task_id)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let executions = rows.iter().map(execution).collect::<Result<_, _>>()?;
+        Ok(Some(TaskDetail {
+            task: task(&row)?,
+            executions,
+        }))
+    }
+
+    async fn retry_task(
+        &self,
+        task_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(RETRY)
+            .bind(task_id)
+            .bind(us(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            let row = sqlx::query(STATUS)
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            return match row {
+                None => Ok(RetryOutcome::NotFound),
+                Some(row) => {
+                    let status: String = row.try_get(0).map_err(store_error)?;
+                    Ok(RetryOutcome::NotRetryable(parse_status(&status)?))
+                }
+            };
+        };
+        let task = task(&row)?;
+        if let Some(event) = task.webhook_event_id {
+            sqlx::query(REOPEN_EVENT)
+                .bind(event)
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(RetryOutcome::Scheduled(Box::new(task)))
+    }
+
+    async fn record_external_run(
+        &self,
+        task_id: Uuid,
+        run: &ExternalRun,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(RECORD_RUN)
+            .bind(task_id)
+            .bind(&run.id)
+            .bind(&run.url)
+            .bind(us(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                format!("no task {task_id}"),
+            ));
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn start_attempt(
+        &self,
+        task_id: Uuid,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError> {
+        self.start(task_id, worker, lease_until, now).await
+    }
+
+    async fn finish_attempt(
+        &self,
+        claim: &Claim,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, StoreError> {
+        self.finish_claim(claim, finish, now).await
+    }
+
+    async fn extend_lease(
+        &self,
+        claim: &Claim,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.extend(claim, lease_until).await
+    }
+
+    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        self.expire(now).await
+    }
+
+    async fn stale_runnable(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(STALE)
+            .bind(us(stale_before))
+            .bind(us(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(store_error))
+            .collect()
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
+        self.figures(now).await
+    }
+
+    async fn cleanup(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<CleanupReport, StoreError> {
+        self.remove_old(policy, now).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Integration tests of the SQL stores against real databases: every behaviour runs on
+//! PostgreSQL (a fresh schema per test, `TEST_DATABASE_URL`) and on SQLite (a temporary file).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod concurrency;
+mod suite;
+mod support;
+
+/// Instantiates each behaviour once per database.
+macro_rules! on_both {
+    ($($module:ident :: $name:ident ($conns:expr)),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::support::TestDb::postgres($conns).await;
+                    crate::$module::$name(&db.store).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::support::TestDb::sqlite($conns).await;
+                    crate::$module::$name(&db.store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both! {
+    suite::ingest_commits_event_and_tasks(2),
+    suite::event_without_tasks_is_processed(2),
+    suite::duplicate_delivery_changes_nothing(2),
+    suite::failed_task_insert_leaves_no_event(2),
+    suite::lists_filter_and_page(2),
+    suite::claim_takes_due_tasks_in_order(2),
+    suite::completion_settles_event_after_followups(2),
+    suite::retry_then_failure(2),
+    suite::defer_and_release_use_no_attempt(2),
+    suite::crashed_worker_task_is_claimed_again(2),
+    suite::expired_lease_without_retries_fails(2),
+    suite::manual_retry_and_reprocess(2),
+    suite::external_run_recorded_on_task_and_parent(2),
+    suite::start_attempt_takes_a_task_once(2),
+    suite::stats_and_stale(2),
+    suite::cleanup_keeps_what_can_still_run(2),
+    suite::ping_and_backend(2),
+    concurrency::each_task_runs_exactly_once(9),
+    concurrency::racing_duplicates_store_one_set(8),
+}

@@ -111,6 +111,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A layer turning a panicking handler into a logged, generic 500 (with the error body, since
+/// it runs inside the correlation layer) instead of a dropped connection.
+pub(crate) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(PanicPayload) -> Response> {
+    tower_http::catch_panic::CatchPanicLayer::custom(on_panic as fn(PanicPayload) -> Response)
+}
+
+type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
+
+fn on_panic(payload: PanicPayload) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned());
+    tracing::error!(panic = %message, "handler panicked");
+    ApiError::Internal.into_response()
+}
+
 impl From<IngestError> for ApiError {
     fn from(err: IngestError) -> Self {
         match err {

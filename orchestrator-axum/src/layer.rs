@@ -30,6 +30,7 @@ pub fn webhook_service(state: AppState) -> MethodRouter {
     post(receive)
         .layer::<_, Infallible>(from_fn_with_state(state.clone(), webhook_limit))
         .with_state(state)
+        .layer::<_, Infallible>(crate::error::catch_panic())
         .layer::<_, Infallible>(CorrelationLayer)
 }
 

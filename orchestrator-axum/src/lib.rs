@@ -94,5 +94,6 @@ pub fn router(state: AppState) -> Router {
         .merge(system)
         .fallback(routes::not_found)
         .with_state(state)
+        .layer(error::catch_panic())
         .layer(CorrelationLayer)
 }

@@ -171,6 +171,23 @@ pub trait EventStore: Send + Sync + 'static {
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError>;
 
+    /// Commits several deliveries with as few commits as the store can manage (group commit).
+    /// Each delivery stays atomic on its own and gets exactly the outcome [`ingest`] would have
+    /// given it; one delivery's failure never loses another's. The default ingests them one by
+    /// one; SQL stores override it with one transaction for the whole batch.
+    ///
+    /// [`ingest`]: EventStore::ingest
+    async fn ingest_batch(
+        &self,
+        batch: Vec<(NewEvent, Vec<NewTask>)>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (event, tasks) in batch {
+            outcomes.push(self.ingest(event, tasks).await);
+        }
+        outcomes
+    }
+
     /// Events, newest first.
     async fn list_events(
         &self,

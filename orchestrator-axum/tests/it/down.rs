@@ -236,12 +236,18 @@ async fn writes_answer_503_and_scrapes_still_work() {
         "/api/v1/admin/cleanup".to_owned(),
     ] {
         let req = authed(Request::post(&path)).body(Body::empty()).unwrap();
-        let resp = down_router(StoreErrorKind::Unavailable).oneshot(req).await.unwrap();
+        let resp = down_router(StoreErrorKind::Unavailable)
+            .oneshot(req)
+            .await
+            .unwrap();
         assert_error(resp, StatusCode::SERVICE_UNAVAILABLE, &path).await;
     }
     // A scrape is never refused because the queue cannot be measured.
     let req = Request::get("/metrics").body(Body::empty()).unwrap();
-    let resp = down_router(StoreErrorKind::Unavailable).oneshot(req).await.unwrap();
+    let resp = down_router(StoreErrorKind::Unavailable)
+        .oneshot(req)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
 

@@ -29,7 +29,11 @@ async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer).await;
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
@@ -47,8 +51,13 @@ fn chunked(total: usize) -> Vec<u8> {
 #[tokio::test]
 async fn over_the_wire_limits_hold() {
     let app = TestApp::build(
-        config().with_rate_limits(RateLimits { webhook: RateLimit::OFF, api: RateLimit::per_minute(1, 1) }),
-        DeliveryLimits { max_body_bytes: 1024 },
+        config().with_rate_limits(RateLimits {
+            webhook: RateLimit::OFF,
+            api: RateLimit::per_minute(1, 1),
+        }),
+        DeliveryLimits {
+            max_body_bytes: 1024,
+        },
     );
     let (addr, server) = serve(&app).await;
 
@@ -59,7 +68,9 @@ async fn over_the_wire_limits_hold() {
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("\"correlation_id\""), "{text}");
 
-    let get = format!("GET /api/v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let get = format!(
+        "GET /api/v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
     assert_eq!(raw(addr, &get, b"").await.0, 200);
     let (status, text) = raw(addr, &get, b"").await;
     assert_eq!(status, 429, "{text}");

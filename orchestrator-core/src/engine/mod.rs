@@ -2,8 +2,10 @@
 //! store, queue, handler and clock traits.
 
 mod attempt;
+pub mod group_commit;
 pub mod ingest;
 pub mod worker;
 
+pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt};
 pub use worker::{SpanFactory, Worker, WorkerConfig};

@@ -1,0 +1,259 @@
+//! Group commit: many concurrent deliveries, one transaction.
+//!
+//! A commit costs a disk flush whatever it carries, so under load the receiver's throughput is
+//! bounded by flushes per second. [`GroupCommit`] wraps an [`EventStore`]: concurrent `ingest`
+//! calls wait in a channel, and each committer takes everything that is waiting (up to
+//! `max_batch`) and hands it to [`EventStore::ingest_batch`] in one go. Nothing waits on a timer:
+//! a lone delivery is committed at once, and batches form only while a commit is already in flight,
+//! so latency never grows to buy throughput. Every caller still gets its own outcome only after
+//! the commit that holds its delivery has succeeded.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
+use crate::task::NewTask;
+
+type Reply = oneshot::Sender<Result<IngestOutcome, StoreError>>;
+type Job = (NewEvent, Vec<NewTask>, Reply);
+
+/// An [`EventStore`] that batches concurrent `ingest` calls into shared commits.
+///
+/// Must be created inside a tokio runtime (it spawns its committers).
+pub struct GroupCommit {
+    inner: Arc<dyn EventStore>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Wraps `inner` with `committers` concurrent committers (1 for SQLite, whose writes are
+    /// serialised anyway; a few for PostgreSQL) taking up to `max_batch` deliveries each.
+    pub fn new(inner: Arc<dyn EventStore>, committers: usize, max_batch: usize) -> Self {
+        let max_batch = max_batch.max(1);
+        let (jobs, receiver) = mpsc::channel::<Job>(max_batch * committers.max(1) * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(commit_loop(inner.clone(), receiver.clone(), max_batch));
+        }
+        Self { inner, jobs }
+    }
+}
+
+async fn commit_loop(
+    store: Arc<dyn EventStore>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            // Only one committer gathers at a time; it takes what is waiting and lets go.
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut jobs, max_batch).await == 0 {
+                return; // every sender is gone
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|(event, tasks, reply)| ((event, tasks), reply))
+            .unzip();
+        let expected = batch.len();
+        let mut outcomes = store.ingest_batch(batch).await.into_iter();
+        for reply in replies {
+            let outcome = outcomes.next().unwrap_or_else(|| {
+                Err(StoreError::new(
+                    StoreErrorKind::Internal,
+                    format!("ingest_batch returned fewer than {expected} outcomes"),
+                ))
+            });
+            // The caller may have gone away (client disconnected); its delivery is stored anyway.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for GroupCommit {
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        tasks: Vec<NewTask>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let gone = || StoreError::new(StoreErrorKind::Unavailable, "group committer stopped");
+        self.jobs
+            .send((event, tasks, reply))
+            .await
+            .map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
+    }
+
+    async fn ingest_batch(
+        &self,
+        batch: Vec<(NewEvent, Vec<NewTask>)>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        self.inner.ingest_batch(batch).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        self.inner.list_events(filter, page).await
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
+        self.inner.get_event(id).await
+    }
+
+    async fn reprocess_event(
+        &self,
+        id: i64,
+        tasks: Vec<NewTask>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+        self.inner.reprocess_event(id, tasks, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+
+    /// Counts batches and their sizes, delegating to a MemoryStore.
+    struct Counting {
+        inner: MemoryStore,
+        batches: AtomicUsize,
+        largest: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl EventStore for Counting {
+        async fn ingest(&self, e: NewEvent, t: Vec<NewTask>) -> Result<IngestOutcome, StoreError> {
+            self.inner.ingest(e, t).await
+        }
+        async fn ingest_batch(
+            &self,
+            batch: Vec<(NewEvent, Vec<NewTask>)>,
+        ) -> Vec<Result<IngestOutcome, StoreError>> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            self.largest.fetch_max(batch.len(), Ordering::SeqCst);
+            // Hold the commit a moment so concurrent callers pile up behind it.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let mut out = Vec::new();
+            for (e, t) in batch {
+                out.push(self.inner.ingest(e, t).await);
+            }
+            out
+        }
+        async fn list_events(
+            &self,
+            f: &EventFilter,
+            p: Page,
+        ) -> Result<Vec<EventSummary>, StoreError> {
+            self.inner.list_events(f, p).await
+        }
+        async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
+            self.inner.get_event(id).await
+        }
+        async fn reprocess_event(
+            &self,
+            id: i64,
+            t: Vec<NewTask>,
+            now: DateTime<Utc>,
+        ) -> Result<Option<ReprocessOutcome>, StoreError> {
+            self.inner.reprocess_event(id, t, now).await
+        }
+    }
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            delivery_id: id.to_owned(),
+            event_type: "ping".to_owned(),
+            action: None,
+            source: "github".to_owned(),
+            repository: None,
+            installation_id: None,
+            payload: Bytes::from_static(b"{}"),
+            headers: Vec::new(),
+            received_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_deliveries_share_commits_and_each_gets_its_own_outcome() {
+        let counting = Arc::new(Counting {
+            inner: MemoryStore::new(),
+            batches: AtomicUsize::new(0),
+            largest: AtomicUsize::new(0),
+        });
+        let store = Arc::new(GroupCommit::new(counting.clone(), 1, 64));
+        let mut handles = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            // Every delivery id twice: exactly one of each pair is accepted.
+            let id = format!("d-{}", i % 25);
+            handles.push(tokio::spawn(async move {
+                store.ingest(event(&id), Vec::new()).await
+            }));
+        }
+        let mut accepted = 0;
+        let mut duplicates = 0;
+        for h in handles {
+            match h.await.unwrap().unwrap() {
+                IngestOutcome::Accepted { .. } => accepted += 1,
+                IngestOutcome::Duplicate { .. } => duplicates += 1,
+            }
+        }
+        assert_eq!((accepted, duplicates), (25, 25));
+        let batches = counting.batches.load(Ordering::SeqCst);
+        assert!(
+            batches < 50,
+            "50 concurrent deliveries took {batches} commits"
+        );
+        assert!(counting.largest.load(Ordering::SeqCst) > 1);
+        let stored = store
+            .list_events(
+                &EventFilter::default(),
+                Page {
+                    limit: 100,
+                    offset: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 25);
+    }
+
+    #[tokio::test]
+    async fn a_lone_delivery_is_committed_without_waiting_for_company() {
+        let store = GroupCommit::new(Arc::new(MemoryStore::new()), 1, 64);
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.ingest(event("solo"), Vec::new()),
+        )
+        .await
+        .expect("a single delivery must not wait for a batch to fill")
+        .unwrap();
+        assert!(matches!(outcome, IngestOutcome::Accepted { .. }));
+    }
+}

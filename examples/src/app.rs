@@ -219,8 +219,12 @@ async fn build_queue(
         return Ok(store);
     };
     let redis = |e: orchestrator_redis::Error| ServerError::Usage(format!("REDIS_URL: {e}"));
-    let conn = orchestrator_redis::RedisConnection::new(orchestrator_redis::RedisConfig::new(url.expose()))
-        .map_err(redis)?;
+    let redis_config = orchestrator_redis::RedisConfig {
+        prefix: config.redis_key_prefix.clone(),
+        ..orchestrator_redis::RedisConfig::new(url.expose())
+    };
+    redis_config.validate().map_err(redis)?;
+    let conn = orchestrator_redis::RedisConnection::new(redis_config).map_err(redis)?;
     let tasks: Arc<dyn TaskStore> = store;
     let queue = orchestrator_redis::RedisQueue::new(conn, orchestrator_redis::QueueConfig::default(), tasks, clock)
         .map_err(redis)?;

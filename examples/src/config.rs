@@ -206,6 +206,8 @@ pub struct Config {
     pub trusted_proxy_header: Option<String>,
     /// `METRICS_REQUIRE_TOKEN`: whether `/metrics` needs the admin token too.
     pub metrics_require_token: bool,
+    /// `REDIS_KEY_PREFIX`: prefix of every Redis key (several deployments can share a Redis).
+    pub redis_key_prefix: String,
     /// `CODEGEN_POLL_SECONDS`: first wait before reading a Codegen run again (doubles up to 5 min).
     pub codegen_poll: Duration,
 }
@@ -512,6 +514,10 @@ impl Config {
             r.problem("TRUSTED_PROXY_HEADER", format!("{h:?} is not a header name"));
         }
         let metrics_require_token = r.bool("METRICS_REQUIRE_TOKEN", false);
+        let redis_key_prefix = r.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "orchestrator".into());
+        if redis_key_prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
+            r.problem("REDIS_KEY_PREFIX", "must contain no spaces or braces");
+        }
         let codegen_poll = r.secs("CODEGEN_POLL_SECONDS", 30);
         if codegen_poll < Duration::from_secs(1) {
             r.problem("CODEGEN_POLL_SECONDS", "must be at least 1");
@@ -554,6 +560,7 @@ impl Config {
                 duplicate_conflict,
                 trusted_proxy_header,
                 metrics_require_token,
+                redis_key_prefix,
                 codegen_poll,
             }),
             _ => Err(ConfigError { problems: r.problems }),

@@ -131,8 +131,8 @@ pub struct ApiConfig {
     pub metrics_require_token: bool,
     /// What `POST /api/v1/admin/cleanup` removes.
     pub retention: RetentionPolicy,
-    /// Where the receiver listens (default [`WEBHOOK_PATH`]); used by the
-    /// [`WebhookLayer`](crate::WebhookLayer) and the full router alike.
+    /// Where the receiver listens (default [`WEBHOOK_PATH`]; must start with `/`); used by the
+    /// [`WebhookLayer`](crate::WebhookLayer), the full router and the OpenAPI document alike.
     pub webhook_path: String,
 }
 

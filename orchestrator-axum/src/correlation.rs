@@ -143,11 +143,15 @@ where
                 let started = Instant::now();
                 let mut response = future.await?;
                 finish(&mut response, &path, &id);
-                tracing::info!(
-                    status = response.status().as_u16(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request finished"
-                );
+                let status = response.status().as_u16();
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                // Probes and scrapes arrive every few seconds: keep them out of info logs
+                // unless they fail.
+                if response.status().is_success() && (path == "/health" || path == "/metrics") {
+                    tracing::debug!(status, elapsed_ms, "request finished");
+                } else {
+                    tracing::info!(status, elapsed_ms, "request finished");
+                }
                 Ok(response)
             }
             .instrument(span),

@@ -113,7 +113,8 @@ impl IntoResponse for ApiError {
 
 /// A layer turning a panicking handler into a logged, generic 500 (with the error body, since
 /// it runs inside the correlation layer) instead of a dropped connection.
-pub(crate) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(PanicPayload) -> Response> {
+pub(crate) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(PanicPayload) -> Response>
+{
     tower_http::catch_panic::CatchPanicLayer::custom(on_panic as fn(PanicPayload) -> Response)
 }
 

@@ -113,9 +113,3 @@ where
         }
     }
 }
-
-// The receiver never fails as a service: every failure is an HTTP answer.
-const _: fn() = || {
-    fn infallible<T: Service<Request<Body>, Error = Infallible>>() {}
-    infallible::<MethodRouter>();
-};

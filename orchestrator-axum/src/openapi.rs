@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
 use crate::routes::{admin, events, system, tasks, webhook};
 
@@ -70,7 +71,19 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document of every route of [`router`](crate::router).
+/// The OpenAPI document of every route of [`router`](crate::router) with the default
+/// configuration.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The document as `config` serves it (the receiver may be at another path).
+pub fn openapi_for(config: &ApiConfig) -> utoipa::openapi::OpenApi {
+    let mut doc = openapi();
+    if config.webhook_path != WEBHOOK_PATH
+        && let Some(item) = doc.paths.paths.remove(WEBHOOK_PATH)
+    {
+        doc.paths.paths.insert(config.webhook_path.clone(), item);
+    }
+    doc
 }

@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use crate::support::*;
 
-async fn follow_pull_request(db: &TestDb) {
+async fn follow_pull_request(db: &TestDb, extra: &[(&str, &str)]) {
     let github = github_mock(Duration::ZERO).await;
     let codegen = codegen_mock().await;
-    let mut server = Server::start(db, &github, &codegen, "all", &[]).await;
+    let mut server = Server::start(db, &github, &codegen, "all", extra).await;
 
     let (status, health) = server.get_public("/health").await;
     assert_eq!(status, 200, "{health}");
@@ -94,14 +94,24 @@ async fn follow_pull_request(db: &TestDb) {
 #[tokio::test]
 async fn a_pull_request_reaches_a_completed_codegen_run_on_sqlite() {
     let db = TestDb::sqlite();
-    follow_pull_request(&db).await;
+    follow_pull_request(&db, &[]).await;
     db.drop_db().await;
 }
 
 #[tokio::test]
 async fn a_pull_request_reaches_a_completed_codegen_run_on_postgres() {
     let db = TestDb::postgres().await;
-    follow_pull_request(&db).await;
+    follow_pull_request(&db, &[]).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_pull_request_reaches_a_completed_codegen_run_on_postgres_with_the_redis_queue() {
+    let db = TestDb::postgres().await;
+    let redis = TestRedis::new();
+    follow_pull_request(&db, &[("REDIS_URL", &redis.url), ("REDIS_KEY_PREFIX", &redis.prefix)]).await;
+    assert!(redis.key_count() > 0, "the Redis queue was not used");
+    drop(redis);
     db.drop_db().await;
 }
 

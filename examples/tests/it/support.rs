@@ -238,3 +238,42 @@ pub async fn codegen_mock() -> MockServer {
         .await;
     codegen
 }
+
+/// A Redis key prefix for one test; its keys are deleted on drop.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let pong = Command::new("redis-cli").args(["-u", &url, "ping"]).output();
+        match pong {
+            Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "PONG" => {}
+            other => panic!("Redis at {url} is unreachable (set TEST_REDIS_URL): {other:?}"),
+        }
+        Self { url, prefix: format!("e2e-{}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["-u", &self.url, "--scan", "--pattern", &format!("{}*", self.prefix)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys().len()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let _ = Command::new("redis-cli").args(["-u", &self.url, "del"]).args(&keys).output();
+        }
+    }
+}

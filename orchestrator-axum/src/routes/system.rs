@@ -64,6 +64,6 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
     security(("bearer" = [])),
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object), (status = 401, body = ErrorBody))
 )]
-pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::openapi())
+pub(crate) async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::openapi_for(state.config()))
 }

@@ -12,6 +12,7 @@ mod admin;
 mod down;
 mod events;
 mod layer;
+mod logging;
 mod openapi;
 mod rate_limit;
 mod serve;

@@ -207,3 +207,41 @@ async fn the_correlation_id_is_taken_from_the_request_or_generated() {
     .unwrap();
     assert_ne!(generated, other);
 }
+
+struct Panicking;
+
+#[async_trait]
+impl HealthCheck for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+    async fn check(&self) -> HealthStatus {
+        panic!("a bug in a health check")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_generic_500_with_the_error_body() {
+    let (_, app) = app_with(BreakerSet::new(), Some(Arc::new(Panicking)));
+    let body = assert_error(
+        get_open(&app, "/health").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "/health",
+    )
+    .await;
+    assert_eq!(body["error"], "internal server error");
+}
+
+#[tokio::test]
+async fn the_document_follows_a_moved_receiver() {
+    let app = TestApp::with_config(ApiConfig {
+        webhook_path: "/hooks/github".into(),
+        ..config()
+    });
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    assert!(doc["paths"]["/hooks/github"]["post"].is_object());
+    assert!(doc["paths"].get("/api/v1/webhooks/github").is_none());
+    let mut req = webhook_request("ping", "moved", &payload("ping/payload.json"));
+    *req.uri_mut() = "/hooks/github".parse().unwrap();
+    assert_eq!(app.send(req).await.status(), StatusCode::OK);
+}

@@ -84,15 +84,23 @@ async fn ingest_rate(store: &SqlStore, payload: &Bytes, secs: u64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Inserts `n` runnable no-op tasks (100 per event).
+/// Inserts `n` runnable no-op tasks, one per delivery (as most deliveries cause one task), from
+/// 8 clients.
 async fn prefill(store: &SqlStore, n: usize) {
     let small = Bytes::from_static(b"{}");
-    let mut left = n;
-    while left > 0 {
-        let batch = left.min(100);
-        let (event, _) = delivery(&small);
-        store.ingest(event, (0..batch).map(|_| noop_task()).collect()).await.expect("prefill");
-        left -= batch;
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (store, small) = (store.clone(), small.clone());
+        let share = n / CLIENTS + usize::from(c < n % CLIENTS);
+        clients.push(tokio::spawn(async move {
+            for _ in 0..share {
+                let (event, tasks) = delivery(&small);
+                store.ingest(event, tasks).await.expect("prefill");
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("prefill client");
     }
 }
 
@@ -128,7 +136,7 @@ async fn claim_rate(store: &SqlStore, batch: usize, secs: u64) -> f64 {
 async fn measure(name: &str, store: &SqlStore, payload: &Bytes, secs: u64, batch: usize) {
     let ingest = ingest_rate(store, payload, secs).await;
     println!("{name}: ingest {} B delivery + 1 task: {ingest:.0} commits/s ({CLIENTS} clients)", payload.len());
-    prefill(store, 120_000).await;
+    prefill(store, env("STORE_BENCH_TASKS", 60_000)).await;
     let claims = claim_rate(store, batch, secs).await;
     println!("{name}: claim+complete no-op tasks: {claims:.0}/s ({CLIENTS} workers, batch {batch})");
 }
@@ -160,7 +168,7 @@ async fn postgres(payload: &Bytes, secs: u64, batch: usize) {
         .expect("finished rows");
         sqlx::query("ANALYZE workflow_tasks").execute(pg.pool()).await.expect("analyze");
         println!("postgres: inserted {finished} finished rows in {:.1} s", started.elapsed().as_secs_f64());
-        prefill(&store, 60_000).await;
+        prefill(&store, env("STORE_BENCH_TASKS", 60_000)).await;
         let claims = claim_rate(&store, batch, secs).await;
         println!("postgres: claim+complete with {finished} finished rows: {claims:.0}/s");
         let started = Instant::now();

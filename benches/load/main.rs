@@ -16,6 +16,9 @@
 //! non-2xx count and the server's peak RSS (`VmHWM`), then lists the stored events through the
 //! public API and checks that every delivery answered 2xx is in the database.
 //!
+//! Variables named `SERVER_<NAME>` are passed to the server as `<NAME>` (e.g.
+//! `SERVER_SQLITE_SYNCHRONOUS=normal`, `SERVER_LOG_LEVEL=info`).
+//!
 //! The HTTP client is a few lines over a `TcpStream` (request bytes out, status line and
 //! `Content-Length` body in), so the generator costs as little CPU as possible on the cores it
 //! shares with the server.
@@ -221,6 +224,15 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) `pid` has used, in seconds (Linux clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -271,6 +283,7 @@ async fn start_server(database_url: Option<String>) -> Result<Server, BoxError> 
         .env("LOG_LEVEL", "warn")
         .env("LOG_FORMAT", "json")
         .env("ENABLE_TRACING", "false")
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("SERVER_")).map(|(k, v)| (k["SERVER_".len()..].to_owned(), v)))
         .current_dir(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -372,11 +385,14 @@ async fn main() -> Result<(), BoxError> {
         .map(|conn| tokio::spawn(drive(plan.clone(), conn)))
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = server.as_ref().map(|s| s.child.id());
+    let cpu_before = pid.and_then(cpu_seconds);
     plan.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     plan.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_used = pid.and_then(cpu_seconds).zip(cpu_before).map(|(after, before)| after - before);
     plan.stop.store(true, Ordering::Relaxed);
 
     let mut latencies = Vec::new();

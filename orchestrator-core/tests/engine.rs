@@ -1190,3 +1190,89 @@ async fn concurrent_workers_run_every_task_exactly_once() {
         );
     }
 }
+
+/// A queue whose `finish` never answers (the store hangs); everything else goes to memory.
+struct HangingFinish(Arc<MemoryStore>);
+
+#[async_trait]
+impl TaskQueue for HangingFinish {
+    async fn publish(&self, _: &[TaskRef]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn claim(
+        &self,
+        w: &str,
+        max: usize,
+        lease: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.0.claim(w, max, lease, now).await
+    }
+    async fn finish(
+        &self,
+        _: &Claim,
+        _: Finish,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<FinishReport, StoreError> {
+        std::future::pending().await
+    }
+    async fn extend_lease(
+        &self,
+        c: &Claim,
+        lease: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        TaskQueue::extend_lease(&*self.0, c, lease, now).await
+    }
+    async fn requeue_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        self.0.requeue_expired(now).await
+    }
+    async fn depth(&self, now: chrono::DateTime<chrono::Utc>) -> Result<QueueDepth, StoreError> {
+        self.0.depth(now).await
+    }
+    fn backend(&self) -> &'static str {
+        "hanging"
+    }
+}
+
+/// Shutdown is bounded even when the store stops answering: after the grace period the
+/// unfinished tasks are released, and if even that cannot be recorded within another grace
+/// period the worker gives up on them (their leases expire) and returns.
+#[tokio::test(start_paused = true)]
+async fn shutdown_returns_even_when_the_store_hangs() {
+    let h = harness();
+    h.deliver("d-1").await;
+    struct Forever;
+    #[async_trait]
+    impl TaskHandler for Forever {
+        async fn handle(&self, _: &TaskContext) -> Result<HandlerOutcome, TaskError> {
+            std::future::pending().await
+        }
+    }
+    let mut registry = HandlerRegistry::new();
+    registry.register(analyze(), Forever);
+    let worker = Worker::new(
+        Arc::new(HangingFinish(h.store.clone())),
+        h.store.clone(),
+        registry,
+        h.clock.clone(),
+        config("w1"),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.store.depth(h.clock.now()).await.unwrap().running,
+        2,
+        "both tasks are running"
+    );
+    stop.send(()).unwrap();
+    let returned = tokio::time::timeout(Duration::from_secs(3600), run).await;
+    assert!(
+        returned.is_ok(),
+        "the worker must stop even though the store hangs"
+    );
+    returned.unwrap().unwrap().unwrap();
+}

@@ -141,7 +141,8 @@ fn breaker_op() -> impl Strategy<Value = BreakerOp> {
 }
 
 /// The breaker as the spec describes it: consecutive failures open it, it stays open for
-/// `recovery`, then lets one probe through whose outcome closes or re-opens it.
+/// `recovery` (late answers of calls made before it opened change nothing), then lets one probe
+/// through whose outcome closes or re-opens it.
 struct Spec {
     threshold: u32,
     recovery: Duration,
@@ -159,6 +160,10 @@ impl Spec {
     }
 
     fn report(&mut self, before: BreakerState, success: bool, now: DateTime<Utc>) {
+        if before != BreakerState::HalfOpen && self.opened_at.is_some() {
+            // The late answer of a call let through while closed: the open period ignores it.
+            return;
+        }
         if success {
             self.failures = 0;
             self.opened_at = None;
@@ -359,4 +364,56 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A jitter setting read from configuration as `NaN` must not panic the worker when it
+/// schedules a retry: it counts as no jitter.
+#[test]
+fn a_nan_jitter_means_no_jitter_instead_of_a_panic() {
+    let b = Backoff {
+        jitter: f64::NAN,
+        ..Backoff::default()
+    };
+    let delay = std::panic::catch_unwind(|| b.delay(3, 0.5));
+    assert_eq!(delay.ok(), Some(Duration::from_secs(4)));
+    let normal = Backoff::default();
+    assert_eq!(normal.delay(3, f64::NAN), Duration::from_secs(4));
+}
+
+/// A call let through while the breaker was closed may answer after it opened. That late answer
+/// says nothing about the open period: a success must not close the breaker before its recovery
+/// time, and a failure must not push the recovery time back.
+#[test]
+fn a_late_answer_of_a_call_sent_before_the_breaker_opened_changes_nothing() {
+    let clock = Arc::new(ManualClock::default());
+    let breaker = CircuitBreaker::new(
+        "dep",
+        BreakerConfig {
+            failure_threshold: 2,
+            recovery: Duration::from_secs(30),
+        },
+        clock.clone(),
+    );
+    breaker.acquire().unwrap(); // a slow call, still out
+    breaker.acquire().unwrap(); // a second slow call
+    for _ in 0..2 {
+        breaker.acquire().unwrap();
+        breaker.on_failure();
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    breaker.on_success(); // the first slow call answers late
+    assert_eq!(breaker.state(), BreakerState::Open);
+    assert!(breaker.acquire().is_err());
+    clock.advance(Duration::from_secs(10));
+    breaker.on_failure(); // the second slow call fails late
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(
+        breaker.state(),
+        BreakerState::HalfOpen,
+        "recovery counts from when the breaker opened"
+    );
+    breaker.acquire().unwrap();
+    assert!(breaker.acquire().is_err(), "one probe");
+    breaker.on_success();
+    assert_eq!(breaker.state(), BreakerState::Closed);
 }

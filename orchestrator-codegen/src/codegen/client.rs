@@ -3,7 +3,9 @@
 //! `POST /v1/organizations/{org_id}/agent/run` starts a run, `GET .../agent/run/{id}` reads it,
 //! both with `Authorization: Bearer <CODEGEN_TOKEN>`. Status mapping: 5xx and transport failures
 //! are retryable (honouring `Retry-After`), 429 is rate limiting (the task waits without using an
-//! attempt), 400/401/402/403/404/422 are permanent. Only 5xx, 429 and transport failures count
+//! attempt), 400/401/402/403/404/422 are permanent. A run creation that may have reached the
+//! server but got no answer (timeout, broken body) is permanent too: the run may exist, and a
+//! retry would start a second one. Only 5xx, 429 and transport failures count
 //! against the breaker: a 404 says nothing about the service's health.
 
 use std::sync::Arc;
@@ -119,11 +121,15 @@ impl CodegenClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        // Creating a run is not idempotent: once the request may have reached the server, a
+        // lost answer must not be retried, or a retried task would start a second run.
+        let creates = body.is_some();
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
                 permit.failure();
-                return Err(http::transport_error("Codegen", what, err));
+                let maybe_sent = !(err.is_connect() || err.is_builder());
+                return Err(lost_answer(creates && maybe_sent, what, err));
             }
         };
         let status = response.status();
@@ -132,7 +138,7 @@ impl CodegenClient {
             Ok(text) => text,
             Err(err) => {
                 permit.failure();
-                return Err(http::transport_error("Codegen", what, err));
+                return Err(lost_answer(creates, what, err));
             }
         };
         permit.status(status.as_u16());
@@ -164,6 +170,29 @@ impl CodegenClient {
                 .with_source(e)
             })
     }
+}
+
+/// A request that got no (complete) answer. Retryable, unless it was a run creation that may
+/// have reached the server (`ambiguous`): then it is permanent, because trying again could start
+/// a second run for the same task.
+fn lost_answer(ambiguous: bool, what: &str, err: reqwest::Error) -> ClientError {
+    if !ambiguous {
+        return http::transport_error("Codegen", what, err);
+    }
+    let cause = if err.is_timeout() {
+        "timed out"
+    } else {
+        "failed"
+    };
+    ClientError::new(
+        ClientErrorKind::Permanent,
+        None,
+        format!(
+            "Codegen {what}: request {cause} after it was sent; the run may have been created, so \
+             it is not retried (look for it in Codegen before retrying the task by hand)"
+        ),
+    )
+    .with_source(err)
 }
 
 #[async_trait]

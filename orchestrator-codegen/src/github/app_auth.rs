@@ -28,11 +28,20 @@ pub(crate) struct AppClaims {
     pub(crate) iss: String,
 }
 
-/// Answer of the token exchange.
-#[derive(Debug, Deserialize)]
+/// Answer of the token exchange. `Debug` leaves the token out.
+#[derive(Deserialize)]
 pub(crate) struct InstallationToken {
     pub(crate) token: String,
     pub(crate) expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for InstallationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallationToken")
+            .field("token", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 struct Cached {
@@ -124,5 +133,22 @@ impl AppAuth {
             .filter(|(_, c)| now + RENEW_BEFORE < c.expires_at)
             .min_by_key(|(id, _)| **id)
             .map(|(id, c)| (*id, c.token.clone()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_installation_token_never_shows_in_debug_output() {
+        let token: InstallationToken = serde_json::from_str(
+            r#"{"token":"ghs_secretinstallationtoken","expires_at":"2030-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("ghs_secret"), "{shown}");
+        assert!(shown.contains("2030"), "{shown}");
     }
 }

@@ -3,10 +3,13 @@
 //! Exactly one run per task: the run id is persisted with `record_external_run` (on this task
 //! and its parent) before the handler returns, and every later call (a retried attempt, or the
 //! next poll) finds it in `codegen_task_id` / the progress state in `output_data` and reads the
-//! run instead of creating one. Following the run returns [`HandlerOutcome::Waiting`] with a
-//! doubling delay (`poll_initial` .. `poll_max`), so no worker slot is held and no attempt is
-//! used while the agent works; after `max_wait` the task completes with status `timeout`.
-//! Transient errors while polling also wait (within `max_wait`) rather than burn attempts.
+//! run instead of creating one. A creation whose answer was lost after the request went out
+//! fails permanently (the client says so) instead of being retried into a second run; a poll
+//! that reveals the run's `web_url` later records it too. Following the run returns
+//! [`HandlerOutcome::Waiting`] with a doubling delay (`poll_initial` .. `poll_max`), so no worker
+//! slot is held and no attempt is used while the agent works; after `max_wait` the task completes
+//! with status `timeout`. Transient errors while polling also wait (within `max_wait`, an
+//! upstream `Retry-After` included) rather than burn attempts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,7 +229,10 @@ impl TaskHandler for CodegenTrigger {
             return Ok(self.evaluate(ctx, progress, run));
         };
         match self.agent.get_run(progress.run_id).await {
-            Ok(run) => Ok(self.evaluate(ctx, progress, run)),
+            Ok(run) => {
+                Self::record_new_url(ctx, &run).await;
+                Ok(self.evaluate(ctx, progress, run))
+            }
             Err(err) => match err.kind() {
                 ClientErrorKind::Retryable { retry_after }
                 | ClientErrorKind::RateLimited { retry_after } => {
@@ -248,6 +254,26 @@ impl TaskHandler for CodegenTrigger {
 }
 
 impl CodegenTrigger {
+    /// The create answer may have had no `web_url`; once a read shows one the task does not know
+    /// yet, it is recorded (on the task and its parent) like the run id. Best effort: the URL is
+    /// also kept in the progress state and the final output.
+    async fn record_new_url(ctx: &TaskContext, run: &AgentRun) {
+        let Some(url) = run.web_url.as_deref() else {
+            return;
+        };
+        if ctx.task.codegen_task_url.as_deref() == Some(url) {
+            return;
+        }
+        let record = ExternalRun {
+            id: run.id.to_string(),
+            url: Some(url.to_owned()),
+        };
+        if let Err(err) = ctx.record_external_run(&record).await {
+            tracing::warn!(task_id = %ctx.task.task_id, run_id = run.id, error = %err,
+                "could not record the agent run's page");
+        }
+    }
+
     fn wait_after_error(
         &self,
         ctx: &TaskContext,
@@ -257,9 +283,13 @@ impl CodegenTrigger {
     ) -> HandlerOutcome {
         tracing::warn!(task_id = %ctx.task.task_id, run_id = progress.run_id, error, "reading the agent run failed; will try again");
         progress.poll_errors = progress.poll_errors.saturating_add(1);
+        // The upstream's wish is honoured, but never past the deadline (an absurd Retry-After
+        // must not park the task for ever); the read at the deadline then decides.
+        let deadline = clock::add(progress.started_at, self.config.max_wait);
+        let left = (deadline - ctx.now).to_std().unwrap_or(Duration::ZERO);
         match self.wait_or_time_out(ctx, progress) {
             HandlerOutcome::Waiting { after, output } => HandlerOutcome::Waiting {
-                after: after.max(retry_after.unwrap_or_default()),
+                after: after.max(retry_after.unwrap_or_default().min(left)),
                 output,
             },
             done => done,

@@ -150,3 +150,47 @@ async fn without_token_or_org_the_client_is_unconfigured_and_sends_nothing() {
     assert!(server.received_requests().await.unwrap().is_empty());
     assert!(!format!("{client:?}").contains("cg_testtoken"));
 }
+
+#[tokio::test]
+async fn a_create_that_timed_out_after_sending_is_permanent_but_a_refused_connection_is_retryable()
+{
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let mut config = codegen_config(&server);
+    config.timeouts.total = Duration::from_millis(200);
+    let client = CodegenClient::new(
+        config,
+        clock_now(),
+        std::sync::Arc::new(Recorder::default()),
+    )
+    .unwrap();
+    let err = client.create_run(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ClientErrorKind::Permanent, "{err}");
+
+    // Nothing listens on a port that was just freed: the request never left, so trying again
+    // is safe.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = CodegenConfig {
+        base_url: format!("http://127.0.0.1:{port}").parse().unwrap(),
+        ..codegen_config(&server)
+    };
+    let client = CodegenClient::new(
+        config,
+        clock_now(),
+        std::sync::Arc::new(Recorder::default()),
+    )
+    .unwrap();
+    let err = client.create_run(&request()).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ClientErrorKind::Retryable { retry_after: None },
+        "{err}"
+    );
+}

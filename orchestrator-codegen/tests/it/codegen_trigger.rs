@@ -357,3 +357,100 @@ async fn without_credentials_the_run_is_skipped_with_a_clear_note() {
     assert_eq!(recorder.runs(), ["skipped"]);
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+/// A create request that reached the server but whose answer never came back may have started a
+/// run the task cannot know about: retrying it could start a second run, so the attempt fails
+/// permanently instead (an operator can look the run up and retry by hand).
+#[tokio::test]
+async fn a_creation_whose_answer_was_lost_is_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(run_body(501, "ACTIVE"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let mut config = codegen_config(&server);
+    config.timeouts.total = Duration::from_millis(200);
+    let recorder = Arc::new(Recorder::default());
+    let client = CodegenClient::new(config, clock_now(), recorder.clone()).unwrap();
+    let h = CodegenTrigger::new(
+        Arc::new(client),
+        Arc::new(HandlerConfig::default()),
+        recorder.clone(),
+    );
+    let err = h
+        .handle(&ctx(
+            trigger_task(),
+            Utc::now(),
+            Arc::new(Progress::default()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, TaskErrorKind::Permanent, "{err:?}");
+    assert!(err.message.contains("may have been created"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+/// An upstream's `Retry-After` is honoured while polling, but never past the run's deadline: a
+/// huge value must not park the task (nearly) forever.
+#[tokio::test]
+async fn a_huge_retry_after_while_polling_is_cut_at_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "9999999999"))
+        .mount(&server)
+        .await;
+    let (h, _recorder) = handler(&server, HandlerConfig::default());
+    let mut task = trigger_task();
+    task.codegen_task_id = Some("501".to_owned());
+    let now = Utc::now();
+    task.started_at = Some(now);
+    let outcome = handle(&h, task, now, &Arc::new(Progress::default())).await;
+    let HandlerOutcome::Waiting { after, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(after, HandlerConfig::default().max_wait);
+}
+
+/// The create answer may carry no `web_url` yet; once a poll shows it, it is recorded on the
+/// task (and its parent) like the run id.
+#[tokio::test]
+async fn a_web_url_that_appears_later_is_recorded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": 501, "organization_id": 42, "status": "PENDING"})),
+        )
+        .mount(&server)
+        .await;
+    mount_get(&server, "RUNNING").await;
+    let (h, _recorder) = handler(&server, HandlerConfig::default());
+    let progress = Arc::new(Progress::default());
+    let mut task = trigger_task();
+    let now = Utc::now();
+    let HandlerOutcome::Waiting { output, .. } = handle(&h, task.clone(), now, &progress).await
+    else {
+        panic!("expected to wait")
+    };
+    task.output_data = output;
+    task.codegen_task_id = Some("501".to_owned());
+    handle(&h, task.clone(), now, &progress).await;
+    let runs = progress.runs.lock().unwrap().clone();
+    let urls: Vec<Option<String>> = runs.iter().map(|(_, run)| run.url.clone()).collect();
+    assert_eq!(
+        urls,
+        [None, Some("https://codegen.com/agent/trace/501".to_owned())]
+    );
+    assert!(
+        runs.iter()
+            .all(|(id, run)| *id == task.task_id && run.id == "501")
+    );
+    // Known already: not recorded again.
+    task.codegen_task_url = Some("https://codegen.com/agent/trace/501".to_owned());
+    handle(&h, task, now, &progress).await;
+    assert_eq!(progress.runs.lock().unwrap().len(), 2);
+}

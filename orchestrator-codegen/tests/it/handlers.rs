@@ -369,3 +369,44 @@ async fn push_analysis_counts_commits_and_distinct_files_and_never_triggers() {
     assert_eq!(output["should_trigger_codegen"], json!(false));
     assert!(followups.is_empty());
 }
+
+/// Whatever `input_data` a task carries (an old row, a hand-made task, a bug elsewhere), a
+/// built-in handler never panics on it and never calls out: it fails the task permanently.
+#[tokio::test]
+async fn unexpected_input_data_fails_permanently_without_calling_anyone() {
+    use orchestrator_core::handler::{HandlerRegistry, TaskContext};
+    use orchestrator_core::memory::{FakeAgent, FakeGitHub};
+    use orchestrator_core::observe::NoopObserver;
+
+    let github = Arc::new(FakeGitHub::new());
+    let agent = Arc::new(FakeAgent::new());
+    let mut registry = HandlerRegistry::new();
+    orchestrator_codegen::register_handlers(
+        &mut registry,
+        github.clone(),
+        agent.clone(),
+        HandlerConfig::default(),
+        Arc::new(NoopObserver),
+    );
+    let inputs = [
+        Value::Null,
+        json!([1, 2]),
+        json!("text"),
+        json!({"unexpected": true}),
+        json!({"number": -1, "check_run_id": "x", "check_suite_id": 1.5, "commits": 3, "reasons": 7}),
+    ];
+    for task_type in TaskType::BUILT_IN {
+        for input in &inputs {
+            let t = task(task_type.clone(), Some(3), input.clone());
+            let c: TaskContext = ctx(t, chrono::Utc::now(), Arc::new(Progress::default()));
+            let handler = registry.get(&task_type).unwrap();
+            let err = handler
+                .handle(&c)
+                .await
+                .expect_err(&format!("{task_type} accepted {input}"));
+            assert_eq!(err.kind, TaskErrorKind::Permanent, "{task_type} {input}");
+        }
+    }
+    assert_eq!(github.calls(), 0);
+    assert_eq!((agent.create_calls(), agent.get_calls()), (0, 0));
+}

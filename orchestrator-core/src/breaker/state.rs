@@ -173,8 +173,15 @@ impl CircuitBreaker {
     }
 
     /// Reports a successful call: the breaker closes and the failure count resets.
+    ///
+    /// While the breaker is open no call has been let through, so a report then is the late
+    /// answer of a call made before it opened and changes nothing (a success must not cut the
+    /// recovery time short, a failure must not extend it).
     pub fn on_success(&self) {
         let mut inner = self.lock();
+        if inner.state == BreakerState::Open {
+            return;
+        }
         inner.consecutive_failures = 0;
         inner.probe_in_flight = false;
         inner.opened_at = None;
@@ -185,6 +192,9 @@ impl CircuitBreaker {
     /// half-open probe failed.
     pub fn on_failure(&self) {
         let mut inner = self.lock();
+        if inner.state == BreakerState::Open {
+            return;
+        }
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         let probe_failed = inner.probe_in_flight;
         inner.probe_in_flight = false;

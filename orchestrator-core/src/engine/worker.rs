@@ -160,7 +160,9 @@ impl Worker {
     /// when the queue is empty it waits `poll_interval` (or until an attempt ends). Expired
     /// leases of other (crashed) workers are returned to the queue every `lease / 2`. At
     /// shutdown it stops claiming, waits up to `shutdown_grace`, then stops the remaining
-    /// handlers and records their tasks as released (pending, due now, no attempt used).
+    /// handlers and records their tasks as released (pending, due now, no attempt used). If the
+    /// store cannot record that within another `shutdown_grace`, those attempts are dropped and
+    /// their tasks come back when their leases expire, so shutdown always ends.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
@@ -226,8 +228,28 @@ impl Worker {
                 "shutdown grace period over: releasing unfinished tasks"
             );
             cancel.cancel();
-            while let Some(joined) = running.join_next().await {
-                log_join(joined);
+            // Releasing needs the store; if it does not answer within another grace period,
+            // give up on those tasks (their leases expire and they return to the queue) rather
+            // than never stopping.
+            let released = tokio::time::timeout(self.config.shutdown_grace, async {
+                while let Some(joined) = running.join_next().await {
+                    log_join(joined);
+                }
+            })
+            .await;
+            if released.is_err() {
+                tracing::error!(
+                    in_flight = running.len(),
+                    "releasing tasks timed out; their leases will expire"
+                );
+                running.abort_all();
+                while let Some(joined) = running.join_next().await {
+                    if let Err(err) = joined
+                        && !err.is_cancelled()
+                    {
+                        tracing::error!(error = %err, "attempt task failed");
+                    }
+                }
             }
         }
         tracing::info!("worker stopped");

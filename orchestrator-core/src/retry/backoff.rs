@@ -42,10 +42,12 @@ impl Backoff {
     }
 
     /// The delay before retry `retry` with jitter; `unit` is a random number in `0.0..1.0`.
-    /// Always within `[base_delay * (1 - jitter), base_delay]`.
+    /// Always within `[base_delay * (1 - jitter), base_delay]`; a `NaN` jitter or unit counts as 0
+    /// (`Duration::mul_f64` would panic on it).
     pub fn delay(&self, retry: u32, unit: f64) -> Duration {
         let delay = self.base_delay(retry);
-        let jitter = self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
+        let fraction = |x: f64| if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) };
+        let jitter = fraction(self.jitter) * fraction(unit);
         delay.mul_f64(1.0 - jitter)
     }
 

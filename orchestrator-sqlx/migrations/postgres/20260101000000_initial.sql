@@ -89,3 +89,8 @@ CREATE TABLE task_executions (
 
 CREATE INDEX task_executions_task_idx ON task_executions (task_id, id);
 CREATE INDEX task_executions_running_idx ON task_executions (task_id) WHERE status = 'running';
+
+-- A queue table: claimed and finished rows leave dead entries at the front of the runnable
+-- index until vacuum removes them, so vacuum it early.
+ALTER TABLE workflow_tasks SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02);

@@ -38,7 +38,10 @@ const BATCH: usize = 16;
 const LEASE: Duration = Duration::from_secs(60);
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn redis_url() -> String {
@@ -50,13 +53,20 @@ struct Prefix(String);
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(redis_url().as_str()).and_then(|c| c.get_connection()) else {
+        let Ok(mut conn) =
+            redis::Client::open(redis_url().as_str()).and_then(|c| c.get_connection())
+        else {
             return;
         };
         let mut cursor = 0u64;
         loop {
-            let reply: redis::RedisResult<(u64, Vec<String>)> =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{}:*", self.0)).arg("COUNT").arg(1000).query(&mut conn);
+            let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.0))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn);
             let Ok((next, keys)) = reply else { return };
             if !keys.is_empty() {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
@@ -70,17 +80,30 @@ impl Drop for Prefix {
 }
 
 fn connection(prefix: &Prefix) -> RedisConnection {
-    RedisConnection::new(RedisConfig { prefix: prefix.0.clone(), ..RedisConfig::new(redis_url()) }).unwrap()
+    RedisConnection::new(RedisConfig {
+        prefix: prefix.0.clone(),
+        ..RedisConfig::new(redis_url())
+    })
+    .unwrap()
 }
 
 fn queue_config(name: &str) -> QueueConfig {
-    QueueConfig { name: name.to_owned(), block: Duration::from_millis(50), ..QueueConfig::default() }
+    QueueConfig {
+        name: name.to_owned(),
+        block: Duration::from_millis(50),
+        ..QueueConfig::default()
+    }
 }
 
 /// One broker cycle of `batch` messages for `consumer`: publish, read them all, acknowledge.
 async fn raw_cycle(stream: &TaskStream, consumer: &str, batch: usize) {
     let now = Utc::now();
-    let refs: Vec<TaskRef> = (0..batch).map(|_| TaskRef { task_id: Uuid::now_v7(), run_at: now }).collect();
+    let refs: Vec<TaskRef> = (0..batch)
+        .map(|_| TaskRef {
+            task_id: Uuid::now_v7(),
+            run_at: now,
+        })
+        .collect();
     stream.apply(now, &[], &refs).await.unwrap();
     let mut acks = Vec::with_capacity(batch);
     while acks.len() < batch {
@@ -125,7 +148,10 @@ fn delivery() -> (NewEvent, Vec<NewTask>) {
         headers: Vec::new(),
         received_at: now,
     };
-    (event, vec![NewTask::new(TaskSpec::new(TaskType::PUSH_ANALYSIS), 3, now)])
+    (
+        event,
+        vec![NewTask::new(TaskSpec::new(TaskType::PUSH_ANALYSIS), 3, now)],
+    )
 }
 
 /// 8 clients ingest `n` one-task deliveries, each published after its commit; deliveries/s.
@@ -139,8 +165,13 @@ async fn ingest_rate(store: Arc<dyn EventStore>, queue: Arc<dyn TaskQueue>, n: u
             for _ in 0..share {
                 let (event, tasks) = delivery();
                 let run_at = tasks[0].run_at;
-                if let IngestOutcome::Accepted { task_ids, .. } = store.ingest(event, tasks).await.unwrap() {
-                    let refs: Vec<TaskRef> = task_ids.into_iter().map(|task_id| TaskRef { task_id, run_at }).collect();
+                if let IngestOutcome::Accepted { task_ids, .. } =
+                    store.ingest(event, tasks).await.unwrap()
+                {
+                    let refs: Vec<TaskRef> = task_ids
+                        .into_iter()
+                        .map(|task_id| TaskRef { task_id, run_at })
+                        .collect();
                     queue.publish(&refs).await.unwrap();
                 }
             }
@@ -163,8 +194,15 @@ async fn claim_rate(queues: Vec<Arc<dyn TaskQueue>>, n: usize) -> f64 {
         workers.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             while (done.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
-                for claim in queue.claim(&worker, BATCH, LEASE, Utc::now()).await.unwrap() {
-                    let finish = Finish::Completed { output: serde_json::json!({}), followups: Vec::new() };
+                for claim in queue
+                    .claim(&worker, BATCH, LEASE, Utc::now())
+                    .await
+                    .unwrap()
+                {
+                    let finish = Finish::Completed {
+                        output: serde_json::json!({}),
+                        followups: Vec::new(),
+                    };
                     queue.finish(&claim, finish, Utc::now()).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -179,17 +217,30 @@ async fn claim_rate(queues: Vec<Arc<dyn TaskQueue>>, n: usize) -> f64 {
 }
 
 /// Ingest + publish, then claim + complete, of `n` tasks through `queues` (over `store`).
-async fn end_to_end(label: &str, store: Arc<dyn EventStore>, queues: Vec<Arc<dyn TaskQueue>>, n: usize) {
+async fn end_to_end(
+    label: &str,
+    store: Arc<dyn EventStore>,
+    queues: Vec<Arc<dyn TaskQueue>>,
+    n: usize,
+) {
     let ingest = ingest_rate(store, queues[0].clone(), n).await;
     let claims = claim_rate(queues, n).await;
-    println!("{label}: ingest+publish {ingest:.0} deliveries/s; claim+complete {claims:.0} tasks/s");
+    println!(
+        "{label}: ingest+publish {ingest:.0} deliveries/s; claim+complete {claims:.0} tasks/s"
+    );
 }
 
 fn redis_queues(prefix: &Prefix, name: &str, store: Arc<dyn TaskStore>) -> Vec<Arc<dyn TaskQueue>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     (0..CLIENTS)
         .map(|_| {
-            let queue = RedisQueue::new(connection(prefix), queue_config(name), store.clone(), clock.clone()).unwrap();
+            let queue = RedisQueue::new(
+                connection(prefix),
+                queue_config(name),
+                store.clone(),
+                clock.clone(),
+            )
+            .unwrap();
             Arc::new(queue) as Arc<dyn TaskQueue>
         })
         .collect()
@@ -209,16 +260,35 @@ async fn postgres(prefix: &Prefix, n: usize) {
         .or_else(|_| std::env::var("TEST_DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("wo_bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&url).await.expect("PostgreSQL is unreachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.expect("schema");
+    let mut admin = PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL is unreachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .expect("schema");
     let connect: PgConnectOptions = url.parse().expect("url");
-    let options = PoolOptions { max_connections: 2 * CLIENTS as u32 + 2, ..PoolOptions::default() };
-    let pg = PgStore::connect_with(connect.options([("search_path", schema.as_str())]), &options).await.expect("pg");
+    let options = PoolOptions {
+        max_connections: 2 * CLIENTS as u32 + 2,
+        ..PoolOptions::default()
+    };
+    let pg = PgStore::connect_with(
+        connect.options([("search_path", schema.as_str())]),
+        &options,
+    )
+    .await
+    .expect("pg");
     let store = SqlStore::from(pg);
 
     let shared = Arc::new(store.clone());
     let queues = vec![shared.clone() as Arc<dyn TaskQueue>; CLIENTS];
-    end_to_end("postgres store, its own queue (SKIP LOCKED)", shared.clone(), queues, n).await;
+    end_to_end(
+        "postgres store, its own queue (SKIP LOCKED)",
+        shared.clone(),
+        queues,
+        n,
+    )
+    .await;
     let queues = redis_queues(prefix, "e2e-postgres", shared.clone());
     end_to_end("postgres store + redis streams", shared, queues, n).await;
 
@@ -233,7 +303,10 @@ fn main() {
     let secs: u64 = env("REDIS_BENCH_SECS", 5);
     let n: usize = env("REDIS_BENCH_TASKS", 20_000);
     let which: String = env("REDIS_BENCH_DB", "all".to_owned());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let prefix = Prefix(format!("bench-{}", Uuid::new_v4().simple()));
     runtime.block_on(async {
         connection(&prefix).ping().await.unwrap_or_else(|e| panic!("Redis at {} is unreachable: {e}", redis_url()));

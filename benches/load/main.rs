@@ -424,6 +424,9 @@ async fn main() -> Result<(), BoxError> {
         rss.map(|k| format!("{:.1}MiB", k as f64 / 1024.0))
             .unwrap_or_else(|| "n/a".into()),
     );
+    if let Some(cpu) = cpu_used {
+        println!("load: server cpu={:.0}% of one core", 100.0 * cpu / elapsed.as_secs_f64());
+    }
     if server.is_some() {
         let stored = stored_delivery_ids(addr).await?;
         let missing = accepted.iter().filter(|id| !stored.contains(*id)).count();

@@ -1,14 +1,15 @@
 -- pgbench baseline for the load benchmark: the rows one pull_request delivery writes (the event
 -- with its 28 KiB payload and headers, and its pull_request_analysis task), in one statement and
--- one commit, as the server's ingest does. The payload is read from `load_payload` (one row,
--- loaded by run.sh) so every transaction writes the full body.
+-- one commit, as the server's ingest does. The 28 KiB payload is the pgbench variable `payload`
+-- (an SQL literal, `-D payload=...`, see run.sh), so every transaction sends and writes the full
+-- body as the server does.
 WITH e AS (
     INSERT INTO webhook_events (delivery_id, event_type, action, source, repository, installation_id,
                                 payload, headers, processed, created_at, updated_at, open_tasks)
     SELECT gen_random_uuid()::text, 'pull_request', 'opened', 'github', 'Codertocat/Hello-World', NULL,
            p.payload, '[["x-github-event","pull_request"],["content-type","application/json"]]'::jsonb,
            false, now(), now(), 1
-    FROM load_payload p
+    FROM (SELECT :payload::json AS payload) p
     RETURNING id
 )
 INSERT INTO workflow_tasks (task_id, webhook_event_id, task_type, status, priority, repository, pr_number,

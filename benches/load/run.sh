@@ -30,13 +30,12 @@ LOAD_SECONDS=$SECONDS_ cargo bench -q -p orchestrator-benches --bench load
 
 echo "== baseline: pgbench, the same rows (event + task) per transaction, 32 clients"
 fresh_db load_pgbench
-psql "$PG_BASE/load_pgbench" -qc "CREATE TABLE load_payload (payload json NOT NULL)"
 PAYLOAD="${WEBHOOK_CORPUS_DIR:-../shared/corpus}/github-payloads/pull_request/opened.payload.json"
-echo "INSERT INTO load_payload VALUES (:'payload');" | psql "$PG_BASE/load_pgbench" -q -v payload="$(cat "$PAYLOAD")"
-pgbench -n -c 32 -j 2 -T "$SECONDS_" -f benches/load/pgbench.sql "$PG_BASE/load_pgbench" | grep -E "tps|latency"
+LITERAL="'$(sed "s/'/''/g" "$PAYLOAD")'"
+pgbench -n -c 32 -j 2 -T "$SECONDS_" -D payload="$LITERAL" -f benches/load/pgbench.sql "$PG_BASE/load_pgbench" | grep -E "tps|latency"
 psql "$PG" -qc "DROP DATABASE load_pgbench WITH (FORCE)"
 
 echo "== orchestrator-server, PostgreSQL"
 fresh_db load_server
-LOAD_SECONDS=$SECONDS_ LOAD_DATABASE_URL="$PG_BASE/load_server" cargo bench -q -p orchestrator-benches --bench load
+SERVER_DATABASE_MAX_CONNECTIONS=32 LOAD_SECONDS=$SECONDS_ LOAD_DATABASE_URL="$PG_BASE/load_server" cargo bench -q -p orchestrator-benches --bench load
 psql "$PG" -qc "DROP DATABASE load_server WITH (FORCE)"

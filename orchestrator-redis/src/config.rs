@@ -43,21 +43,30 @@ impl Default for RedisConfig {
 impl RedisConfig {
     /// Defaults with `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ..Self::default() }
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
     }
 
     /// Checks the settings that would otherwise fail late.
     pub fn validate(&self) -> Result<()> {
         if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
-            return Err(Error::Config("prefix must be non-empty and contain no whitespace".into()));
+            return Err(Error::Config(
+                "prefix must be non-empty and contain no whitespace".into(),
+            ));
         }
         if let Some(name) = &self.client_name
             && (name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()))
         {
-            return Err(Error::Config("client_name must be non-empty and contain no spaces".into()));
+            return Err(Error::Config(
+                "client_name must be non-empty and contain no spaces".into(),
+            ));
         }
         if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
-            return Err(Error::Config("backoff_min must be > 0 and <= backoff_max".into()));
+            return Err(Error::Config(
+                "backoff_min must be > 0 and <= backoff_max".into(),
+            ));
         }
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(Error::Config("timeouts must be > 0".into()));
@@ -120,9 +129,12 @@ impl Default for QueueConfig {
 impl QueueConfig {
     /// Checks the settings that would otherwise fail late.
     pub fn validate(&self) -> Result<()> {
-        let plain = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "{}".contains(c));
+        let plain =
+            |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "{}".contains(c));
         if !plain(&self.name) || !plain(&self.group) {
-            return Err(Error::Config("queue name and group must be non-empty, without spaces or braces".into()));
+            return Err(Error::Config(
+                "queue name and group must be non-empty, without spaces or braces".into(),
+            ));
         }
         if self.max_deliveries == 0 {
             return Err(Error::Config("max_deliveries must be at least 1".into()));
@@ -142,13 +154,25 @@ mod tests {
     fn defaults_are_valid_and_bad_values_are_refused() {
         assert!(RedisConfig::default().validate().is_ok());
         assert!(QueueConfig::default().validate().is_ok());
-        let bad = RedisConfig { prefix: "a b".into(), ..RedisConfig::default() };
+        let bad = RedisConfig {
+            prefix: "a b".into(),
+            ..RedisConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = RedisConfig { backoff_max: Duration::from_millis(1), ..RedisConfig::default() };
+        let bad = RedisConfig {
+            backoff_max: Duration::from_millis(1),
+            ..RedisConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = QueueConfig { max_deliveries: 0, ..QueueConfig::default() };
+        let bad = QueueConfig {
+            max_deliveries: 0,
+            ..QueueConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = QueueConfig { name: "a{b}".into(), ..QueueConfig::default() };
+        let bad = QueueConfig {
+            name: "a{b}".into(),
+            ..QueueConfig::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

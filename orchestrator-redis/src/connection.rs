@@ -10,7 +10,7 @@
 //! into a hot loop against the network. One success resets the backoff.
 //!
 //! Each new connection sends `CLIENT SETNAME` when a name is configured (operators can find a
-//! process's connections in `CLIENT LIST`). Blocking reads use a separate [`Slot`], because a
+//! process's connections in `CLIENT LIST`). Blocking reads use a separate connection slot, because a
 //! blocked `XREADGROUP` on the shared socket would hold up every command queued behind it.
 
 use std::future::Future;
@@ -60,7 +60,11 @@ pub(crate) struct Slot {
 impl Slot {
     /// A slot whose commands may wait `response_timeout` for a reply.
     pub(crate) fn new(response_timeout: Duration) -> Self {
-        Self { conn: tokio::sync::Mutex::new(None), generation: AtomicU64::new(0), response_timeout }
+        Self {
+            conn: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            response_timeout,
+        }
     }
 }
 
@@ -105,7 +109,8 @@ impl RedisConnection {
 
     /// `PING`, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await?;
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await?;
         Ok(())
     }
 
@@ -155,9 +160,17 @@ impl RedisConnection {
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(slot.response_timeout));
         let connect = async {
-            let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&connection_config).await?;
+            let mut conn = self
+                .inner
+                .client
+                .get_multiplexed_async_connection_with_config(&connection_config)
+                .await?;
             if let Some(name) = &config.client_name {
-                redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async::<()>(&mut conn).await?;
+                redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(name)
+                    .query_async::<()>(&mut conn)
+                    .await?;
             }
             Ok::<_, RedisError>(conn)
         };
@@ -177,7 +190,10 @@ impl RedisConnection {
             }
             Err(_) => {
                 self.failed();
-                let err = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"));
+                let err = RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ));
                 Err(Error::Unavailable(err))
             }
         }
@@ -187,7 +203,9 @@ impl RedisConnection {
     pub(crate) fn backing_off(&self) -> Option<Duration> {
         let backoff = self.inner.backoff.lock().unwrap_or_else(|e| e.into_inner());
         let until = backoff.until?;
-        until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
     }
 
     fn failed(&self) {
@@ -214,10 +232,17 @@ fn backoff_delay(min: Duration, max: Duration, failures: u32) -> Duration {
 /// Whether `err` means the connection (or the server behind it) is unusable for now, as
 /// opposed to a command that Redis refused.
 pub(crate) fn is_connection_error(err: &RedisError) -> bool {
-    if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal() {
+    if err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+    {
         return true;
     }
-    matches!(err.code(), Some("LOADING" | "READONLY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"))
+    matches!(
+        err.code(),
+        Some("LOADING" | "READONLY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+    )
 }
 
 /// Whether `err` says the consumer group (or its stream) does not exist.

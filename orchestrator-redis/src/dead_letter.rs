@@ -34,7 +34,9 @@ impl TaskStream {
     /// How many dead letters there are.
     pub async fn dead_letter_len(&self) -> Result<u64> {
         let key = &self.keys.dead;
-        self.conn.run(|mut c| async move { redis::cmd("XLEN").arg(key).query_async(&mut c).await }).await
+        self.conn
+            .run(|mut c| async move { redis::cmd("XLEN").arg(key).query_async(&mut c).await })
+            .await
     }
 
     /// The oldest dead letters (at most `limit`).
@@ -43,18 +45,29 @@ impl TaskStream {
         let reply: StreamRangeReply = self
             .conn
             .run(|mut c| async move {
-                redis::cmd("XRANGE").arg(key).arg("-").arg("+").arg("COUNT").arg(limit).query_async(&mut c).await
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         Ok(reply
             .ids
             .into_iter()
             .map(|e| DeadLetter {
-                task_id: e.get::<String>("task").and_then(|s| Uuid::parse_str(&s).ok()),
+                task_id: e
+                    .get::<String>("task")
+                    .and_then(|s| Uuid::parse_str(&s).ok()),
                 entry_id: e.get("entry").unwrap_or_default(),
                 deliveries: e.get("deliveries").unwrap_or_default(),
                 consumer: e.get("consumer").unwrap_or_default(),
-                at: e.get::<i64>("at").and_then(DateTime::<Utc>::from_timestamp_millis),
+                at: e
+                    .get::<i64>("at")
+                    .and_then(DateTime::<Utc>::from_timestamp_millis),
                 id: e.id,
             })
             .collect())

@@ -17,23 +17,40 @@ impl TaskStream {
     /// Moves up to `move_batch` delayed tasks due at `now` to the stream; how many.
     pub async fn move_due(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut inv = self.move_script.key(&self.keys.delayed);
-        inv.key(&self.keys.stream).arg(now.timestamp_millis()).arg(self.config.move_batch);
-        self.conn.run(move |mut c| async move { inv.invoke_async::<u64>(&mut c).await }).await
+        inv.key(&self.keys.stream)
+            .arg(now.timestamp_millis())
+            .arg(self.config.move_batch);
+        self.conn
+            .run(move |mut c| async move { inv.invoke_async::<u64>(&mut c).await })
+            .await
     }
 
     /// The delayed task ids with their due times, earliest first (at most `limit`).
     pub async fn delayed(&self, limit: usize) -> Result<Vec<(String, DateTime<Utc>)>> {
         let key = &self.keys.delayed;
-        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        let stop = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
         let rows: Vec<(String, i64)> = self
             .conn
             .run(|mut c| async move {
-                redis::cmd("ZRANGE").arg(key).arg(0).arg(stop).arg("WITHSCORES").query_async(&mut c).await
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(stop)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, ms)| (id, DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()))
+            .map(|(id, ms)| {
+                (
+                    id,
+                    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default(),
+                )
+            })
             .collect())
     }
 }

@@ -37,7 +37,11 @@ impl Error {
 
 impl From<Error> for StoreError {
     fn from(err: Error) -> Self {
-        let kind = if err.is_retryable() { StoreErrorKind::Unavailable } else { StoreErrorKind::Internal };
+        let kind = if err.is_retryable() {
+            StoreErrorKind::Unavailable
+        } else {
+            StoreErrorKind::Internal
+        };
         StoreError::with_source(kind, "redis queue", err)
     }
 }

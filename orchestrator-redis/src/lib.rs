@@ -11,7 +11,8 @@
 //!   confirm each message with the store's conditional pending -> running update, and on
 //!   completion `XACK` + `XDEL` it — so the stream holds exactly the unfinished messages.
 //! - A message nobody acknowledged or refreshed for the visibility timeout is taken over by
-//!   another worker (`XPENDING IDLE` + `XCLAIM` in one script); one delivered `max_deliveries`
+//!   another worker (`XPENDING IDLE` + `XCLAIM` in one script rather than `XAUTOCLAIM`, because
+//!   `XPENDING` also reports each message's delivery count); one delivered `max_deliveries`
 //!   times goes to a dead-letter stream instead. A busy worker refreshes its message when it
 //!   extends its lease.
 //! - Retries and deferred tasks wait in a sorted set scored by due time; a script moves due ones
@@ -23,6 +24,9 @@
 //!   a hot loop), a missing consumer group (`NOGROUP`) is recreated from id 0, and publishing
 //!   failures leave the tasks in the store (plus an in-memory backlog) so the API keeps
 //!   answering and publishing catches up.
+//! - Needs Redis 6.2 or newer (`XPENDING ... IDLE`); keys of one queue share a hash tag.
+//! - Not kept: task priority (the stream is first in, first out; the database queue orders by
+//!   priority).
 //!
 //! ## Layout
 //! - [`config`]: [`RedisConfig`] (reaching Redis), [`QueueConfig`] (queue behaviour).

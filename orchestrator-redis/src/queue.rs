@@ -44,7 +44,9 @@ pub struct RedisQueue {
 
 impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisQueue").field("stream", &self.stream).finish_non_exhaustive()
+        f.debug_struct("RedisQueue")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +100,11 @@ impl RedisQueue {
 
     /// Task references waiting in memory for Redis to come back.
     pub fn backlog_len(&self) -> usize {
-        self.backlog.lock().unwrap_or_else(|e| e.into_inner()).tasks.len()
+        self.backlog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tasks
+            .len()
     }
 
     fn backlog_is_empty(&self) -> bool {
@@ -110,7 +116,10 @@ impl RedisQueue {
     async fn send(&self, now: DateTime<Utc>, acks: &[String], tasks: &[TaskRef]) -> Result<()> {
         let (mut all_acks, mut all_tasks): (Vec<String>, Vec<TaskRef>) = {
             let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
-            (backlog.acks.drain(..).collect(), backlog.tasks.drain(..).collect())
+            (
+                backlog.acks.drain(..).collect(),
+                backlog.tasks.drain(..).collect(),
+            )
         };
         all_acks.extend_from_slice(acks);
         all_tasks.extend_from_slice(tasks);
@@ -140,7 +149,12 @@ impl RedisQueue {
     }
 
     /// The Redis half of a claim: backlog, due delayed tasks, takeovers, new messages.
-    async fn deliveries(&self, worker: &str, max: usize, now: DateTime<Utc>) -> Result<Vec<Delivery>> {
+    async fn deliveries(
+        &self,
+        worker: &str,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>> {
         if !self.backlog_is_empty() {
             self.send(now, &[], &[]).await?;
         }
@@ -153,7 +167,10 @@ impl RedisQueue {
             }
             out = taken;
         }
-        let more = self.stream.read(worker, max.saturating_sub(out.len())).await?;
+        let more = self
+            .stream
+            .read(worker, max.saturating_sub(out.len()))
+            .await?;
         out.extend(more);
         Ok(out)
     }
@@ -178,7 +195,10 @@ impl RedisQueue {
             }
             None => None,
         };
-        let first = self.store.start_attempt(task_id, worker, lease_until, now).await?;
+        let first = self
+            .store
+            .start_attempt(task_id, worker, lease_until, now)
+            .await?;
         if let Some(verdict) = claimed(first, entry.clone()) {
             return Ok(verdict);
         }
@@ -187,18 +207,33 @@ impl RedisQueue {
         };
         let task = detail.task;
         if task.status.is_runnable() && task.run_at > now {
-            return Ok(Verdict::Reschedule(entry, TaskRef { task_id, run_at: task.run_at }));
+            return Ok(Verdict::Reschedule(
+                entry,
+                TaskRef {
+                    task_id,
+                    run_at: task.run_at,
+                },
+            ));
         }
         if task.status == TaskStatus::Running {
             if task.lease_expires_at.is_some_and(|at| at <= now) {
                 // Its worker died: take the task over now instead of waiting for a sweep.
                 let freed = self.store.expire_leases(now).await?;
-                let others: Vec<TaskRef> =
-                    freed.into_iter().filter(|id| *id != task_id).map(|id| TaskRef { task_id: id, run_at: now }).collect();
+                let others: Vec<TaskRef> = freed
+                    .into_iter()
+                    .filter(|id| *id != task_id)
+                    .map(|id| TaskRef {
+                        task_id: id,
+                        run_at: now,
+                    })
+                    .collect();
                 if !others.is_empty() {
                     let _ = self.send(now, &[], &others).await;
                 }
-                let again = self.store.start_attempt(task_id, worker, lease_until, now).await?;
+                let again = self
+                    .store
+                    .start_attempt(task_id, worker, lease_until, now)
+                    .await?;
                 return Ok(claimed(again, entry.clone()).unwrap_or(Verdict::Ack(entry)));
             }
             if delivery.reclaimed {
@@ -230,7 +265,11 @@ impl TaskQueue for RedisQueue {
             Ok(d) => d,
             Err(Error::BackingOff { retry_in }) => {
                 // Pace a caller that loops on errors; a blocking read would have waited too.
-                let pause = self.stream.config().block.max(self.stream.connection().config().backoff_min);
+                let pause = self
+                    .stream
+                    .config()
+                    .block
+                    .max(self.stream.connection().config().backoff_min);
                 tokio::time::sleep(retry_in.min(pause)).await;
                 return Err(Error::BackingOff { retry_in }.into());
             }
@@ -238,10 +277,13 @@ impl TaskQueue for RedisQueue {
         };
         let lease_until = clock::add(now, lease);
         let verdicts = futures::future::join_all(
-            deliveries.into_iter().map(|d| self.confirm(d, worker, lease_until, now)),
+            deliveries
+                .into_iter()
+                .map(|d| self.confirm(d, worker, lease_until, now)),
         )
         .await;
-        let (mut claims, mut acks, mut later, mut failure) = (Vec::new(), Vec::new(), Vec::new(), None);
+        let (mut claims, mut acks, mut later, mut failure) =
+            (Vec::new(), Vec::new(), Vec::new(), None);
         for verdict in verdicts {
             match verdict {
                 Ok(Verdict::Claimed(claim)) => claims.push(*claim),
@@ -265,7 +307,12 @@ impl TaskQueue for RedisQueue {
         }
     }
 
-    async fn finish(&self, claim: &Claim, finish: Finish, now: DateTime<Utc>) -> Result<FinishReport, StoreError> {
+    async fn finish(
+        &self,
+        claim: &Claim,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, StoreError> {
         let followup_due: Vec<DateTime<Utc>> = match &finish {
             Finish::Completed { followups, .. } => followups.iter().map(|t| t.run_at).collect(),
             _ => Vec::new(),
@@ -273,10 +320,16 @@ impl TaskQueue for RedisQueue {
         let report = self.store.finish_attempt(claim, finish, now).await?;
         let mut tasks = Vec::with_capacity(report.followups.len() + 1);
         if report.status.is_runnable() {
-            tasks.push(TaskRef { task_id: claim.task.task_id, run_at: report.run_at.unwrap_or(now) });
+            tasks.push(TaskRef {
+                task_id: claim.task.task_id,
+                run_at: report.run_at.unwrap_or(now),
+            });
         }
         for (i, id) in report.followups.iter().enumerate() {
-            tasks.push(TaskRef { task_id: *id, run_at: followup_due.get(i).copied().unwrap_or(now) });
+            tasks.push(TaskRef {
+                task_id: *id,
+                run_at: followup_due.get(i).copied().unwrap_or(now),
+            });
         }
         let acks: Vec<String> = claim.receipt.iter().cloned().collect();
         if let Err(err) = self.send(now, &acks, &tasks).await {
@@ -286,8 +339,16 @@ impl TaskQueue for RedisQueue {
         Ok(report)
     }
 
-    async fn extend_lease(&self, claim: &Claim, lease: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let held = self.store.extend_lease(claim, clock::add(now, lease)).await?;
+    async fn extend_lease(
+        &self,
+        claim: &Claim,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let held = self
+            .store
+            .extend_lease(claim, clock::add(now, lease))
+            .await?;
         if held
             && let Some(entry) = &claim.receipt
             && let Err(err) = self.stream.touch(&claim.worker_id, entry).await
@@ -299,12 +360,19 @@ impl TaskQueue for RedisQueue {
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let freed = self.store.expire_leases(now).await?;
-        let tasks: Vec<TaskRef> = freed.iter().map(|id| TaskRef { task_id: *id, run_at: now }).collect();
+        let tasks: Vec<TaskRef> = freed
+            .iter()
+            .map(|id| TaskRef {
+                task_id: *id,
+                run_at: now,
+            })
+            .collect();
         let _ = self.send(now, &[], &tasks).await;
         let mut count = freed.len() as u64;
         let sweep_due = {
             let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
-            let interval = chrono::Duration::from_std(self.stream.config().sweep_interval).unwrap_or(chrono::Duration::MAX);
+            let interval = chrono::Duration::from_std(self.stream.config().sweep_interval)
+                .unwrap_or(chrono::Duration::MAX);
             let due = last.is_none_or(|at| now.signed_duration_since(at) >= interval);
             if due {
                 *last = Some(now);

@@ -26,12 +26,18 @@ pub struct Rate {
 impl Rate {
     /// `count` requests per minute.
     pub const fn per_minute(count: u32) -> Self {
-        Self { count, per: Duration::from_secs(60) }
+        Self {
+            count,
+            per: Duration::from_secs(60),
+        }
     }
 
     /// `count` requests per second.
     pub const fn per_second(count: u32) -> Self {
-        Self { count, per: Duration::from_secs(1) }
+        Self {
+            count,
+            per: Duration::from_secs(1),
+        }
     }
 
     /// The time one request "costs": `per / count` (at least one microsecond).
@@ -59,7 +65,10 @@ pub struct RedisRateLimiter {
 impl RedisRateLimiter {
     /// A limiter using `conn` (and its key prefix).
     pub fn new(conn: RedisConnection) -> Self {
-        Self { conn, script: Script::new(include_str!("scripts/gcra.lua")) }
+        Self {
+            conn,
+            script: Script::new(include_str!("scripts/gcra.lua")),
+        }
     }
 
     /// Counts one request of `key` against `rate` with `burst` allowed at once (at least 1).
@@ -70,14 +79,26 @@ impl RedisRateLimiter {
         let (allowed, retry_us): (i64, i64) = self
             .conn
             .run(|mut c| async move {
-                script.key(&redis_key).arg(interval_us).arg(burst.max(1)).invoke_async(&mut c).await
+                script
+                    .key(&redis_key)
+                    .arg(interval_us)
+                    .arg(burst.max(1))
+                    .invoke_async(&mut c)
+                    .await
             })
             .await?;
         match allowed {
-            1 => Ok(Decision { allowed: true, retry_after: Duration::ZERO }),
+            1 => Ok(Decision {
+                allowed: true,
+                retry_after: Duration::ZERO,
+            }),
             0 => {
-                let micros = u64::try_from(retry_us).map_err(|_| Error::Reply("negative retry_after".into()))?;
-                Ok(Decision { allowed: false, retry_after: Duration::from_micros(micros) })
+                let micros = u64::try_from(retry_us)
+                    .map_err(|_| Error::Reply("negative retry_after".into()))?;
+                Ok(Decision {
+                    allowed: false,
+                    retry_after: Duration::from_micros(micros),
+                })
             }
             other => Err(Error::Reply(format!("rate limiter answered {other}"))),
         }
@@ -90,8 +111,21 @@ mod tests {
 
     #[test]
     fn emission_interval_divides_the_period() {
-        assert_eq!(Rate::per_minute(100).emission_interval(), Duration::from_millis(600));
-        assert_eq!(Rate::per_second(20).emission_interval(), Duration::from_millis(50));
-        assert_eq!(Rate { count: 0, per: Duration::from_secs(1) }.emission_interval(), Duration::from_secs(1));
+        assert_eq!(
+            Rate::per_minute(100).emission_interval(),
+            Duration::from_millis(600)
+        );
+        assert_eq!(
+            Rate::per_second(20).emission_interval(),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            Rate {
+                count: 0,
+                per: Duration::from_secs(1)
+            }
+            .emission_interval(),
+            Duration::from_secs(1)
+        );
     }
 }

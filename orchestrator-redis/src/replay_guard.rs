@@ -4,6 +4,10 @@
 //! trip. It stands in front of the database's unique constraint on the delivery id, which stays
 //! the source of truth: the guard only saves a transaction for the common redelivery. GitHub
 //! keeps deliveries for about three days, hence the default TTL of 72 hours.
+//!
+//! Ask it only after the signature is verified: otherwise anyone could mark a delivery id as
+//! seen before GitHub sends it. If the database then refuses the delivery, call
+//! [`ReplayGuard::forget`] so that GitHub's redelivery is accepted.
 
 use std::time::Duration;
 
@@ -33,7 +37,14 @@ impl ReplayGuard {
         let reply: Option<String> = self
             .conn
             .run(|mut c| async move {
-                redis::cmd("SET").arg(&key).arg(1).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut c).await
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         Ok(reply.is_some())
@@ -43,6 +54,8 @@ impl ReplayGuard {
     /// was marked seen but then not stored (the database refused the transaction).
     pub async fn forget(&self, delivery_id: &str) -> Result<()> {
         let key = keys::delivery(self.conn.prefix(), delivery_id);
-        self.conn.run(|mut c| async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await }).await
+        self.conn
+            .run(|mut c| async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await })
+            .await
     }
 }

@@ -1,7 +1,7 @@
 //! The Redis side of the queue alone: one stream with a consumer group, its delayed set and its
-//! dead-letter stream. It moves task ids and knows nothing of task state; [`RedisQueue`]
-//! (crate::RedisQueue) pairs it with the store. Benchmarks use it directly to measure the
-//! broker's own enqueue -> claim -> ack cycle.
+//! dead-letter stream. It moves task ids and knows nothing of task state;
+//! [`RedisQueue`](crate::RedisQueue) pairs it with the store. Benchmarks use it directly to
+//! measure the broker's own enqueue -> claim -> ack cycle.
 //!
 //! Every entry carries one field, `task` = the task id. Acknowledged entries are deleted
 //! (`XACK` + `XDEL`), so the stream holds exactly the messages not yet done; if the consumer
@@ -47,7 +47,10 @@ pub struct TaskStream {
 
 impl std::fmt::Debug for TaskStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskStream").field("keys", &self.keys).field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("TaskStream")
+            .field("keys", &self.keys)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,24 +128,44 @@ impl TaskStream {
 
     /// In one round trip: acknowledges and deletes `acks`, appends the due `tasks` to the stream
     /// and puts the others in the delayed set (scored by due time).
-    pub async fn apply(&self, now: DateTime<Utc>, acks: &[String], tasks: &[TaskRef]) -> Result<()> {
+    pub async fn apply(
+        &self,
+        now: DateTime<Utc>,
+        acks: &[String],
+        tasks: &[TaskRef],
+    ) -> Result<()> {
         if acks.is_empty() && tasks.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         if !acks.is_empty() {
-            pipe.cmd("XACK").arg(&self.keys.stream).arg(&self.config.group).arg(acks).ignore();
+            pipe.cmd("XACK")
+                .arg(&self.keys.stream)
+                .arg(&self.config.group)
+                .arg(acks)
+                .ignore();
             pipe.cmd("XDEL").arg(&self.keys.stream).arg(acks).ignore();
         }
         for task in tasks {
             let id = task.task_id.to_string();
             if task.run_at <= now {
-                pipe.cmd("XADD").arg(&self.keys.stream).arg("*").arg("task").arg(id).ignore();
+                pipe.cmd("XADD")
+                    .arg(&self.keys.stream)
+                    .arg("*")
+                    .arg("task")
+                    .arg(id)
+                    .ignore();
             } else {
-                pipe.cmd("ZADD").arg(&self.keys.delayed).arg(task.run_at.timestamp_millis()).arg(id).ignore();
+                pipe.cmd("ZADD")
+                    .arg(&self.keys.delayed)
+                    .arg(task.run_at.timestamp_millis())
+                    .arg(id)
+                    .ignore();
             }
         }
-        self.conn.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+        self.conn
+            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     /// Reads up to `max` new messages for `consumer`; when there are none, waits up to the
@@ -156,14 +179,25 @@ impl TaskStream {
             return Ok(found);
         }
         let slot = self.reader(consumer);
-        self.grouped(|| self.read_once(Some(&slot), consumer, max)).await
+        self.grouped(|| self.read_once(Some(&slot), consumer, max))
+            .await
     }
 
-    async fn read_once(&self, blocking: Option<&Slot>, consumer: &str, max: usize) -> Result<Vec<Delivery>> {
+    async fn read_once(
+        &self,
+        blocking: Option<&Slot>,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<Delivery>> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.config.group).arg(consumer).arg("COUNT").arg(max);
+        cmd.arg("GROUP")
+            .arg(&self.config.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max);
         if blocking.is_some() {
-            cmd.arg("BLOCK").arg(u64::try_from(self.config.block.as_millis()).unwrap_or(u64::MAX));
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(self.config.block.as_millis()).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&self.keys.stream).arg(">");
         let query = |mut c: redis::aio::MultiplexedConnection| async move {
@@ -176,7 +210,9 @@ impl TaskStream {
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         Ok(entries
             .map(|e| Delivery {
-                task_id: e.get::<String>("task").and_then(|s| Uuid::parse_str(&s).ok()),
+                task_id: e
+                    .get::<String>("task")
+                    .and_then(|s| Uuid::parse_str(&s).ok()),
                 entry_id: e.id,
                 reclaimed: false,
             })
@@ -186,13 +222,21 @@ impl TaskStream {
     fn reader(&self, consumer: &str) -> Arc<Slot> {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = self.config.block + self.conn.config().response_timeout;
-        readers.entry(consumer.to_owned()).or_insert_with(|| Arc::new(Slot::new(timeout))).clone()
+        readers
+            .entry(consumer.to_owned())
+            .or_insert_with(|| Arc::new(Slot::new(timeout)))
+            .clone()
     }
 
     /// Takes over for `consumer` up to `max` messages that were not acknowledged or refreshed
     /// for the visibility timeout, and moves those already delivered `max_deliveries` times to
     /// the dead-letter stream. Returns the taken messages and how many were dead-lettered.
-    pub async fn reclaim(&self, consumer: &str, max: usize, now: DateTime<Utc>) -> Result<(Vec<Delivery>, u64)> {
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Delivery>, u64)> {
         if max == 0 {
             return Ok((Vec::new(), 0));
         }
@@ -208,7 +252,8 @@ impl TaskStream {
                     .arg(self.config.max_deliveries)
                     .arg(now.timestamp_millis())
                     .arg(max);
-                self.conn.run(move |mut c| async move { inv.invoke_async::<Value>(&mut c).await })
+                self.conn
+                    .run(move |mut c| async move { inv.invoke_async::<Value>(&mut c).await })
             })
             .await?;
         parse_reclaim(reply)
@@ -244,43 +289,71 @@ impl TaskStream {
             .grouped(|| {
                 let mut pipe = redis::pipe();
                 pipe.cmd("XLEN").arg(&self.keys.stream);
-                pipe.cmd("XPENDING").arg(&self.keys.stream).arg(&self.config.group);
-                pipe.cmd("ZCOUNT").arg(&self.keys.delayed).arg("-inf").arg(now_ms);
-                pipe.cmd("ZCOUNT").arg(&self.keys.delayed).arg(format!("({now_ms}")).arg("+inf");
+                pipe.cmd("XPENDING")
+                    .arg(&self.keys.stream)
+                    .arg(&self.config.group);
+                pipe.cmd("ZCOUNT")
+                    .arg(&self.keys.delayed)
+                    .arg("-inf")
+                    .arg(now_ms);
+                pipe.cmd("ZCOUNT")
+                    .arg(&self.keys.delayed)
+                    .arg(format!("({now_ms}"))
+                    .arg("+inf");
                 pipe.cmd("XLEN").arg(&self.keys.dead);
-                self.conn.run(move |mut c| async move { pipe.query_async(&mut c).await })
+                self.conn
+                    .run(move |mut c| async move { pipe.query_async(&mut c).await })
             })
             .await?;
         let running = match pending {
             Value::Array(summary) => match summary.into_iter().next() {
-                Some(count) => redis::from_redis_value::<u64>(count).map_err(|e| Error::Reply(e.to_string()))?,
+                Some(count) => redis::from_redis_value::<u64>(count)
+                    .map_err(|e| Error::Reply(e.to_string()))?,
                 None => 0,
             },
             _ => return Err(Error::Reply("XPENDING summary".into())),
         };
-        Ok(QueueDepth { ready: len.saturating_sub(running) + due, scheduled: later, running, dead_letter: dead })
+        Ok(QueueDepth {
+            ready: len.saturating_sub(running) + due,
+            scheduled: later,
+            running,
+            dead_letter: dead,
+        })
     }
 }
 
 fn parse_reclaim(reply: Value) -> Result<(Vec<Delivery>, u64)> {
     let bad = || Error::Reply("reclaim script".into());
-    let Value::Array(mut parts) = reply else { return Err(bad()) };
+    let Value::Array(mut parts) = reply else {
+        return Err(bad());
+    };
     let (Some(Value::Int(dead)), Some(Value::Array(entries))) = (parts.pop(), parts.pop()) else {
         return Err(bad());
     };
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
-        let Value::Array(mut pair) = entry else { return Err(bad()) };
-        let (Some(Value::Array(fields)), Some(id)) = (pair.pop(), pair.pop()) else { return Err(bad()) };
-        let entry_id: String = redis::from_redis_value(id).map_err(|e| Error::Reply(e.to_string()))?;
+        let Value::Array(mut pair) = entry else {
+            return Err(bad());
+        };
+        let (Some(Value::Array(fields)), Some(id)) = (pair.pop(), pair.pop()) else {
+            return Err(bad());
+        };
+        let entry_id: String =
+            redis::from_redis_value(id).map_err(|e| Error::Reply(e.to_string()))?;
         let mut task_id = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             if redis::from_redis_value::<String>(k).is_ok_and(|k| k == "task") {
-                task_id = redis::from_redis_value::<String>(v).ok().and_then(|s| Uuid::parse_str(&s).ok());
+                task_id = redis::from_redis_value::<String>(v)
+                    .ok()
+                    .and_then(|s| Uuid::parse_str(&s).ok());
             }
         }
-        out.push(Delivery { entry_id, task_id, reclaimed: true });
+        out.push(Delivery {
+            entry_id,
+            task_id,
+            reclaimed: true,
+        });
     }
     Ok((out, u64::try_from(dead).unwrap_or(0)))
 }

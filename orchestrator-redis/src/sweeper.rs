@@ -32,7 +32,9 @@ pub struct Sweeper {
 
 impl std::fmt::Debug for Sweeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sweeper").field("stream", &self.stream.keys().stream).finish_non_exhaustive()
+        f.debug_struct("Sweeper")
+            .field("stream", &self.stream.keys().stream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,12 +49,23 @@ impl Sweeper {
     pub async fn sweep_once(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let config = self.stream.config();
         let after = chrono::Duration::from_std(config.sweep_after).unwrap_or(chrono::Duration::MAX);
-        let stale_before = now.checked_sub_signed(after).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let ids = self.store.stale_runnable(stale_before, now, config.sweep_limit).await?;
+        let stale_before = now
+            .checked_sub_signed(after)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let ids = self
+            .store
+            .stale_runnable(stale_before, now, config.sweep_limit)
+            .await?;
         if ids.is_empty() {
             return Ok(0);
         }
-        let tasks: Vec<TaskRef> = ids.iter().map(|id| TaskRef { task_id: *id, run_at: now }).collect();
+        let tasks: Vec<TaskRef> = ids
+            .iter()
+            .map(|id| TaskRef {
+                task_id: *id,
+                run_at: now,
+            })
+            .collect();
         self.stream.apply(now, &[], &tasks).await?;
         tracing::info!(count = tasks.len(), "re-published stale runnable tasks");
         Ok(tasks.len() as u64)
@@ -60,7 +73,12 @@ impl Sweeper {
 
     /// Sweeps every `interval` (real time) until `shutdown` resolves; failures are logged and
     /// the next tick tries again.
-    pub async fn run(&self, clock: Arc<dyn Clock>, interval: Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn run(
+        &self,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);

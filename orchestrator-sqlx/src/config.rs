@@ -31,6 +31,14 @@ pub struct PoolOptions {
     pub sqlite_durability: SqliteDurability,
     /// Apply the embedded migrations when connecting.
     pub run_migrations: bool,
+    /// PostgreSQL: wait for the WAL flush on queue writes too (claim, finish, lease changes).
+    ///
+    /// Off by default: those statements run with `synchronous_commit = off`, which returns
+    /// before the commit record is flushed. A crash of the database server can then forget the
+    /// last fraction of a second of claims and finishes; the tasks concerned are claimed and run
+    /// again (at-least-once, as after a worker crash), nothing is lost. Ingest, reprocess and
+    /// manual retries always wait for the flush: a delivery is acknowledged only once durable.
+    pub durable_queue_writes: bool,
 }
 
 impl Default for PoolOptions {
@@ -43,6 +51,7 @@ impl Default for PoolOptions {
             sqlite_busy_timeout: Duration::from_secs(30),
             sqlite_durability: SqliteDurability::Full,
             run_migrations: true,
+            durable_queue_writes: false,
         }
     }
 }

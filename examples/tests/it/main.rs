@@ -7,3 +7,4 @@
 mod crash;
 mod pull_request;
 mod support;
+mod tracing;

@@ -81,8 +81,8 @@ impl TaskHandler for PullRequestAnalysis {
         for file in &files {
             let kind = classify_file(&file.filename, &self.config);
             counts.add(kind);
-            additions += file.additions;
-            deletions += file.deletions;
+            additions = additions.saturating_add(file.additions);
+            deletions = deletions.saturating_add(file.deletions);
             if matches!(kind, FileKind::Code | FileKind::Test) && listed.len() < MAX_LISTED_FILES {
                 listed.push(file.filename.clone());
             }

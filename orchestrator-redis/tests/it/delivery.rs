@@ -20,7 +20,10 @@ const LEASE: Duration = Duration::from_secs(60);
 async fn eight_consumers_run_ten_thousand_tasks_exactly_once_despite_duplicate_messages() {
     const TASKS: usize = 10_000;
     const CONSUMERS: usize = 8;
-    let config = QueueConfig { visibility_timeout: Duration::from_secs(30), ..fast_config() };
+    let config = QueueConfig {
+        visibility_timeout: Duration::from_secs(30),
+        ..fast_config()
+    };
     let h = Harness::new(config.clone());
     let mut refs = Vec::new();
     for _ in 0..10 {
@@ -46,7 +49,10 @@ async fn eight_consumers_run_ten_thousand_tasks_exactly_once_despite_duplicate_m
             while done.load(Ordering::SeqCst) < TASKS && Instant::now() < deadline {
                 for claim in queue.claim(&worker, 50, LEASE, now).await.unwrap() {
                     *runs.lock().unwrap().entry(claim.task.task_id).or_default() += 1;
-                    let finish = Finish::Completed { output: json!({}), followups: Vec::new() };
+                    let finish = Finish::Completed {
+                        output: json!({}),
+                        followups: Vec::new(),
+                    };
                     queue.finish(&claim, finish, now).await.unwrap();
                     done.fetch_add(1, Ordering::SeqCst);
                     ran += 1;
@@ -59,24 +65,38 @@ async fn eight_consumers_run_ten_thousand_tasks_exactly_once_despite_duplicate_m
     for c in consumers {
         per_consumer.push(c.await.unwrap());
     }
-    assert_eq!(done.load(Ordering::SeqCst), TASKS, "all tasks ran before the deadline ({per_consumer:?})");
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        TASKS,
+        "all tasks ran before the deadline ({per_consumer:?})"
+    );
     {
         let runs = runs.lock().unwrap();
         assert_eq!(runs.len(), TASKS);
         assert!(runs.values().all(|n| *n == 1), "a task ran twice");
     }
-    assert!(per_consumer.iter().filter(|n| **n > 0).count() >= CONSUMERS / 2, "work was shared: {per_consumer:?}");
+    assert!(
+        per_consumer.iter().filter(|n| **n > 0).count() >= CONSUMERS / 2,
+        "work was shared: {per_consumer:?}"
+    );
 
     // Drain the leftover duplicates: they are dropped, not run.
     for _ in 0..20 {
         let claims = h.queue.claim("drain", 500, LEASE, h.now()).await.unwrap();
-        assert!(claims.is_empty(), "a duplicate message started a finished task");
+        assert!(
+            claims.is_empty(),
+            "a duplicate message started a finished task"
+        );
         if h.queue.depth(h.now()).await.unwrap().ready == 0 {
             break;
         }
     }
     let depth = h.queue.depth(h.now()).await.unwrap();
-    assert_eq!((depth.ready, depth.running, depth.dead_letter), (0, 0, 0), "{depth:?}");
+    assert_eq!(
+        (depth.ready, depth.running, depth.dead_letter),
+        (0, 0, 0),
+        "{depth:?}"
+    );
     for r in refs.iter().step_by(97) {
         let detail = h.store.get_task(r.task_id).await.unwrap().unwrap();
         assert_eq!(detail.task.status, TaskStatus::Completed);
@@ -86,25 +106,53 @@ async fn eight_consumers_run_ten_thousand_tasks_exactly_once_despite_duplicate_m
 
 #[tokio::test]
 async fn messages_of_a_consumer_that_died_before_starting_them_are_taken_over() {
-    let h = Harness::new(fast_config());
+    let config = QueueConfig {
+        visibility_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let h = Harness::new(config.clone());
     let refs = h.commit(5).await;
     h.queue.publish(&refs).await.unwrap();
     // The dying worker read the messages, then crashed before asking the store.
     let read = h.queue.stream().read("dead-worker", 10).await.unwrap();
     assert_eq!(read.len(), 5);
 
-    let survivor = h.another_instance(fast_config());
-    assert!(survivor.claim("survivor", 10, LEASE, h.now()).await.unwrap().is_empty(), "not before the timeout");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let claims = survivor.claim("survivor", 10, LEASE, h.now()).await.unwrap();
+    let survivor = h.another_instance(config);
+    assert!(
+        survivor
+            .claim("survivor", 10, LEASE, h.now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before the timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let claims = survivor
+        .claim("survivor", 10, LEASE, h.now())
+        .await
+        .unwrap();
     let mut taken: Vec<_> = claims.iter().map(|c| c.receipt.clone().unwrap()).collect();
     let mut original: Vec<_> = read.iter().map(|d| d.entry_id.clone()).collect();
     taken.sort();
     original.sort();
     assert_eq!(taken, original, "the same messages, taken over");
-    assert!(claims.iter().all(|c| c.attempt == 1 && c.worker_id == "survivor"));
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.attempt == 1 && c.worker_id == "survivor")
+    );
     for claim in &claims {
-        survivor.finish(claim, Finish::Completed { output: json!({}), followups: Vec::new() }, h.now()).await.unwrap();
+        survivor
+            .finish(
+                claim,
+                Finish::Completed {
+                    output: json!({}),
+                    followups: Vec::new(),
+                },
+                h.now(),
+            )
+            .await
+            .unwrap();
     }
     assert_eq!(h.queue.depth(h.now()).await.unwrap().running, 0);
 }
@@ -114,12 +162,21 @@ async fn a_task_whose_worker_died_mid_run_is_taken_over_once_its_lease_ran_out()
     let h = Harness::new(fast_config());
     let refs = h.commit(1).await;
     h.queue.publish(&refs).await.unwrap();
-    let lost = h.queue.claim("dies", 1, Duration::from_secs(30), h.now()).await.unwrap().remove(0);
+    let lost = h
+        .queue
+        .claim("dies", 1, Duration::from_secs(30), h.now())
+        .await
+        .unwrap()
+        .remove(0);
 
     let survivor = h.another_instance(fast_config());
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
-        survivor.claim("survivor", 1, LEASE, h.now()).await.unwrap().is_empty(),
+        survivor
+            .claim("survivor", 1, LEASE, h.now())
+            .await
+            .unwrap()
+            .is_empty(),
         "the lease is still live: the message waits"
     );
     h.clock.advance(Duration::from_secs(31));
@@ -134,15 +191,26 @@ async fn a_task_whose_worker_died_mid_run_is_taken_over_once_its_lease_ran_out()
 
 #[tokio::test]
 async fn a_message_delivered_too_often_goes_to_the_dead_letter_stream() {
-    let config = QueueConfig { max_deliveries: 2, ..fast_config() };
+    let config = QueueConfig {
+        max_deliveries: 2,
+        ..fast_config()
+    };
     let h = Harness::new(config.clone());
     let refs = h.commit(1).await;
     h.queue.publish(&refs).await.unwrap();
-    let hung = h.queue.claim("hung", 1, Duration::from_secs(3600), h.now()).await.unwrap().remove(0);
+    let hung = h
+        .queue
+        .claim("hung", 1, Duration::from_secs(3600), h.now())
+        .await
+        .unwrap()
+        .remove(0);
 
     let b = h.another_instance(config.clone());
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(b.claim("b", 1, LEASE, h.now()).await.unwrap().is_empty(), "second delivery: lease live, waits");
+    assert!(
+        b.claim("b", 1, LEASE, h.now()).await.unwrap().is_empty(),
+        "second delivery: lease live, waits"
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(b.claim("c", 1, LEASE, h.now()).await.unwrap().is_empty());
 

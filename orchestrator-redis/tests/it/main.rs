@@ -4,6 +4,7 @@
 
 mod delivery;
 mod guards;
+mod postgres;
 mod queue;
 mod recovery;
 mod support;

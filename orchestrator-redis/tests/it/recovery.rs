@@ -19,22 +19,43 @@ const LEASE: Duration = Duration::from_secs(60);
 
 async fn finish_all(queue: &RedisQueue, claims: &[Claim], now: chrono::DateTime<chrono::Utc>) {
     for claim in claims {
-        let report =
-            queue.finish(claim, Finish::Completed { output: json!({}), followups: Vec::new() }, now).await.unwrap();
+        let report = queue
+            .finish(
+                claim,
+                Finish::Completed {
+                    output: json!({}),
+                    followups: Vec::new(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
         assert_eq!(report.status, TaskStatus::Completed);
     }
 }
 
 /// Claims and completes until `want` distinct tasks ran, tolerating errors; panics on a rerun.
-async fn run_until(queue: &RedisQueue, want: usize, now: chrono::DateTime<chrono::Utc>) -> HashSet<Uuid> {
+async fn run_until(
+    queue: &RedisQueue,
+    want: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HashSet<Uuid> {
     let mut ran = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while ran.len() < want {
-        assert!(Instant::now() < deadline, "only {} of {want} tasks ran", ran.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} tasks ran",
+            ran.len()
+        );
         match queue.claim("w", 50, LEASE, now).await {
             Ok(claims) => {
                 for c in &claims {
-                    assert!(ran.insert(c.task.task_id), "task {} ran twice", c.task.task_id);
+                    assert!(
+                        ran.insert(c.task.task_id),
+                        "task {} ran twice",
+                        c.task.task_id
+                    );
                 }
                 finish_all(queue, &claims, now).await;
             }
@@ -46,7 +67,10 @@ async fn run_until(queue: &RedisQueue, want: usize, now: chrono::DateTime<chrono
 
 #[tokio::test]
 async fn the_sweeper_publishes_tasks_lost_between_commit_and_publish() {
-    let config = QueueConfig { sweep_after: Duration::from_secs(300), ..fast_config() };
+    let config = QueueConfig {
+        sweep_after: Duration::from_secs(300),
+        ..fast_config()
+    };
     let h = Harness::new(config);
     let published = h.commit(2).await;
     h.queue.publish(&published).await.unwrap();
@@ -55,7 +79,11 @@ async fn the_sweeper_publishes_tasks_lost_between_commit_and_publish() {
     let claims = h.queue.claim("w", 10, LEASE, h.now()).await.unwrap();
     assert_eq!(claims.len(), 2, "only the published tasks are visible");
     finish_all(&h.queue, &claims, h.now()).await;
-    assert_eq!(h.queue.sweeper().sweep_once(h.now()).await.unwrap(), 0, "not stale yet");
+    assert_eq!(
+        h.queue.sweeper().sweep_once(h.now()).await.unwrap(),
+        0,
+        "not stale yet"
+    );
 
     h.clock.advance(Duration::from_secs(301));
     assert_eq!(h.queue.sweeper().sweep_once(h.now()).await.unwrap(), 3);
@@ -79,8 +107,16 @@ async fn requeue_expired_runs_the_sweep_on_its_interval() {
     assert_eq!(h.queue.requeue_expired(h.now()).await.unwrap(), 0);
     let lost = h.commit(2).await;
     h.clock.advance(Duration::from_secs(61));
-    assert_eq!(h.queue.requeue_expired(h.now()).await.unwrap(), 2, "sweep due: lost tasks re-published");
-    assert_eq!(h.queue.requeue_expired(h.now()).await.unwrap(), 0, "next sweep waits for the interval");
+    assert_eq!(
+        h.queue.requeue_expired(h.now()).await.unwrap(),
+        2,
+        "sweep due: lost tasks re-published"
+    );
+    assert_eq!(
+        h.queue.requeue_expired(h.now()).await.unwrap(),
+        0,
+        "next sweep waits for the interval"
+    );
     let claims = h.queue.claim("w", 10, LEASE, h.now()).await.unwrap();
     assert_eq!(claims.len(), lost.len());
 }
@@ -94,7 +130,12 @@ async fn a_deleted_consumer_group_is_recreated_and_unfinished_messages_are_deliv
     assert_eq!(running.len(), 2);
 
     let stream = h.queue.stream().keys().stream.clone();
-    let destroyed: i64 = redis::cmd("XGROUP").arg("DESTROY").arg(&stream).arg("workers").query(&mut h.redis.raw()).unwrap();
+    let destroyed: i64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&stream)
+        .arg("workers")
+        .query(&mut h.redis.raw())
+        .unwrap();
     assert_eq!(destroyed, 1);
     h.queue.publish(&refs[5..]).await.unwrap();
 
@@ -102,15 +143,30 @@ async fn a_deleted_consumer_group_is_recreated_and_unfinished_messages_are_deliv
     let ran = run_until(&h.queue, 8, h.now()).await;
     assert!(running.iter().all(|c| !ran.contains(&c.task.task_id)));
     finish_all(&h.queue, &running, h.now()).await;
-    assert!(h.queue.claim("w", 50, LEASE, h.now()).await.unwrap().is_empty());
+    assert!(
+        h.queue
+            .claim("w", 50, LEASE, h.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let depth = h.queue.depth(h.now()).await.unwrap();
     assert_eq!((depth.ready, depth.running), (0, 0), "{depth:?}");
 
     // Even with the whole stream gone (a restart without persistence), the sweeper has the rest.
     let more = h.commit(2).await;
     h.queue.publish(&more).await.unwrap();
-    let _: () = redis::cmd("DEL").arg(&stream).query(&mut h.redis.raw()).unwrap();
-    assert!(h.queue.claim("w", 50, LEASE, h.now()).await.unwrap().is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query(&mut h.redis.raw())
+        .unwrap();
+    assert!(
+        h.queue
+            .claim("w", 50, LEASE, h.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     h.clock.advance(Duration::from_secs(301));
     assert_eq!(h.queue.sweeper().sweep_once(h.now()).await.unwrap(), 2);
     run_until(&h.queue, 2, h.now()).await;
@@ -144,10 +200,17 @@ async fn while_redis_is_away_ingest_commits_and_publishing_catches_up_when_it_re
     let mut proxy = Proxy::start().await;
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::default());
-    let config = RedisConfig { url: proxy.url(), ..redis.config() };
-    let queue =
-        RedisQueue::new(RedisConnection::new(config).unwrap(), fast_config(), store.clone(), clock.clone() as Arc<dyn Clock>)
-            .unwrap();
+    let config = RedisConfig {
+        url: proxy.url(),
+        ..redis.config()
+    };
+    let queue = RedisQueue::new(
+        RedisConnection::new(config).unwrap(),
+        fast_config(),
+        store.clone(),
+        clock.clone() as Arc<dyn Clock>,
+    )
+    .unwrap();
     let before = commit_tasks(store.as_ref(), 3, clock.now()).await;
     queue.publish(&before).await.unwrap();
 
@@ -156,7 +219,11 @@ async fn while_redis_is_away_ingest_commits_and_publishing_catches_up_when_it_re
     let started = Instant::now();
     let err = queue.publish(&during).await.unwrap_err();
     assert!(err.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(3), "publish fails fast: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "publish fails fast: {:?}",
+        started.elapsed()
+    );
     assert_eq!(queue.backlog_len(), 4);
     assert!(queue.claim("w", 10, LEASE, clock.now()).await.is_err());
 
@@ -178,19 +245,32 @@ async fn an_unreachable_redis_fails_claims_promptly_without_a_hot_loop() {
     let conn = RedisConnection::new(config).unwrap();
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::default());
-    let queue = RedisQueue::new(conn.clone(), fast_config(), store, clock.clone() as Arc<dyn Clock>).unwrap();
+    let queue = RedisQueue::new(
+        conn.clone(),
+        fast_config(),
+        store,
+        clock.clone() as Arc<dyn Clock>,
+    )
+    .unwrap();
 
     let started = Instant::now();
     let err = queue.claim("w", 10, LEASE, clock.now()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1), "first failure is prompt: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "first failure is prompt: {:?}",
+        started.elapsed()
+    );
 
     let window = Instant::now();
     let mut calls = 0u32;
     while window.elapsed() < Duration::from_secs(2) {
         let call = Instant::now();
         assert!(queue.claim("w", 10, LEASE, clock.now()).await.is_err());
-        assert!(call.elapsed() < Duration::from_secs(1), "each claim returns promptly");
+        assert!(
+            call.elapsed() < Duration::from_secs(1),
+            "each claim returns promptly"
+        );
         calls += 1;
     }
     let attempts = conn.connect_attempts();

@@ -37,7 +37,11 @@ impl TestRedis {
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
         if let Err(err) = reachable {
-            let ci = if std::env::var_os("CI").is_some() { " (CI is set)" } else { "" };
+            let ci = if std::env::var_os("CI").is_some() {
+                " (CI is set)"
+            } else {
+                ""
+            };
             panic!("Redis at {url} is unreachable{ci}: {err}. Start Redis or set TEST_REDIS_URL.");
         }
         let prefix = format!("test-{}", Uuid::new_v4().simple());
@@ -63,7 +67,10 @@ impl TestRedis {
 
     /// A plain synchronous connection for checks from the test itself.
     pub(crate) fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     /// Kills every connection named after this test's prefix; how many.
@@ -72,11 +79,22 @@ impl TestRedis {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut raw).unwrap();
         let ids: Vec<String> = list
             .lines()
-            .filter(|line| line.split(' ').any(|f| f == format!("name={}", self.prefix)))
-            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned))
+            .filter(|line| {
+                line.split(' ')
+                    .any(|f| f == format!("name={}", self.prefix))
+            })
+            .filter_map(|line| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix("id="))
+                    .map(str::to_owned)
+            })
             .collect();
         for id in &ids {
-            let _: redis::RedisResult<()> = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(&mut raw);
+            let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query(&mut raw);
         }
         ids.len()
     }
@@ -84,13 +102,22 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
-        let Ok(mut conn) = client.get_connection() else { return };
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
         let pattern = format!("{}:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {
-            let reply: redis::RedisResult<(u64, Vec<String>)> =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut conn);
+            let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn);
             let Ok((next, keys)) = reply else { return };
             if !keys.is_empty() {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
@@ -128,16 +155,32 @@ impl Harness {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::default());
         let queue = Arc::new(
-            RedisQueue::new(redis.connection(), config, store.clone(), clock.clone() as Arc<dyn Clock>).unwrap(),
+            RedisQueue::new(
+                redis.connection(),
+                config,
+                store.clone(),
+                clock.clone() as Arc<dyn Clock>,
+            )
+            .unwrap(),
         );
-        Self { redis, store, clock, queue }
+        Self {
+            redis,
+            store,
+            clock,
+            queue,
+        }
     }
 
     /// Another queue instance (another process) over the same keys and store.
     pub(crate) fn another_instance(&self, config: QueueConfig) -> Arc<RedisQueue> {
         Arc::new(
-            RedisQueue::new(self.redis.connection(), config, self.store.clone(), self.clock.clone() as Arc<dyn Clock>)
-                .unwrap(),
+            RedisQueue::new(
+                self.redis.connection(),
+                config,
+                self.store.clone(),
+                self.clock.clone() as Arc<dyn Clock>,
+            )
+            .unwrap(),
         )
     }
 
@@ -152,13 +195,22 @@ impl Harness {
 
     /// Length of a key's stream.
     pub(crate) fn xlen(&self, key: &str) -> u64 {
-        redis::cmd("XLEN").arg(key).query(&mut self.redis.raw()).unwrap()
+        redis::cmd("XLEN")
+            .arg(key)
+            .query(&mut self.redis.raw())
+            .unwrap()
     }
 }
 
 /// Commits `n` tasks due at `now` in one delivery to `store`; their refs.
-pub(crate) async fn commit_tasks(store: &dyn EventStore, n: usize, now: DateTime<Utc>) -> Vec<TaskRef> {
-    let tasks: Vec<NewTask> = (0..n).map(|_| NewTask::new(TaskSpec::new(TaskType::PUSH_ANALYSIS), 3, now)).collect();
+pub(crate) async fn commit_tasks(
+    store: &dyn EventStore,
+    n: usize,
+    now: DateTime<Utc>,
+) -> Vec<TaskRef> {
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|_| NewTask::new(TaskSpec::new(TaskType::PUSH_ANALYSIS), 3, now))
+        .collect();
     let event = NewEvent {
         delivery_id: Uuid::new_v4().to_string(),
         event_type: "push".into(),
@@ -171,9 +223,13 @@ pub(crate) async fn commit_tasks(store: &dyn EventStore, n: usize, now: DateTime
         received_at: now,
     };
     match store.ingest(event, tasks).await.unwrap() {
-        IngestOutcome::Accepted { task_ids, .. } => {
-            task_ids.into_iter().map(|task_id| TaskRef { task_id, run_at: now }).collect()
-        }
+        IngestOutcome::Accepted { task_ids, .. } => task_ids
+            .into_iter()
+            .map(|task_id| TaskRef {
+                task_id,
+                run_at: now,
+            })
+            .collect(),
         IngestOutcome::Duplicate { .. } => panic!("fresh delivery id reported duplicate"),
     }
 }
@@ -191,10 +247,19 @@ impl Proxy {
     /// A running proxy to the test Redis.
     pub(crate) async fn start() -> Self {
         let url = url::Url::parse(&redis_url()).unwrap();
-        let target = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(6379));
+        let target = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(6379)
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut proxy = Self { addr, target, tasks: Arc::default(), acceptor: None };
+        let mut proxy = Self {
+            addr,
+            target,
+            tasks: Arc::default(),
+            acceptor: None,
+        };
         proxy.accept_on(listener);
         proxy
     }

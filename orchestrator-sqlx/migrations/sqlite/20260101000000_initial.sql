@@ -80,4 +80,3 @@ CREATE TABLE task_executions (
 );
 
 CREATE INDEX task_executions_task_idx ON task_executions (task_id, id);
-CREATE INDEX task_executions_running_idx ON task_executions (task_id) WHERE status = 'running';

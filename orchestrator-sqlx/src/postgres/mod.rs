@@ -17,6 +17,12 @@
 //!   `open_tasks` counter in one statement. The counter is updated on the event row itself, so
 //!   two tasks of one event finishing at once serialise on that row and exactly one of them
 //!   sees the count reach zero and marks the event processed.
+//! - Durability: ingest, reprocess and manual retries commit synchronously (the delivery is
+//!   acknowledged only once its commit is flushed). Queue writes (claim, finish, leases) go
+//!   through a second pool whose sessions run with `synchronous_commit = off` unless
+//!   [`PoolOptions::durable_queue_writes`] is set: a database crash may forget the last few
+//!   hundred milliseconds of them, which re-runs those tasks (at-least-once) but never loses
+//!   one. This takes the per-task WAL flush out of the worker loop.
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod queue;
@@ -33,7 +39,11 @@ use crate::error::Error;
 /// Events, tasks and the task queue in one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// Durable writes (ingest, operator actions) and reads.
     pool: PgPool,
+    /// Queue writes (claim, finish, leases) with `synchronous_commit = off`; `None` when
+    /// [`PoolOptions::durable_queue_writes`] is set (they use `pool`).
+    relaxed: Option<PgPool>,
 }
 
 impl PgStore {
@@ -51,18 +61,32 @@ impl PgStore {
     ) -> Result<Self, Error> {
         let pool = options
             .pool::<sqlx::Postgres>()
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        let store = Self { pool };
+        let relaxed = if options.durable_queue_writes {
+            None
+        } else {
+            let relaxed = connect.options([("synchronous_commit", "off")]);
+            Some(
+                options
+                    .pool::<sqlx::Postgres>()
+                    .connect_with(relaxed)
+                    .await?,
+            )
+        };
+        let store = Self { pool, relaxed };
         if options.run_migrations {
             store.migrate().await?;
         }
         Ok(store)
     }
 
-    /// A store over an existing pool (no migrations are run).
+    /// A store over an existing pool (no migrations are run); queue writes use it too.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            relaxed: None,
+        }
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -78,12 +102,23 @@ impl PgStore {
 
     /// Connections in use now (pool size minus idle), for `database_connections_active`.
     pub fn connections_active(&self) -> u32 {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        self.pool.size().saturating_sub(idle)
+        let busy = |pool: &PgPool| {
+            pool.size()
+                .saturating_sub(u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+        };
+        busy(&self.pool).saturating_add(self.relaxed.as_ref().map_or(0, busy))
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(relaxed) = &self.relaxed {
+            relaxed.close().await;
+        }
+    }
+
+    /// The pool for queue writes.
+    fn queue(&self) -> &PgPool {
+        self.relaxed.as_ref().unwrap_or(&self.pool)
     }
 }

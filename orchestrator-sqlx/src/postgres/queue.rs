@@ -48,7 +48,11 @@ const START: &str = claim_sql!(
      AND run_at <= $1 FOR UPDATE SKIP LOCKED"
 );
 
-const FINISH: &str = concat!(
+/// Ends the attempt of claim ($14 task, $15 worker, $16 execution) in one statement; the
+/// follow-up CTE (`f`) is left out when there are none.
+macro_rules! finish_sql {
+    ($followups:expr) => {
+        concat!(
     "WITH t AS (UPDATE workflow_tasks SET status = $17, lease_owner = NULL, lease_expires_at = NULL, \
      updated_at = $18, completed_at = CASE WHEN $19 THEN $18 ELSE completed_at END, \
      run_at = COALESCE($20, run_at), output_data = COALESCE($21::jsonb, output_data), \
@@ -60,9 +64,9 @@ const FINISH: &str = concat!(
      x AS (UPDATE task_executions SET status = $25, completed_at = $18, \
      duration_ms = GREATEST(0, floor(extract(epoch FROM ($18 - started_at)) * 1000))::bigint, \
      error_message = $26 WHERE execution_id = $16 AND EXISTS (SELECT 1 FROM t)), \
-     f AS (",
-    insert_tasks!("t.webhook_event_id", "$14::uuid", "$18", "t"),
-    "), e AS (UPDATE webhook_events ev SET open_tasks = ev.open_tasks + $27, \
+     ",
+        $followups,
+        "e AS (UPDATE webhook_events ev SET open_tasks = ev.open_tasks + $27, \
      processed = (ev.open_tasks + $27 = 0), \
      processing_completed_at = CASE WHEN ev.open_tasks + $27 = 0 THEN $18 \
      ELSE ev.processing_completed_at END, \
@@ -73,7 +77,18 @@ const FINISH: &str = concat!(
      ELSE ev.error_message END, updated_at = $18 \
      FROM t WHERE ev.id = t.webhook_event_id AND $27 <> 0) \
      SELECT run_at FROM t"
-);
+
+        )
+    };
+}
+
+const FINISH: &str = finish_sql!("");
+
+const FINISH_WITH_FOLLOWUPS: &str = finish_sql!(concat!(
+    "f AS (",
+    insert_tasks!("t.webhook_event_id", "$14::uuid", "$18", "t"),
+    "), "
+));
 
 const EXTEND: &str = "UPDATE workflow_tasks SET lease_expires_at = $4 WHERE task_id = $1 \
     AND status = 'running' AND lease_owner = $2 AND EXISTS (SELECT 1 FROM task_executions x \
@@ -133,7 +148,7 @@ impl PgStore {
             .bind(task_id)
             .bind(worker)
             .bind(until)
-            .fetch_all(&self.pool)
+            .fetch_all(self.queue())
             .await
             .map_err(store_error)?;
         Ok(claims(&rows, worker, until)?.pop())
@@ -146,7 +161,12 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<FinishReport, StoreError> {
         let plan = FinishPlan::new(finish, now);
-        let row = bind_tasks(sqlx::query(FINISH), &plan.followups)
+        let sql = if plan.followups.is_empty() {
+            FINISH
+        } else {
+            FINISH_WITH_FOLLOWUPS
+        };
+        let row = bind_tasks(sqlx::query(sql), &plan.followups)
             .bind(claim.task.task_id)
             .bind(&claim.worker_id)
             .bind(claim.execution_id)
@@ -162,7 +182,7 @@ impl PgStore {
             .bind(&plan.execution_error)
             .bind(plan.open_delta())
             .bind(plan.failed_error())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.queue())
             .await
             .map_err(store_error)?;
         let Some(row) = row else {
@@ -186,7 +206,7 @@ impl PgStore {
             .bind(&claim.worker_id)
             .bind(claim.execution_id)
             .bind(until)
-            .execute(&self.pool)
+            .execute(self.queue())
             .await
             .map_err(store_error)?;
         Ok(done.rows_affected() == 1)
@@ -195,7 +215,7 @@ impl PgStore {
     pub(super) async fn expire(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(EXPIRE)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(self.queue())
             .await
             .map_err(store_error)?;
         rows.iter()
@@ -226,7 +246,7 @@ impl TaskQueue for PgStore {
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(worker)
             .bind(until)
-            .fetch_all(&self.pool)
+            .fetch_all(self.queue())
             .await
             .map_err(store_error)?;
         claims(&rows, worker, until)

@@ -8,6 +8,7 @@
 )]
 
 mod concurrency;
+mod plans;
 mod suite;
 mod support;
 

@@ -4,10 +4,13 @@
 
 use std::hint::black_box;
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use orchestrator_benches::payload;
 use orchestrator_core::payload::ParsedEvent;
 use orchestrator_core::routing::Router;
+use support::ThreadCpuTime;
 
 const CASES: &[(&str, &str)] = &[
     // The largest routed pull_request payload of the corpus (28,718 bytes, one task).
@@ -58,5 +61,25 @@ fn parse_route(c: &mut Criterion) {
     group.finish();
 }
 
+/// The largest routed pull_request payload again, timed in thread CPU time.
+fn parse_route_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    let router = Router::with_default_rules();
+    let json = payload("pull_request/opened.with-organization.payload.json").unwrap();
+    let mut group = c.benchmark_group("cpu/parse_route");
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    group.bench_function("pull_request/opened.with-organization.payload.json", |b| {
+        b.iter(|| {
+            let parsed = ParsedEvent::parse(black_box("pull_request"), black_box(&json)).unwrap();
+            black_box(router.route(&parsed))
+        });
+    });
+    group.finish();
+}
+
 criterion_group!(benches, parse_route);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = parse_route_cpu
+}
+criterion_main!(benches, cpu);

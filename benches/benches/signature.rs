@@ -9,41 +9,12 @@
 
 use std::hint::black_box;
 
-use std::time::Duration;
+mod support;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use orchestrator_benches::body_of_len;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
-
-/// Criterion measurement of the benchmark thread's CPU time.
-struct ThreadCpuTime;
-
-static WALL: WallTime = WallTime;
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = cpu_time::ThreadTime;
-    type Value = Duration;
-
-    fn start(&self) -> cpu_time::ThreadTime {
-        cpu_time::ThreadTime::now()
-    }
-    fn end(&self, start: cpu_time::ThreadTime) -> Duration {
-        start.elapsed()
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, value: &Duration) -> f64 {
-        value.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        WALL.formatter()
-    }
-}
+use support::ThreadCpuTime;
 
 /// The same verification sizes, timed in thread CPU time.
 fn verify_cpu(c: &mut Criterion<ThreadCpuTime>) {
@@ -54,7 +25,11 @@ fn verify_cpu(c: &mut Criterion<ThreadCpuTime>) {
         let header = verifier.sign(&body).unwrap();
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
-            b.iter(|| verifier.verify(black_box(Some(header.as_bytes())), false, black_box(body)).unwrap());
+            b.iter(|| {
+                verifier
+                    .verify(black_box(Some(header.as_bytes())), false, black_box(body))
+                    .unwrap()
+            });
         });
     }
     group.finish();
@@ -108,7 +83,9 @@ fn baselines(c: &mut Criterion) {
     let body = body_of_len(28 * 1024);
     let mut group = c.benchmark_group("baseline");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("sha256_28KiB", |b| b.iter(|| Sha256::digest(black_box(&body))));
+    group.bench_function("sha256_28KiB", |b| {
+        b.iter(|| Sha256::digest(black_box(&body)))
+    });
     group.bench_function("hmac_rekeyed_28KiB", |b| {
         b.iter(|| {
             let mut mac = Hmac::<Sha256>::new_from_slice(b"bench-secret").unwrap();

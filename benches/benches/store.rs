@@ -6,7 +6,9 @@
 //! `cargo bench -p orchestrator-benches --bench store`. Environment: `BENCH_DATABASE_URL`
 //! (default `TEST_DATABASE_URL`, then `postgres://postgres@127.0.0.1:5432/test`),
 //! `STORE_BENCH_SECS` (10), `STORE_BENCH_DB` (`all`, `postgres`, `sqlite`),
-//! `STORE_BENCH_BATCH` (claim batch, 16), `STORE_BENCH_FINISHED_ROWS` (1000000; 0 skips).
+//! `STORE_BENCH_BATCH` (claim batch, 16), `STORE_BENCH_FINISHED_ROWS` (1000000; 0 skips),
+//! `STORE_BENCH_DURABLE_QUEUE=1` (PostgreSQL queue writes wait for the WAL flush),
+//! `STORE_BENCH_INGEST_ONLY=1` (skip the claim measurements).
 //! Compare with `benches/pgbench/run.sh` run the same minute (see docs/benchmarks.md).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,7 +30,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 const CLIENTS: usize = 8;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn payload() -> Bytes {
@@ -50,7 +55,10 @@ fn delivery(payload: &Bytes) -> (NewEvent, Vec<NewTask>) {
         repository: Some("octo/repo".into()),
         installation_id: None,
         payload: payload.clone(),
-        headers: vec![("x-github-event".into(), "pull_request".into()), ("x-github-delivery".into(), id)],
+        headers: vec![
+            ("x-github-event".into(), "pull_request".into()),
+            ("x-github-delivery".into(), id),
+        ],
         received_at: now,
     };
     (event, vec![noop_task()])
@@ -115,13 +123,22 @@ async fn claim_rate(store: &SqlStore, batch: usize, secs: u64) -> f64 {
         workers.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             while Instant::now() < deadline {
-                let claims = store.claim(&worker, batch, Duration::from_secs(60), Utc::now()).await.expect("claim");
+                let claims = store
+                    .claim(&worker, batch, Duration::from_secs(60), Utc::now())
+                    .await
+                    .expect("claim");
                 if claims.is_empty() {
                     break;
                 }
                 for claim in claims {
-                    let done = Finish::Completed { output: serde_json::json!({}), followups: vec![] };
-                    store.finish(&claim, done, Utc::now()).await.expect("finish");
+                    let done = Finish::Completed {
+                        output: serde_json::json!({}),
+                        followups: vec![],
+                    };
+                    store
+                        .finish(&claim, done, Utc::now())
+                        .await
+                        .expect("finish");
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -135,10 +152,18 @@ async fn claim_rate(store: &SqlStore, batch: usize, secs: u64) -> f64 {
 
 async fn measure(name: &str, store: &SqlStore, payload: &Bytes, secs: u64, batch: usize) {
     let ingest = ingest_rate(store, payload, secs).await;
-    println!("{name}: ingest {} B delivery + 1 task: {ingest:.0} commits/s ({CLIENTS} clients)", payload.len());
+    println!(
+        "{name}: ingest {} B delivery + 1 task: {ingest:.0} commits/s ({CLIENTS} clients)",
+        payload.len()
+    );
+    if env("STORE_BENCH_INGEST_ONLY", 0) == 1 {
+        return;
+    }
     prefill(store, env("STORE_BENCH_TASKS", 60_000)).await;
     let claims = claim_rate(store, batch, secs).await;
-    println!("{name}: claim+complete no-op tasks: {claims:.0}/s ({CLIENTS} workers, batch {batch})");
+    println!(
+        "{name}: claim+complete no-op tasks: {claims:.0}/s ({CLIENTS} workers, batch {batch})"
+    );
 }
 
 async fn postgres(payload: &Bytes, secs: u64, batch: usize) {
@@ -146,15 +171,33 @@ async fn postgres(payload: &Bytes, secs: u64, batch: usize) {
         .or_else(|_| std::env::var("TEST_DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("wo_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&url).await.expect("PostgreSQL is unreachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.expect("schema");
+    let mut admin = PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL is unreachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .expect("schema");
     let connect: PgConnectOptions = url.parse().expect("url");
-    let options = PoolOptions { max_connections: CLIENTS as u32 + 2, ..PoolOptions::default() };
-    let pg = PgStore::connect_with(connect.options([("search_path", schema.as_str())]), &options).await.expect("pg");
+    let options = PoolOptions {
+        max_connections: CLIENTS as u32 + 2,
+        durable_queue_writes: env("STORE_BENCH_DURABLE_QUEUE", 0) == 1,
+        ..PoolOptions::default()
+    };
+    let pg = PgStore::connect_with(
+        connect.options([("search_path", schema.as_str())]),
+        &options,
+    )
+    .await
+    .expect("pg");
     let store = SqlStore::from(pg.clone());
     measure("postgres", &store, payload, secs, batch).await;
 
-    let finished: i64 = env("STORE_BENCH_FINISHED_ROWS", 1_000_000);
+    let finished: i64 = if env("STORE_BENCH_INGEST_ONLY", 0) == 1 {
+        0
+    } else {
+        env("STORE_BENCH_FINISHED_ROWS", 1_000_000)
+    };
     if finished > 0 {
         let started = Instant::now();
         sqlx::query(
@@ -166,14 +209,27 @@ async fn postgres(payload: &Bytes, secs: u64, batch: usize) {
         .execute(pg.pool())
         .await
         .expect("finished rows");
-        sqlx::query("ANALYZE workflow_tasks").execute(pg.pool()).await.expect("analyze");
-        println!("postgres: inserted {finished} finished rows in {:.1} s", started.elapsed().as_secs_f64());
+        sqlx::query("ANALYZE workflow_tasks")
+            .execute(pg.pool())
+            .await
+            .expect("analyze");
+        println!(
+            "postgres: inserted {finished} finished rows in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         prefill(&store, env("STORE_BENCH_TASKS", 60_000)).await;
         let claims = claim_rate(&store, batch, secs).await;
         println!("postgres: claim+complete with {finished} finished rows: {claims:.0}/s");
         let started = Instant::now();
-        let one = store.claim("probe", 1, Duration::from_secs(60), Utc::now()).await.expect("claim");
-        println!("postgres: one claim with {finished} finished rows took {:?} ({} task)", started.elapsed(), one.len());
+        let one = store
+            .claim("probe", 1, Duration::from_secs(60), Utc::now())
+            .await
+            .expect("claim");
+        println!(
+            "postgres: one claim with {finished} finished rows took {:?} ({} task)",
+            started.elapsed(),
+            one.len()
+        );
     }
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
@@ -186,9 +242,19 @@ async fn sqlite(payload: &Bytes, secs: u64, batch: usize) {
     for durability in [SqliteDurability::Full, SqliteDurability::Normal] {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let options = PoolOptions { sqlite_durability: durability, ..PoolOptions::default() };
+        let options = PoolOptions {
+            sqlite_durability: durability,
+            ..PoolOptions::default()
+        };
         let store = SqlStore::from(SqliteStore::connect(&url, &options).await.expect("sqlite"));
-        measure(&format!("sqlite ({durability:?})"), &store, payload, secs, batch).await;
+        measure(
+            &format!("sqlite ({durability:?})"),
+            &store,
+            payload,
+            secs,
+            batch,
+        )
+        .await;
         store.close().await;
     }
 }
@@ -198,7 +264,10 @@ fn main() {
     let batch: usize = env("STORE_BENCH_BATCH", 16);
     let which: String = env("STORE_BENCH_DB", "all".to_owned());
     let payload = payload();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         if which == "all" || which == "postgres" {
             postgres(&payload, secs, batch).await;

@@ -283,7 +283,11 @@ async fn start_server(database_url: Option<String>) -> Result<Server, BoxError> 
         .env("LOG_LEVEL", "warn")
         .env("LOG_FORMAT", "json")
         .env("ENABLE_TRACING", "false")
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("SERVER_")).map(|(k, v)| (k["SERVER_".len()..].to_owned(), v)))
+        .envs(
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("SERVER_"))
+                .map(|(k, v)| (k["SERVER_".len()..].to_owned(), v)),
+        )
         .current_dir(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -392,7 +396,10 @@ async fn main() -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     plan.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let cpu_used = pid.and_then(cpu_seconds).zip(cpu_before).map(|(after, before)| after - before);
+    let cpu_used = pid
+        .and_then(cpu_seconds)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     plan.stop.store(true, Ordering::Relaxed);
 
     let mut latencies = Vec::new();
@@ -425,7 +432,10 @@ async fn main() -> Result<(), BoxError> {
             .unwrap_or_else(|| "n/a".into()),
     );
     if let Some(cpu) = cpu_used {
-        println!("load: server cpu={:.0}% of one core", 100.0 * cpu / elapsed.as_secs_f64());
+        println!(
+            "load: server cpu={:.0}% of one core",
+            100.0 * cpu / elapsed.as_secs_f64()
+        );
     }
     if server.is_some() {
         let stored = stored_delivery_ids(addr).await?;

@@ -24,14 +24,14 @@ use orchestrator_codegen::{
 use orchestrator_core::breaker::{BreakerConfig, BreakerSet};
 use orchestrator_core::clock::{Clock, SystemClock};
 use orchestrator_core::delivery::DeliveryLimits;
-use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};
+use orchestrator_core::engine::{GroupCommit, Ingestor, Worker, WorkerConfig};
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::observe::{NoopObserver, Observer};
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::retry::{Backoff, RetryPolicy};
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
-use orchestrator_core::store::{RetentionPolicy, TaskStore};
+use orchestrator_core::store::{EventStore, RetentionPolicy, TaskStore};
 use orchestrator_sqlx::{PoolOptions, SqlStore, SqliteDurability};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,12 +52,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let metrics = Arc::new(Metrics::new().map_err(|e| ServerError::Usage(format!("metrics: {e}")))?);
-    let observer: Arc<dyn Observer> =
-        if config.enable_metrics { metrics.clone() } else { Arc::new(NoopObserver) };
+    let metrics =
+        Arc::new(Metrics::new().map_err(|e| ServerError::Usage(format!("metrics: {e}")))?);
+    let observer: Arc<dyn Observer> = if config.enable_metrics {
+        metrics.clone()
+    } else {
+        Arc::new(NoopObserver)
+    };
 
     let store = Arc::new(connect(&config, true).await?);
-    tracing::info!(database = store.database(), role = role.as_str(), "store ready");
+    tracing::info!(
+        database = store.database(),
+        role = role.as_str(),
+        "store ready"
+    );
     let queue = build_queue(&config, store.clone(), clock.clone()).await?;
 
     let breaker = BreakerConfig {
@@ -65,12 +73,20 @@ pub async fn run(
         recovery: config.breaker_recovery,
     };
     let github = Arc::new(
-        GitHubClient::new(github_config(&config, breaker), clock.clone(), observer.clone())
-            .map_err(|e| ServerError::Usage(format!("GitHub client: {e}")))?,
+        GitHubClient::new(
+            github_config(&config, breaker),
+            clock.clone(),
+            observer.clone(),
+        )
+        .map_err(|e| ServerError::Usage(format!("GitHub client: {e}")))?,
     );
     let codegen = Arc::new(
-        CodegenClient::new(codegen_config(&config, breaker), clock.clone(), observer.clone())
-            .map_err(|e| ServerError::Usage(format!("Codegen client: {e}")))?,
+        CodegenClient::new(
+            codegen_config(&config, breaker),
+            clock.clone(),
+            observer.clone(),
+        )
+        .map_err(|e| ServerError::Usage(format!("Codegen client: {e}")))?,
     );
     if config.codegen.is_none() {
         tracing::warn!(
@@ -83,24 +99,66 @@ pub async fn run(
 
     let retry = RetryPolicy {
         max_retries: config.retry_max_retries,
-        backoff: Backoff { base: config.retry_base_delay, max: config.retry_max_delay, ..Backoff::default() },
+        backoff: Backoff {
+            base: config.retry_base_delay,
+            max: config.retry_max_delay,
+            ..Backoff::default()
+        },
         ..RetryPolicy::default()
     };
     let verifier = SignatureVerifier::new(
-        config.webhook_secrets.iter().map(|s| WebhookSecret::new(s.expose().as_bytes().to_vec())),
+        config
+            .webhook_secrets
+            .iter()
+            .map(|s| WebhookSecret::new(s.expose().as_bytes().to_vec())),
     );
-    let ingestor = Ingestor::new(verifier, Router::with_default_rules(), store.clone(), queue.clone(), clock.clone())
-        .with_limits(DeliveryLimits { max_body_bytes: config.max_payload_bytes })
-        .with_retry_policy(retry)
-        .with_observer(observer.clone());
+    // Group commit: concurrent deliveries share one transaction (one disk flush); each is
+    // answered only after the commit that holds it. One committer for SQLite (one writer
+    // anyway), one per pooled connection for PostgreSQL.
+    let events: Arc<dyn EventStore> = if config.ingest_batch_max > 1 {
+        let committers = if config.is_sqlite() {
+            1
+        } else {
+            config.database_max_connections as usize
+        };
+        Arc::new(GroupCommit::new(
+            store.clone(),
+            committers,
+            config.ingest_batch_max,
+        ))
+    } else {
+        store.clone()
+    };
+    let ingestor = Ingestor::new(
+        verifier,
+        Router::with_default_rules(),
+        events,
+        queue.clone(),
+        clock.clone(),
+    )
+    .with_limits(DeliveryLimits {
+        max_body_bytes: config.max_payload_bytes,
+    })
+    .with_retry_policy(retry)
+    .with_observer(observer.clone());
 
     let github_check = GitHubReachable::new(config.github_api_url.clone(), Duration::from_secs(5));
-    let state = AppState::builder(Arc::new(ingestor), store.clone(), store.clone(), queue.clone(), clock.clone())
-        .config(api_config(&config))
-        .metrics(metrics.clone())
-        .breakers(breakers)
-        .health_check(Arc::new(CachedCheck::new(github_check, Duration::from_secs(60), clock.clone())))
-        .build();
+    let state = AppState::builder(
+        Arc::new(ingestor),
+        store.clone(),
+        store.clone(),
+        queue.clone(),
+        clock.clone(),
+    )
+    .config(api_config(&config))
+    .metrics(metrics.clone())
+    .breakers(breakers)
+    .health_check(Arc::new(CachedCheck::new(
+        github_check,
+        Duration::from_secs(60),
+        clock.clone(),
+    )))
+    .build();
 
     let cancel = CancellationToken::new();
     let mut background = tokio::task::JoinSet::new();
@@ -128,7 +186,10 @@ pub async fn run(
             &mut registry,
             github.clone(),
             codegen.clone(),
-            HandlerConfig { poll_initial: config.codegen_poll, ..HandlerConfig::default() },
+            HandlerConfig {
+                poll_initial: config.codegen_poll,
+                ..HandlerConfig::default()
+            },
             observer.clone(),
         );
         let worker_config = WorkerConfig {
@@ -138,10 +199,16 @@ pub async fn run(
             ..WorkerConfig::default()
         };
         tracing::info!(worker_id = %worker_config.worker_id, concurrency = config.worker_concurrency, queue = queue.backend(), "starting workers");
-        let worker = Worker::new(queue.clone(), store.clone(), registry, clock.clone(), worker_config)
-            .with_retry_policy(retry)
-            .with_observer(observer.clone())
-            .with_span_factory(Arc::new(telemetry::task_span));
+        let worker = Worker::new(
+            queue.clone(),
+            store.clone(),
+            registry,
+            clock.clone(),
+            worker_config,
+        )
+        .with_retry_policy(retry)
+        .with_observer(observer.clone())
+        .with_span_factory(Arc::new(telemetry::task_span));
         let stop = cancel.clone();
         workers.spawn(async move { worker.run(stop.cancelled_owned()).await });
         if !config.cleanup_interval.is_zero() {
@@ -167,9 +234,12 @@ pub async fn run(
     let app = app.route("/health/live", axum::routing::get(|| async { "ok" }));
     tracing::info!(addr = %listener.local_addr()?, role = role.as_str(), "listening");
     let stop = cancel.clone();
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await;
     // The HTTP server only ends on shutdown (or an accept error): stop everything else too.
     cancel.cancel();
     while let Some(joined) = workers.join_next().await {
@@ -188,7 +258,10 @@ pub async fn run(
 /// Applies the migrations and exits.
 pub async fn migrate(config: &Config) -> Result<(), ServerError> {
     let store = connect(config, false).await?;
-    store.migrate().await.map_err(|e| ServerError::Usage(format!("migration failed: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| ServerError::Usage(format!("migration failed: {e}")))?;
     tracing::info!(database = store.database(), "migrations applied");
     store.close().await;
     Ok(())
@@ -226,8 +299,13 @@ async fn build_queue(
     redis_config.validate().map_err(redis)?;
     let conn = orchestrator_redis::RedisConnection::new(redis_config).map_err(redis)?;
     let tasks: Arc<dyn TaskStore> = store;
-    let queue = orchestrator_redis::RedisQueue::new(conn, orchestrator_redis::QueueConfig::default(), tasks, clock)
-        .map_err(redis)?;
+    let queue = orchestrator_redis::RedisQueue::new(
+        conn,
+        orchestrator_redis::QueueConfig::default(),
+        tasks,
+        clock,
+    )
+    .map_err(redis)?;
     tracing::info!("task queue: Redis Streams");
     Ok(Arc::new(queue))
 }
@@ -235,7 +313,10 @@ async fn build_queue(
 fn github_config(config: &Config, breaker: BreakerConfig) -> GitHubConfig {
     GitHubConfig {
         base_url: config.github_api_url.clone(),
-        token: config.github_token.as_ref().map(|t| orchestrator_codegen::Secret::new(t.expose())),
+        token: config
+            .github_token
+            .as_ref()
+            .map(|t| orchestrator_codegen::Secret::new(t.expose())),
         app: config.github_app.as_ref().map(|a| GitHubAppConfig {
             app_id: a.app_id,
             private_key_pem: orchestrator_codegen::Secret::new(a.private_key.expose()),
@@ -248,15 +329,24 @@ fn github_config(config: &Config, breaker: BreakerConfig) -> GitHubConfig {
 fn codegen_config(config: &Config, breaker: BreakerConfig) -> CodegenConfig {
     CodegenConfig {
         base_url: config.codegen_api_url.clone(),
-        token: config.codegen.as_ref().map(|c| orchestrator_codegen::Secret::new(c.token.expose())),
-        org_id: config.codegen.as_ref().and_then(|c| i64::try_from(c.org_id).ok()),
+        token: config
+            .codegen
+            .as_ref()
+            .map(|c| orchestrator_codegen::Secret::new(c.token.expose())),
+        org_id: config
+            .codegen
+            .as_ref()
+            .and_then(|c| i64::try_from(c.org_id).ok()),
         breaker,
         ..CodegenConfig::default()
     }
 }
 
 fn retention(config: &Config) -> RetentionPolicy {
-    RetentionPolicy { processed_events: config.retention_events, finished_tasks: config.retention_tasks }
+    RetentionPolicy {
+        processed_events: config.retention_events,
+        finished_tasks: config.retention_tasks,
+    }
 }
 
 fn api_config(config: &Config) -> ApiConfig {
@@ -314,7 +404,8 @@ async fn cleanup_schedule(
 /// no `traceparent`, gives the request that span's one, so the tasks it creates continue
 /// this trace (the receiver stores the request's `traceparent` with them).
 async fn trace_context(mut req: Request, next: Next) -> Response {
-    let span = tracing::info_span!("http.request", method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::info_span!("http.request", method = %req.method(), path = %req.uri().path());
     if !req.headers().contains_key("traceparent")
         && let Some(parent) = telemetry::traceparent_of(&span)
         && let Ok(value) = http::HeaderValue::from_str(&parent)
@@ -328,6 +419,10 @@ async fn trace_context(mut req: Request, next: Next) -> Response {
 async fn probes_only(req: Request, next: Next) -> Response {
     match req.uri().path() {
         "/health" | "/health/live" | "/metrics" => next.run(req).await,
-        _ => (http::StatusCode::NOT_FOUND, "worker process: only /health and /metrics").into_response(),
+        _ => (
+            http::StatusCode::NOT_FOUND,
+            "worker process: only /health and /metrics",
+        )
+            .into_response(),
     }
 }

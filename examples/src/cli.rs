@@ -71,7 +71,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Command {
-        Cli::try_parse_from(std::iter::once("orchestrator-server").chain(args.iter().copied())).unwrap().command()
+        Cli::try_parse_from(std::iter::once("orchestrator-server").chain(args.iter().copied()))
+            .unwrap()
+            .command()
     }
 
     #[test]
@@ -81,14 +83,21 @@ mod tests {
 
     #[test]
     fn roles_are_chosen_on_the_command_line() {
-        assert!(matches!(parse(&["serve", "--role", "api"]), Command::Serve { role: Role::Api }));
-        assert!(matches!(parse(&["serve", "--role", "worker"]), Command::Serve { role: Role::Worker }));
+        assert!(matches!(
+            parse(&["serve", "--role", "api"]),
+            Command::Serve { role: Role::Api }
+        ));
+        assert!(matches!(
+            parse(&["serve", "--role", "worker"]),
+            Command::Serve { role: Role::Worker }
+        ));
         assert!(Cli::try_parse_from(["x", "serve", "--role", "both"]).is_err());
     }
 
     #[test]
     fn send_takes_a_file_and_optional_overrides() {
-        let Command::Send(a) = parse(&["send", "p.json", "--event", "push", "--delivery-id", "d1"]) else {
+        let Command::Send(a) = parse(&["send", "p.json", "--event", "push", "--delivery-id", "d1"])
+        else {
             panic!("not send")
         };
         assert_eq!(a.file, PathBuf::from("p.json"));

@@ -61,12 +61,22 @@ mod tests {
     #[tokio::test]
     async fn an_answer_is_reachable_and_silence_or_5xx_is_degraded() {
         let server = MockServer::start().await;
-        Mock::given(method("GET")).respond_with(ResponseTemplate::new(401)).up_to_n_times(1).mount(&server).await;
-        Mock::given(method("GET")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(401))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&server)
+            .await;
         let check = GitHubReachable::new(server.uri().parse().unwrap(), Duration::from_secs(2));
         assert_eq!(check.check().await, HealthStatus::Healthy);
         assert_eq!(check.check().await, HealthStatus::Degraded);
-        let dead = GitHubReachable::new("http://127.0.0.1:9/".parse().unwrap(), Duration::from_secs(2));
+        let dead = GitHubReachable::new(
+            "http://127.0.0.1:9/".parse().unwrap(),
+            Duration::from_secs(2),
+        );
         assert_eq!(dead.check().await, HealthStatus::Degraded);
     }
 }

@@ -23,9 +23,14 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
         Command::Serve { role } => {
             let config = Config::from_env(Purpose::Serve(role))?;
             let telemetry = telemetry::init(&config)?;
-            let listener = tokio::net::TcpListener::bind(config.bind_addr).await.map_err(|e| {
-                ServerError::Usage(format!("cannot listen on BIND_ADDR {}: {e}", config.bind_addr))
-            })?;
+            let listener = tokio::net::TcpListener::bind(config.bind_addr)
+                .await
+                .map_err(|e| {
+                    ServerError::Usage(format!(
+                        "cannot listen on BIND_ADDR {}: {e}",
+                        config.bind_addr
+                    ))
+                })?;
             let result = orchestrator_server::run(config, role, listener, shutdown::signal()).await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "server stopped with an error");
@@ -42,12 +47,23 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
         Command::Send(args) => {
             let config = Config::from_env(Purpose::Send)?;
             let result = send::send(&config, &args).await?;
-            println!("delivery {} -> HTTP {}\n{}", result.delivery_id, result.status, result.body);
-            Ok(if (200..300).contains(&result.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            println!(
+                "delivery {} -> HTTP {}\n{}",
+                result.delivery_id, result.status, result.body
+            );
+            Ok(if (200..300).contains(&result.status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Probe => {
             let config = Config::from_env(Purpose::Probe)?;
-            Ok(if send::probe(config.bind_addr).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if send::probe(config.bind_addr).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

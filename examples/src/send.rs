@@ -49,7 +49,11 @@ pub async fn send(config: &Config, args: &SendArgs) -> Result<SendResult, Server
         .map_err(|e| ServerError::Usage(format!("cannot read {}: {e}", args.file.display())))?;
     let event = match args.event.clone().or_else(|| event_from_path(&args.file)) {
         Some(e) => e,
-        None => return Err(ServerError::Usage("cannot tell the event type from the path: pass --event".into())),
+        None => {
+            return Err(ServerError::Usage(
+                "cannot tell the event type from the path: pass --event".into(),
+            ));
+        }
     };
     let secret = config
         .webhook_secrets
@@ -59,7 +63,10 @@ pub async fn send(config: &Config, args: &SendArgs) -> Result<SendResult, Server
         .url
         .clone()
         .unwrap_or_else(|| format!("http://{}/api/v1/webhooks/github", config.bind_addr));
-    let delivery_id = args.delivery_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let delivery_id = args
+        .delivery_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let signature = sign(secret.expose().as_bytes(), &body);
     let response = reqwest::Client::new()
         .post(&url)
@@ -75,7 +82,11 @@ pub async fn send(config: &Config, args: &SendArgs) -> Result<SendResult, Server
         .map_err(|e| ServerError::Usage(format!("cannot post to {url}: {e}")))?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
-    Ok(SendResult { delivery_id, status, body })
+    Ok(SendResult {
+        delivery_id,
+        status,
+        body,
+    })
 }
 
 /// Whether the server on `bind_addr` (a wildcard address means this host) answers `/health`
@@ -85,7 +96,10 @@ pub async fn probe(bind_addr: std::net::SocketAddr) -> bool {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
     matches!(client.get(format!("http://{addr}/health")).send().await, Ok(r) if r.status().is_success())
 }
 
@@ -110,7 +124,10 @@ mod tests {
         let mut checked = 0;
         for line in tsv.lines().skip(1) {
             let cols: Vec<&str> = line.split('\t').collect();
-            let Some(expected) = cols.get(2).and_then(|c| c.strip_prefix("X-Hub-Signature-256: ")) else {
+            let Some(expected) = cols
+                .get(2)
+                .and_then(|c| c.strip_prefix("X-Hub-Signature-256: "))
+            else {
                 continue;
             };
             let body = match cols[1].split_once(':') {
@@ -127,7 +144,10 @@ mod tests {
     #[test]
     fn the_event_comes_from_the_corpus_folder() {
         assert_eq!(
-            event_from_path(Path::new("corpus/github-payloads/pull_request/opened.payload.json")).as_deref(),
+            event_from_path(Path::new(
+                "corpus/github-payloads/pull_request/opened.payload.json"
+            ))
+            .as_deref(),
             Some("pull_request")
         );
         assert_eq!(event_from_path(Path::new("/tmp/My Files/x.json")), None);

@@ -66,7 +66,9 @@ pub fn init(config: &Config) -> Result<Telemetry, ServerError> {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
     };
     installed.map_err(|e| ServerError::Usage(format!("logging already initialised: {e}")))?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -85,13 +87,19 @@ fn otlp_provider(endpoint: &str) -> Result<SdkTracerProvider, ServerError> {
         .with_endpoint(endpoint)
         .build()
         .map_err(|e| ServerError::Usage(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?;
-    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-        exporter,
-        opentelemetry_sdk::runtime::Tokio,
-    )
-    .build();
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name("webhook-orchestrator").build();
-    Ok(SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build())
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("webhook-orchestrator")
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
 }
 
 /// The W3C `traceparent` of the current span, when it belongs to a sampled trace.
@@ -120,7 +128,7 @@ pub fn task_span(task: &Task) -> tracing::Span {
         let carrier = HashMap::from([("traceparent".to_owned(), parent.clone())]);
         let cx = TraceContextPropagator::new().extract(&carrier);
         // Without an OpenTelemetry layer there is nothing to attach to; the span still logs.
-        let _ = cx;
+        let _ = span.set_parent(cx);
     }
     span
 }
@@ -144,7 +152,10 @@ mod tests {
             let parent = traceparent_of(&delivery).expect("a traceparent");
             assert!(parent.starts_with("00-") && parent.len() == 55, "{parent}");
 
-            let task = Task { trace_context: Some(parent.clone()), ..sample_task() };
+            let task = Task {
+                trace_context: Some(parent.clone()),
+                ..sample_task()
+            };
             let span = task_span(&task);
             let trace_of = |s: &tracing::Span| s.context().span().span_context().trace_id();
             assert_eq!(trace_of(&span), trace_of(&delivery));

@@ -22,7 +22,9 @@ const EVENTS: &[&str] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, body)) = data.split_first() else { return };
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
     let event = EVENTS[usize::from(pick) % EVENTS.len()];
     let router = Router::with_default_rules();
     if let Ok(parsed) = ParsedEvent::parse(event, body) {

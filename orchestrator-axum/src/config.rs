@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use http::HeaderName;
+use orchestrator_core::guard::RateQuota;
 use orchestrator_core::store::RetentionPolicy;
 
 /// The default path of the webhook receiver.
@@ -84,6 +85,16 @@ impl RateLimit {
     /// Whether the limit is on.
     pub fn is_enabled(&self) -> bool {
         self.requests > 0 && !self.period.is_zero()
+    }
+
+    /// The same limit as the core's quota, for a shared
+    /// [`RateLimiter`](orchestrator_core::guard::RateLimiter) (burst at least 1).
+    pub fn quota(&self) -> RateQuota {
+        RateQuota {
+            requests: self.requests,
+            period: self.period,
+            burst: self.burst.max(1),
+        }
     }
 }
 

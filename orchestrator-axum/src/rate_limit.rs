@@ -5,12 +5,19 @@
 //! header is configured, the last address in that header (the one the proxy itself appended).
 //! Requests with neither share one bucket, which is safe (never unlimited) but coarse.
 //!
-//! The state is in-process: several API processes each enforce the limit for the traffic they
-//! see. Limits are refused with 429, `Retry-After` and the error body.
+//! By default the state is in-process: several API processes each enforce the limit for the
+//! traffic they see. With a shared limiter (the core's [`SharedRateLimiter`], e.g. Redis; see
+//! [`AppStateBuilder::shared_rate_limiter`](crate::AppStateBuilder::shared_rate_limiter)) all
+//! instances count against one budget per client, keyed `webhook:<ip>` / `api:<ip>` with the same
+//! quotas. When the shared limiter fails, the in-process limiter decides instead (a warning is
+//! logged when that starts, an info line when it ends): an outage of the shared limiter never
+//! turns into 500s or into no limit at all. Limits are refused with 429, `Retry-After` and the
+//! error body.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -20,6 +27,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderName};
+use orchestrator_core::guard::{RateDecision, RateLimiter as SharedRateLimiter, RateQuota};
 
 use crate::config::RateLimit;
 use crate::error::ApiError;
@@ -69,6 +77,73 @@ impl Limiter {
     }
 }
 
+/// One route group's limit: its quota, the in-process buckets and, when configured, the shared
+/// limiter that takes precedence over them.
+pub(crate) struct RouteLimit {
+    /// `webhook` or `api`: the shared limiter's key space, so the two quotas never share a key.
+    group: &'static str,
+    quota: RateQuota,
+    local: Limiter,
+    shared: Option<Arc<dyn SharedRateLimiter>>,
+    /// Whether the last shared check failed (to log the switch to and from the fallback once).
+    degraded: AtomicBool,
+}
+
+impl std::fmt::Debug for RouteLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLimit")
+            .field("group", &self.group)
+            .field("quota", &self.quota)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteLimit {
+    /// The limit of `group`, `None` when `limit` is off (the shared limiter is then never asked).
+    pub(crate) fn new(
+        group: &'static str,
+        limit: RateLimit,
+        shared: Option<Arc<dyn SharedRateLimiter>>,
+    ) -> Option<Self> {
+        Some(Self {
+            group,
+            quota: limit.quota(),
+            local: Limiter::new(limit)?,
+            shared,
+            degraded: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes one request of `client`: from the shared limiter when there is one and it answers,
+    /// else from the in-process buckets.
+    pub(crate) async fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        if let Some(shared) = &self.shared {
+            let key = format!("{}:{client}", self.group);
+            match shared.check(&key, self.quota).await {
+                Ok(decision) => {
+                    if self.degraded.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            group = self.group,
+                            "shared rate limiter answers again; in-process fallback ended"
+                        );
+                    }
+                    return match decision {
+                        RateDecision::Allowed => Ok(()),
+                        RateDecision::Limited { retry_after } => Err(retry_after),
+                    };
+                }
+                Err(err) => {
+                    if !self.degraded.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(group = self.group, error = %err, "shared rate limiter failed; limiting in-process until it answers");
+                    }
+                }
+            }
+        }
+        self.local.check(client)
+    }
+}
+
 /// The client address used as the limit's key.
 pub(crate) fn client_ip(
     headers: &HeaderMap,
@@ -86,7 +161,7 @@ pub(crate) fn client_ip(
 }
 
 async fn enforce(
-    limiter: Option<&Limiter>,
+    limiter: Option<&RouteLimit>,
     state: &AppState,
     req: Request,
     next: Next,
@@ -102,7 +177,7 @@ async fn enforce(
             peer,
             state.config().trusted_proxy_header.as_ref(),
         );
-        if let Err(retry_after) = limiter.check(client) {
+        if let Err(retry_after) = limiter.check(client).await {
             tracing::warn!(%client, "rate limited");
             if webhook && let Some(metrics) = state.metrics() {
                 metrics.webhook_refused("rate_limited");

@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use orchestrator_core::breaker::BreakerSet;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
+use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::{EventStore, TaskStore};
 
 use crate::config::ApiConfig;
 use crate::health::HealthCheck;
 use crate::metrics::Metrics;
-use crate::rate_limit::Limiter;
+use crate::rate_limit::RouteLimit;
 
 /// What the routes share. Cheap to clone.
 #[derive(Clone)]
@@ -31,8 +32,8 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
-    webhook_limiter: Option<Limiter>,
-    api_limiter: Option<Limiter>,
+    webhook_limiter: Option<RouteLimit>,
+    api_limiter: Option<RouteLimit>,
     started_at: DateTime<Utc>,
 }
 
@@ -56,6 +57,7 @@ pub struct AppStateBuilder {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -92,14 +94,30 @@ impl AppStateBuilder {
         self
     }
 
+    /// Enforces the configured rate limits with `limiter`, shared by every API instance (e.g.
+    /// the Redis limiter), instead of in-process buckets. Same keys (the client address), same
+    /// quotas, same 429 answer; when `limiter` fails, the in-process buckets decide instead.
+    pub fn shared_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.shared_rate_limiter = Some(limiter);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
         let started_at = self.clock.now();
         AppState {
             inner: Arc::new(Inner {
-                webhook_limiter: Limiter::new(self.config.rate_limits.webhook),
-                api_limiter: Limiter::new(self.config.rate_limits.api),
+                webhook_limiter: RouteLimit::new(
+                    "webhook",
+                    self.config.rate_limits.webhook,
+                    self.shared_rate_limiter.clone(),
+                ),
+                api_limiter: RouteLimit::new(
+                    "api",
+                    self.config.rate_limits.api,
+                    self.shared_rate_limiter,
+                ),
                 ingestor: self.ingestor,
                 events: self.events,
                 tasks: self.tasks,
@@ -134,6 +152,7 @@ impl AppState {
             metrics: None,
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
+            shared_rate_limiter: None,
         }
     }
 
@@ -194,11 +213,11 @@ impl AppState {
         &self.inner.health_checks
     }
 
-    pub(crate) fn webhook_limiter(&self) -> Option<&Limiter> {
+    pub(crate) fn webhook_limiter(&self) -> Option<&RouteLimit> {
         self.inner.webhook_limiter.as_ref()
     }
 
-    pub(crate) fn api_limiter(&self) -> Option<&Limiter> {
+    pub(crate) fn api_limiter(&self) -> Option<&RouteLimit> {
         self.inner.api_limiter.as_ref()
     }
 

@@ -17,6 +17,8 @@
 //!   deliveries).
 //! - Contracts for adapters: [`store`], [`queue`], [`github`], [`agent`], [`clock`],
 //!   [`observe`]; [`error`] holds the error kinds they share.
+//! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
+//!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
 //! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
 
 pub mod agent;
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod github;
+pub mod guard;
 pub mod handler;
 pub mod memory;
 pub mod observe;

@@ -5,9 +5,16 @@
 //! interval (`per / count`). So `burst` requests pass at once, and after that one per interval.
 //! The script reads `TIME` on the server, so API instances with skewed clocks agree, and the key
 //! expires as soon as it no longer restricts anything.
+//!
+//! It is also the core's [`guard::RateLimiter`], which the HTTP layer asks instead of its
+//! in-process limiter when one is configured; Redis errors map onto [`StoreError`], and the HTTP
+//! layer then falls back to its in-process limiter.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use orchestrator_core::error::StoreError;
+use orchestrator_core::guard::{self, RateDecision, RateQuota};
 use redis::Script;
 
 use crate::connection::RedisConnection;
@@ -102,6 +109,24 @@ impl RedisRateLimiter {
             }
             other => Err(Error::Reply(format!("rate limiter answered {other}"))),
         }
+    }
+}
+
+#[async_trait]
+impl guard::RateLimiter for RedisRateLimiter {
+    async fn check(&self, key: &str, quota: RateQuota) -> Result<RateDecision, StoreError> {
+        let rate = Rate {
+            count: quota.requests,
+            per: quota.period,
+        };
+        let decision = RedisRateLimiter::check(self, key, rate, quota.burst).await?;
+        Ok(if decision.allowed {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited {
+                retry_after: decision.retry_after,
+            }
+        })
     }
 }
 

@@ -13,8 +13,9 @@
 //!
 //! # Design
 //! - PostgreSQL: single-statement writes with data-modifying CTEs (one round trip, one commit
-//!   each); claiming with `FOR UPDATE SKIP LOCKED` over a partial index of runnable rows. See
-//!   [`postgres`](crate::PgStore).
+//!   each); claiming with `FOR UPDATE SKIP LOCKED` over a partial index of runnable rows; queue
+//!   writes on a `synchronous_commit = off` pool unless
+//!   [`PoolOptions::durable_queue_writes`] is set. See [`PgStore`].
 //! - SQLite: one writer at a time; every write transaction starts with `BEGIN IMMEDIATE` and
 //!   waits on `busy_timeout`, so concurrent writers queue instead of failing with `SQLITE_BUSY`.
 //!   See [`SqliteStore`].

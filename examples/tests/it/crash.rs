@@ -13,13 +13,21 @@ async fn a_task_whose_worker_was_killed_completes_after_restart() {
     let codegen = codegen_mock().await;
     let lease = [("WORKER_LEASE_SECONDS", "2")];
     let mut first = Server::start(&db, &github, &codegen, "all", &lease).await;
-    let (status, receipt) = first.deliver("pull_request", &corpus("pull_request/opened.payload.json")).await;
+    let (status, receipt) = first
+        .deliver("pull_request", &corpus("pull_request/opened.payload.json"))
+        .await;
     assert_eq!(status, 200);
     let task_id = receipt["result"]["task_id"].as_str().unwrap().to_owned();
     first
-        .wait_for("the analysis to be running", Duration::from_secs(30), |tasks| {
-            task_of(tasks, "pull_request_analysis").filter(|t| t["status"] == "running").map(|_| ())
-        })
+        .wait_for(
+            "the analysis to be running",
+            Duration::from_secs(30),
+            |tasks| {
+                task_of(tasks, "pull_request_analysis")
+                    .filter(|t| t["status"] == "running")
+                    .map(|_| ())
+            },
+        )
         .await;
     first.crash();
 
@@ -28,20 +36,36 @@ async fn a_task_whose_worker_was_killed_completes_after_restart() {
     mount_files(&github, Duration::ZERO).await;
     let second = Server::start(&db, &github, &codegen, "all", &lease).await;
     second
-        .wait_for("the analysis to complete", Duration::from_secs(60), |tasks| {
-            task_of(tasks, "pull_request_analysis").filter(|t| t["status"] == "completed").map(|_| ())
-        })
+        .wait_for(
+            "the analysis to complete",
+            Duration::from_secs(60),
+            |tasks| {
+                task_of(tasks, "pull_request_analysis")
+                    .filter(|t| t["status"] == "completed")
+                    .map(|_| ())
+            },
+        )
         .await;
     let trigger = second
-        .wait_for("the codegen_trigger to complete", Duration::from_secs(60), |tasks| {
-            task_of(tasks, "codegen_trigger").filter(|t| t["status"] == "completed").cloned()
-        })
+        .wait_for(
+            "the codegen_trigger to complete",
+            Duration::from_secs(60),
+            |tasks| {
+                task_of(tasks, "codegen_trigger")
+                    .filter(|t| t["status"] == "completed")
+                    .cloned()
+            },
+        )
         .await;
     assert_eq!(trigger["codegen_task_url"], RUN_URL);
     let detail = second.get(&format!("/api/v1/tasks/{task_id}")).await;
     let executions = detail["executions"].as_array().expect("executions");
     assert!(executions.len() >= 2, "{detail:#}");
-    assert_ne!(executions.first().unwrap()["status"], executions.last().unwrap()["status"], "{detail:#}");
+    assert_ne!(
+        executions.first().unwrap()["status"],
+        executions.last().unwrap()["status"],
+        "{detail:#}"
+    );
     db.drop_db().await;
 }
 
@@ -51,26 +75,47 @@ async fn sigterm_releases_a_running_task_so_the_next_worker_takes_it_at_once() {
     let github = github_mock(Duration::from_secs(120)).await;
     let codegen = codegen_mock().await;
     // A long lease: only the release at shutdown can hand the task over quickly.
-    let env = [("WORKER_LEASE_SECONDS", "600"), ("SHUTDOWN_GRACE_SECONDS", "1")];
+    let env = [
+        ("WORKER_LEASE_SECONDS", "600"),
+        ("SHUTDOWN_GRACE_SECONDS", "1"),
+    ];
     let mut first = Server::start(&db, &github, &codegen, "all", &env).await;
-    let (status, _) = first.deliver("pull_request", &corpus("pull_request/opened.payload.json")).await;
+    let (status, _) = first
+        .deliver("pull_request", &corpus("pull_request/opened.payload.json"))
+        .await;
     assert_eq!(status, 200);
     first
-        .wait_for("the analysis to be running", Duration::from_secs(30), |tasks| {
-            task_of(tasks, "pull_request_analysis").filter(|t| t["status"] == "running").map(|_| ())
-        })
+        .wait_for(
+            "the analysis to be running",
+            Duration::from_secs(30),
+            |tasks| {
+                task_of(tasks, "pull_request_analysis")
+                    .filter(|t| t["status"] == "running")
+                    .map(|_| ())
+            },
+        )
         .await;
     let started = std::time::Instant::now();
     assert!(first.terminate().success(), "{}", first.logs());
-    assert!(started.elapsed() < Duration::from_secs(15), "shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 
     github.reset().await;
     mount_files(&github, Duration::ZERO).await;
     let second = Server::start(&db, &github, &codegen, "all", &env).await;
     second
-        .wait_for("the released analysis to complete", Duration::from_secs(30), |tasks| {
-            task_of(tasks, "pull_request_analysis").filter(|t| t["status"] == "completed").map(|_| ())
-        })
+        .wait_for(
+            "the released analysis to complete",
+            Duration::from_secs(30),
+            |tasks| {
+                task_of(tasks, "pull_request_analysis")
+                    .filter(|t| t["status"] == "completed")
+                    .map(|_| ())
+            },
+        )
         .await;
     db.drop_db().await;
 }

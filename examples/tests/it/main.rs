@@ -2,7 +2,12 @@
 //! on PostgreSQL, with wiremock standing in for GitHub and Codegen, driven through the public
 //! HTTP API only.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod crash;
 mod pull_request;

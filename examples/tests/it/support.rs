@@ -40,21 +40,54 @@ impl TestDb {
         };
         // A UUID in hex: safe to splice into the statement (identifiers cannot be bound).
         let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         conn.close().await.ok();
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
         let url = format!("{base}/{name}");
-        Self { url, dir: tempfile::tempdir().unwrap(), pg: Some((admin, name)) }
+        Self {
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some((admin, name)),
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
 
-    pub async fn drop_db(self) {
-        if let Some((admin, name)) = &self.pg {
-            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await.unwrap();
+    /// Drops the PostgreSQL database now (also done on drop, so a failed test cleans up too).
+    pub async fn drop_db(mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            drop_pg(admin, name).await;
+        }
+    }
+}
+
+async fn drop_pg(admin: String, name: String) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Dropped outside an async context (e.g. while a failed test unwinds): a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_pg(admin, name));
+                }
+            })
+            .join();
         }
     }
 }
@@ -68,12 +101,22 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     /// Starts `serve --role <role>` and waits until `/health` answers.
-    pub async fn start(db: &TestDb, github: &MockServer, codegen: &MockServer, role: &str, extra: &[(&str, &str)]) -> Self {
+    pub async fn start(
+        db: &TestDb,
+        github: &MockServer,
+        codegen: &MockServer,
+        role: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let log = db.dir().join(format!("server-{port}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator-server"));
@@ -102,15 +145,28 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let server = Self { child, base: format!("http://127.0.0.1:{port}"), log, client: reqwest::Client::new() };
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            client: reqwest::Client::new(),
+        };
         let started = Instant::now();
         loop {
-            if let Ok(r) = server.client.get(format!("{}/health", server.base)).send().await
+            if let Ok(r) = server
+                .client
+                .get(format!("{}/health", server.base))
+                .send()
+                .await
                 && r.status().as_u16() == 200
             {
                 return server;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start:\n{}", server.logs());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start:\n{}",
+                server.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -128,7 +184,13 @@ impl Server {
     /// SIGTERM, then waits for the process to exit; its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         self.child.wait().unwrap()
     }
 
@@ -152,26 +214,46 @@ impl Server {
 
     /// GET with the admin token; the JSON body.
     pub async fn get(&self, path: &str) -> Value {
-        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "GET {path}");
         r.json().await.unwrap()
     }
 
     /// GET without a token; status and text.
     pub async fn get_public(&self, path: &str) -> (u16, String) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
     /// Polls the task list until `pick` finds something, or fails after `timeout`.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
         let started = Instant::now();
         loop {
             let tasks = self.get("/api/v1/tasks?limit=1000").await;
             if let Some(found) = pick(&tasks) {
                 return found;
             }
-            assert!(started.elapsed() < timeout, "timed out waiting for {what}; tasks: {tasks:#}\nlogs:\n{}", self.logs());
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {what}; tasks: {tasks:#}\nlogs:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -186,11 +268,19 @@ impl Drop for Server {
 
 /// The task of `task_type` in a task list, if any.
 pub fn task_of<'a>(tasks: &'a Value, task_type: &str) -> Option<&'a Value> {
-    tasks.as_array()?.iter().find(|t| t["task_type"] == task_type)
+    tasks
+        .as_array()?
+        .iter()
+        .find(|t| t["task_type"] == task_type)
 }
 
 pub fn corpus(rel: &str) -> Vec<u8> {
-    std::fs::read(orchestrator_server::corpus_dir().join("github-payloads").join(rel)).unwrap()
+    std::fs::read(
+        orchestrator_server::corpus_dir()
+            .join("github-payloads")
+            .join(rel),
+    )
+    .unwrap()
 }
 
 /// GitHub: the pull request's changed files (code, so a Codegen run is asked for), answered
@@ -208,7 +298,11 @@ pub async fn mount_files(github: &MockServer, delay: Duration) {
     ]);
     Mock::given(method("GET"))
         .and(path_regex(r"^/repos/[^/]+/[^/]+/pulls/\d+/files$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(files).set_delay(delay))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(files)
+                .set_delay(delay),
+        )
         .mount(github)
         .await;
     Mock::given(method("GET"))
@@ -227,7 +321,10 @@ pub async fn codegen_mock() -> MockServer {
     };
     Mock::given(method("POST"))
         .and(path(format!("/v1/organizations/{ORG_ID}/agent/run")))
-        .and(wiremock::matchers::header("authorization", format!("Bearer {CODEGEN_TOKEN}").as_str()))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {CODEGEN_TOKEN}").as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(run("ACTIVE")))
         .mount(&codegen)
         .await;
@@ -247,21 +344,36 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub fn new() -> Self {
-        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let pong = Command::new("redis-cli").args(["-u", &url, "ping"]).output();
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let pong = Command::new("redis-cli")
+            .args(["-u", &url, "ping"])
+            .output();
         match pong {
             Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "PONG" => {}
             other => panic!("Redis at {url} is unreachable (set TEST_REDIS_URL): {other:?}"),
         }
-        Self { url, prefix: format!("e2e-{}", uuid::Uuid::new_v4().simple()) }
+        Self {
+            url,
+            prefix: format!("e2e-{}", uuid::Uuid::new_v4().simple()),
+        }
     }
 
     fn keys(&self) -> Vec<String> {
         let out = Command::new("redis-cli")
-            .args(["-u", &self.url, "--scan", "--pattern", &format!("{}*", self.prefix)])
+            .args([
+                "-u",
+                &self.url,
+                "--scan",
+                "--pattern",
+                &format!("{}*", self.prefix),
+            ])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn key_count(&self) -> usize {
@@ -273,7 +385,10 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         let keys = self.keys();
         if !keys.is_empty() {
-            let _ = Command::new("redis-cli").args(["-u", &self.url, "del"]).args(&keys).output();
+            let _ = Command::new("redis-cli")
+                .args(["-u", &self.url, "del"])
+                .args(&keys)
+                .output();
         }
     }
 }

@@ -40,12 +40,23 @@ fn span_name(mut rest: &[u8]) -> Option<&[u8]> {
 #[tokio::test]
 async fn task_executions_continue_the_trace_of_their_delivery() {
     let collector = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/traces")).respond_with(ResponseTemplate::new(200)).mount(&collector).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
     let db = TestDb::sqlite();
     let github = github_mock(Duration::ZERO).await;
     let codegen = codegen_mock().await;
     let endpoint = collector.uri();
-    let mut server = Server::start(&db, &github, &codegen, "all", &[("JAEGER_ENDPOINT", endpoint.as_str())]).await;
+    let mut server = Server::start(
+        &db,
+        &github,
+        &codegen,
+        "all",
+        &[("JAEGER_ENDPOINT", endpoint.as_str())],
+    )
+    .await;
 
     let body = corpus("pull_request/opened.payload.json");
     let signature = orchestrator_server::send::sign(SECRET.as_bytes(), &body);
@@ -60,19 +71,42 @@ async fn task_executions_continue_the_trace_of_their_delivery() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     // The correlation id of a traced request is its trace id.
-    let trace_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let trace_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(trace_id.len(), 32, "{trace_id}");
-    let trace_bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
 
     server
-        .wait_for("the codegen_trigger to complete", Duration::from_secs(60), |tasks| {
-            task_of(tasks, "codegen_trigger").filter(|t| t["status"] == "completed").map(|_| ())
-        })
+        .wait_for(
+            "the codegen_trigger to complete",
+            Duration::from_secs(60),
+            |tasks| {
+                task_of(tasks, "codegen_trigger")
+                    .filter(|t| t["status"] == "completed")
+                    .map(|_| ())
+            },
+        )
         .await;
     assert!(server.terminate().success(), "{}", server.logs());
 
-    let bodies: Vec<Vec<u8>> = collector.received_requests().await.unwrap().into_iter().map(|r| r.body).collect();
+    let bodies: Vec<Vec<u8>> = collector
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
     assert!(!bodies.is_empty(), "no spans were exported");
-    assert!(has_span(&bodies, &trace_bytes, "http.request"), "the request span is missing");
-    assert!(has_span(&bodies, &trace_bytes, "task.execute"), "no task execution continued the delivery's trace");
+    assert!(
+        has_span(&bodies, &trace_bytes, "http.request"),
+        "the request span is missing"
+    );
+    assert!(
+        has_span(&bodies, &trace_bytes, "task.execute"),
+        "no task execution continued the delivery's trace"
+    );
 }

@@ -16,6 +16,7 @@ mod logging;
 mod openapi;
 mod rate_limit;
 mod serve;
+mod shared_rate_limit;
 mod system;
 mod tasks;
 mod utils;

@@ -2,6 +2,10 @@
 //!
 //! Nothing is stored unless every check passed, and a delivery is acknowledged only after its
 //! event and tasks are committed together. The body and secrets are never logged.
+//!
+//! With a [`DeliveryGuard`] (several API instances), a verified and parsed delivery whose id the
+//! guard knows as stored is answered as a duplicate without asking the store; the protocol that
+//! keeps this from ever losing a delivery is described in [`crate::guard`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use crate::clock::Clock;
 use crate::delivery::{self, Delivery, DeliveryError, DeliveryLimits};
 use crate::error::StoreError;
 use crate::event::NewEvent;
+use crate::guard::{DeliveryGuard, Sighting};
 use crate::observe::{DeliveryOutcome, NoopObserver, Observer};
 use crate::payload::{self, ParsedEvent, PayloadError};
 use crate::queue::{TaskQueue, TaskRef};
@@ -70,6 +75,7 @@ pub struct Ingestor {
     queue: Arc<dyn TaskQueue>,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
+    guard: Option<Arc<dyn DeliveryGuard>>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -77,6 +83,7 @@ impl std::fmt::Debug for Ingestor {
         f.debug_struct("Ingestor")
             .field("router", &self.router)
             .field("limits", &self.limits)
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +106,7 @@ impl Ingestor {
             queue,
             clock,
             observer: Arc::new(NoopObserver),
+            guard: None,
         }
     }
 
@@ -117,6 +125,13 @@ impl Ingestor {
     /// Reports deliveries to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// Puts a shared replay check in front of the store (see [`crate::guard`]): a redelivery the
+    /// guard knows as stored is answered as a duplicate without a store transaction.
+    pub fn with_delivery_guard(mut self, guard: Arc<dyn DeliveryGuard>) -> Self {
+        self.guard = Some(guard);
         self
     }
 
@@ -201,6 +216,29 @@ impl Ingestor {
             });
         let (json, parsed) = parsed?;
 
+        // Only now, with the sender proven and the body understood, may the id be marked.
+        let claimed = match self.consult_guard(delivery_id, event).await {
+            GuardAnswer::Stored { event_id } => {
+                tracing::info!(
+                    delivery_id,
+                    event,
+                    event_id,
+                    "duplicate delivery (known to the delivery guard); nothing stored"
+                );
+                return Ok(Receipt {
+                    delivery_id: delivery_id.to_owned(),
+                    event_type: event.to_owned(),
+                    action: parsed.action.clone(),
+                    event_id,
+                    duplicate: true,
+                    task_ids: Vec::new(),
+                    zen: parsed.zen().map(str::to_owned),
+                });
+            }
+            GuardAnswer::Claimed => true,
+            GuardAnswer::AskStore => false,
+        };
+
         let now = self.clock.now();
         let tasks: Vec<NewTask> = self
             .router
@@ -233,13 +271,22 @@ impl Ingestor {
             headers: Delivery::stored_headers(headers),
             received_at: now,
         };
-        let outcome = self
-            .store
-            .ingest(new_event, tasks)
-            .await
-            .inspect_err(|err| {
+        let outcome = match self.store.ingest(new_event, tasks).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
                 tracing::error!(delivery_id, event, error = %err, "delivery could not be stored");
-            })?;
+                if claimed {
+                    self.release_guard(delivery_id, event).await;
+                }
+                return Err(err.into());
+            }
+        };
+        let stored_id = match &outcome {
+            IngestOutcome::Accepted { event_id, .. } | IngestOutcome::Duplicate { event_id } => {
+                *event_id
+            }
+        };
+        self.confirm_guard(delivery_id, event, stored_id).await;
         let mut receipt = Receipt {
             delivery_id: delivery_id.to_owned(),
             event_type: event.to_owned(),
@@ -283,6 +330,41 @@ impl Ingestor {
         Ok(receipt)
     }
 
+    /// Asks the guard (if any) about `delivery_id`. A failing guard is logged and treated as
+    /// absent: the store decides.
+    async fn consult_guard(&self, delivery_id: &str, event: &str) -> GuardAnswer {
+        let Some(guard) = &self.guard else {
+            return GuardAnswer::AskStore;
+        };
+        match guard.first_seen(delivery_id).await {
+            Ok(Sighting::First) => GuardAnswer::Claimed,
+            Ok(Sighting::InFlight) => GuardAnswer::AskStore,
+            Ok(Sighting::Stored { event_id }) => GuardAnswer::Stored { event_id },
+            Err(err) => {
+                tracing::warn!(delivery_id, event, error = %err, "delivery guard unavailable; asking the store");
+                GuardAnswer::AskStore
+            }
+        }
+    }
+
+    /// Tells the guard (if any) that `delivery_id` is stored as `event_id`.
+    async fn confirm_guard(&self, delivery_id: &str, event: &str, event_id: i64) {
+        if let Some(guard) = &self.guard
+            && let Err(err) = guard.stored(delivery_id, event_id).await
+        {
+            tracing::warn!(delivery_id, event, error = %err, "delivery guard could not record a stored delivery");
+        }
+    }
+
+    /// Releases the in-flight mark of a delivery that could not be stored.
+    async fn release_guard(&self, delivery_id: &str, event: &str) {
+        if let Some(guard) = &self.guard
+            && let Err(err) = guard.forget(delivery_id).await
+        {
+            tracing::warn!(delivery_id, event, error = %err, "delivery guard could not forget an unstored delivery; it expires on its own");
+        }
+    }
+
     /// Routes a stored event's payload again and stores the new tasks. `None` when no event
     /// has that id.
     pub async fn reprocess(&self, event_id: i64) -> Result<Option<ReprocessOutcome>, IngestError> {
@@ -315,4 +397,14 @@ impl Ingestor {
         }
         Ok(Some(outcome))
     }
+}
+
+/// What the ingestor does after asking the delivery guard.
+enum GuardAnswer {
+    /// Known as stored: answer duplicate without the store.
+    Stored { event_id: i64 },
+    /// This request marked the id in flight: store, and release the mark if that fails.
+    Claimed,
+    /// No guard, a failing guard, or another request holds the id: the store decides.
+    AskStore,
 }

@@ -16,8 +16,10 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
-/// What kind of event a delivery is, with the typed fields of that kind.
+/// What kind of event a delivery is, with the typed fields of that kind. More events may get a
+/// typed view later, hence `non_exhaustive`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EventKind {
     /// `pull_request`.
     PullRequest(PullRequest),

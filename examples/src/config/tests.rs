@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use super::*;
 
 fn load(purpose: Purpose, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Config::from_lookup(purpose, &move |k| map.get(k).cloned())
 }
 
@@ -15,15 +18,31 @@ fn variables(err: &ConfigError) -> Vec<&'static str> {
 
 #[test]
 fn only_the_webhook_secret_gives_the_embedded_default() {
-    let c = load(Purpose::Serve(Role::All), &[("GITHUB_WEBHOOK_SECRET", "s3cret")]).unwrap();
+    let c = load(
+        Purpose::Serve(Role::All),
+        &[("GITHUB_WEBHOOK_SECRET", "s3cret")],
+    )
+    .unwrap();
     assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
     assert!(c.is_sqlite());
     assert!(c.redis_url.is_none());
     assert!(c.codegen.is_none());
     assert_eq!(c.bind_addr.to_string(), DEFAULT_BIND_ADDR);
     assert_eq!(c.max_payload_bytes, 1024 * 1024);
-    assert_eq!(c.webhook_rate_limit, RateLimit { per_period: 10, burst: 20 });
-    assert_eq!(c.api_rate_limit, RateLimit { per_period: 100, burst: 50 });
+    assert_eq!(
+        c.webhook_rate_limit,
+        RateLimit {
+            per_period: 10,
+            burst: 20
+        }
+    );
+    assert_eq!(
+        c.api_rate_limit,
+        RateLimit {
+            per_period: 100,
+            burst: 50
+        }
+    );
     assert_eq!(c.retry_max_retries, 3);
     assert_eq!(c.retry_base_delay, Duration::from_secs(1));
     assert_eq!(c.retry_max_delay, Duration::from_secs(300));
@@ -35,9 +54,17 @@ fn only_the_webhook_secret_gives_the_embedded_default() {
 
 #[test]
 fn the_secret_is_required_only_where_deliveries_are_verified() {
-    for purpose in [Purpose::Serve(Role::All), Purpose::Serve(Role::Api), Purpose::Send] {
+    for purpose in [
+        Purpose::Serve(Role::All),
+        Purpose::Serve(Role::Api),
+        Purpose::Send,
+    ] {
         let err = load(purpose, &[]).unwrap_err();
-        assert_eq!(variables(&err), vec!["GITHUB_WEBHOOK_SECRET"], "{purpose:?}");
+        assert_eq!(
+            variables(&err),
+            vec!["GITHUB_WEBHOOK_SECRET"],
+            "{purpose:?}"
+        );
     }
     assert!(load(Purpose::Serve(Role::Worker), &[]).is_ok());
     assert!(load(Purpose::Migrate, &[]).is_ok());
@@ -86,18 +113,28 @@ fn codegen_needs_both_values_and_a_numeric_org() {
     assert_eq!(c.codegen.unwrap().org_id, 42);
     let err = load(Purpose::Serve(Role::Worker), &[("CODEGEN_ORG_ID", "42")]).unwrap_err();
     assert_eq!(variables(&err), vec!["CODEGEN_TOKEN"]);
-    let err = load(Purpose::Serve(Role::Worker), &[("CODEGEN_TOKEN", "t"), ("CODEGEN_ORG_ID", "acme")])
-        .unwrap_err();
+    let err = load(
+        Purpose::Serve(Role::Worker),
+        &[("CODEGEN_TOKEN", "t"), ("CODEGEN_ORG_ID", "acme")],
+    )
+    .unwrap_err();
     assert_eq!(variables(&err), vec!["CODEGEN_ORG_ID"]);
 }
 
 #[test]
 fn redis_url_and_its_celery_alias_select_the_redis_queue() {
-    let c = load(Purpose::Serve(Role::Worker), &[("CELERY_BROKER_URL", "redis://r:6379/1")]).unwrap();
+    let c = load(
+        Purpose::Serve(Role::Worker),
+        &[("CELERY_BROKER_URL", "redis://r:6379/1")],
+    )
+    .unwrap();
     assert_eq!(c.redis_url.unwrap().expose(), "redis://r:6379/1");
     let err = load(
         Purpose::Serve(Role::Worker),
-        &[("REDIS_URL", "redis://a"), ("CELERY_BROKER_URL", "redis://b")],
+        &[
+            ("REDIS_URL", "redis://a"),
+            ("CELERY_BROKER_URL", "redis://b"),
+        ],
     )
     .unwrap_err();
     assert_eq!(variables(&err), vec!["CELERY_BROKER_URL"]);
@@ -105,11 +142,18 @@ fn redis_url_and_its_celery_alias_select_the_redis_queue() {
 
 #[test]
 fn jaeger_endpoint_is_an_alias_of_the_otlp_endpoint() {
-    let c = load(Purpose::Serve(Role::Worker), &[("JAEGER_ENDPOINT", "http://jaeger:4318")]).unwrap();
+    let c = load(
+        Purpose::Serve(Role::Worker),
+        &[("JAEGER_ENDPOINT", "http://jaeger:4318")],
+    )
+    .unwrap();
     assert_eq!(c.otlp_endpoint.unwrap().as_str(), "http://jaeger:4318/");
     let c = load(
         Purpose::Serve(Role::Worker),
-        &[("JAEGER_ENDPOINT", "http://j:4318"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://o:4318")],
+        &[
+            ("JAEGER_ENDPOINT", "http://j:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://o:4318"),
+        ],
     )
     .unwrap();
     assert_eq!(c.otlp_endpoint.unwrap().host_str(), Some("o"));
@@ -119,13 +163,20 @@ fn jaeger_endpoint_is_an_alias_of_the_otlp_endpoint() {
 fn zero_turns_a_rate_limit_off() {
     let c = load(
         Purpose::Serve(Role::All),
-        &[("GITHUB_WEBHOOK_SECRET", "s"), ("RATE_LIMIT_WEBHOOK_PER_SECOND", "0"), ("RATE_LIMIT_WEBHOOK_BURST", "0")],
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("RATE_LIMIT_WEBHOOK_PER_SECOND", "0"),
+            ("RATE_LIMIT_WEBHOOK_BURST", "0"),
+        ],
     )
     .unwrap();
     assert!(!c.webhook_rate_limit.enabled());
     let err = load(
         Purpose::Serve(Role::All),
-        &[("GITHUB_WEBHOOK_SECRET", "s"), ("RATE_LIMIT_WEBHOOK_BURST", "0")],
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("RATE_LIMIT_WEBHOOK_BURST", "0"),
+        ],
     )
     .unwrap_err();
     assert_eq!(variables(&err), vec!["RATE_LIMIT_WEBHOOK_BURST"]);
@@ -134,19 +185,29 @@ fn zero_turns_a_rate_limit_off() {
 #[test]
 fn github_app_key_is_read_inline_or_from_a_file() {
     let pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n";
-    let c = load(Purpose::Serve(Role::Worker), &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", pem)]).unwrap();
+    let c = load(
+        Purpose::Serve(Role::Worker),
+        &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", pem)],
+    )
+    .unwrap();
     assert_eq!(c.github_app.as_ref().unwrap().app_id, 7);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.pem");
     std::fs::write(&path, pem).unwrap();
     let c = load(
         Purpose::Serve(Role::Worker),
-        &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", path.to_str().unwrap())],
+        &[
+            ("GITHUB_APP_ID", "7"),
+            ("GITHUB_APP_PRIVATE_KEY", path.to_str().unwrap()),
+        ],
     )
     .unwrap();
     assert_eq!(c.github_app.unwrap().private_key.expose(), pem);
-    let err = load(Purpose::Serve(Role::Worker), &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", "/nope")])
-        .unwrap_err();
+    let err = load(
+        Purpose::Serve(Role::Worker),
+        &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", "/nope")],
+    )
+    .unwrap_err();
     assert_eq!(variables(&err), vec!["GITHUB_APP_PRIVATE_KEY"]);
 }
 
@@ -166,19 +227,36 @@ fn debug_output_never_shows_a_secret() {
     )
     .unwrap();
     let debug = format!("{c:?}");
-    for secret in ["hook-secret-value", "codegen-token-value", "ghp_token_value", "admin-token", "dbpassword", "redispassword"] {
+    for secret in [
+        "hook-secret-value",
+        "codegen-token-value",
+        "ghp_token_value",
+        "admin-token",
+        "dbpassword",
+        "redispassword",
+    ] {
         assert!(!debug.contains(secret), "{secret} leaked in {debug}");
     }
 }
 
 #[test]
 fn short_admin_tokens_are_refused_and_secret_key_is_the_fallback() {
-    let err = load(Purpose::Serve(Role::Api), &[("GITHUB_WEBHOOK_SECRET", "s"), ("ADMIN_TOKEN", "short")]).unwrap_err();
+    let err = load(
+        Purpose::Serve(Role::Api),
+        &[("GITHUB_WEBHOOK_SECRET", "s"), ("ADMIN_TOKEN", "short")],
+    )
+    .unwrap_err();
     assert_eq!(variables(&err), vec!["ADMIN_TOKEN"]);
     let c = load(
         Purpose::Serve(Role::Api),
-        &[("GITHUB_WEBHOOK_SECRET", "s"), ("SECRET_KEY", "0123456789abcdef")],
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("SECRET_KEY", "0123456789abcdef"),
+        ],
     )
     .unwrap();
-    assert_eq!(c.effective_admin_token().unwrap().expose(), "0123456789abcdef");
+    assert_eq!(
+        c.effective_admin_token().unwrap().expose(),
+        "0123456789abcdef"
+    );
 }

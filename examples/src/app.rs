@@ -276,6 +276,7 @@ async fn connect(config: &Config, run_migrations: bool) -> Result<SqlStore, Serv
             SqliteDurability::Normal
         },
         run_migrations,
+        durable_queue_writes: config.durable_queue_writes,
         ..PoolOptions::default()
     };
     SqlStore::connect(config.database_url.expose(), options)

@@ -387,6 +387,7 @@ impl Config {
             );
         }
         let metrics_require_token = r.bool("METRICS_REQUIRE_TOKEN", false);
+        let durable_queue_writes = r.bool("DATABASE_DURABLE_QUEUE_WRITES", false);
         let ingest_batch_max = r.parse(
             "INGEST_BATCH_MAX",
             64,
@@ -440,6 +441,7 @@ impl Config {
                 duplicate_conflict,
                 trusted_proxy_header,
                 metrics_require_token,
+                durable_queue_writes,
                 ingest_batch_max,
                 redis_key_prefix,
                 codegen_poll,

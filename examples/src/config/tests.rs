@@ -50,6 +50,49 @@ fn only_the_webhook_secret_gives_the_embedded_default() {
     assert_eq!(c.breaker_recovery, Duration::from_secs(30));
     assert_eq!(c.github_api_url.as_str(), "https://api.github.com/");
     assert!(c.enable_metrics && c.enable_tracing);
+    assert_eq!(c.worker_lease, Duration::from_secs(60));
+    assert_eq!(c.ingest_batch_max, 64);
+    assert!(c.sqlite_synchronous_full && c.duplicate_conflict && !c.durable_queue_writes);
+}
+
+#[test]
+fn choices_outside_their_set_are_refused() {
+    let err = load(
+        Purpose::Serve(Role::Worker),
+        &[
+            ("SQLITE_SYNCHRONOUS", "off"),
+            ("WORKER_LEASE_SECONDS", "0"),
+            ("DUPLICATE_DELIVERY_STATUS", "202"),
+            ("TRUSTED_PROXY_HEADER", "bad header"),
+            ("CODEGEN_POLL_SECONDS", "0"),
+            ("WORKER_CONCURRENCY", "0"),
+        ],
+    )
+    .unwrap_err();
+    let mut got = variables(&err);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![
+            "CODEGEN_POLL_SECONDS",
+            "DUPLICATE_DELIVERY_STATUS",
+            "SQLITE_SYNCHRONOUS",
+            "TRUSTED_PROXY_HEADER",
+            "WORKER_CONCURRENCY",
+            "WORKER_LEASE_SECONDS",
+        ]
+    );
+    let c = load(
+        Purpose::Serve(Role::Worker),
+        &[
+            ("SQLITE_SYNCHRONOUS", "NORMAL"),
+            ("DUPLICATE_DELIVERY_STATUS", "200"),
+            ("INGEST_BATCH_MAX", "0"),
+        ],
+    )
+    .unwrap();
+    assert!(!c.sqlite_synchronous_full && !c.duplicate_conflict);
+    assert_eq!(c.ingest_batch_max, 0);
 }
 
 #[test]

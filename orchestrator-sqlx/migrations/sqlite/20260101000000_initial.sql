@@ -21,14 +21,15 @@ CREATE TABLE webhook_events (
     updated_at              INTEGER NOT NULL
 );
 
-CREATE INDEX webhook_events_type_idx ON webhook_events (event_type, id DESC);
-CREATE INDEX webhook_events_unprocessed_idx ON webhook_events (id DESC) WHERE processed = 0;
-CREATE INDEX webhook_events_created_idx ON webhook_events (created_at);
+CREATE INDEX webhook_events_type_idx ON webhook_events (event_type, created_at DESC, id DESC);
+CREATE INDEX webhook_events_created_idx ON webhook_events (created_at DESC, id DESC);
 
 CREATE TABLE workflow_tasks (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id          BLOB NOT NULL UNIQUE,
-    webhook_event_id INTEGER REFERENCES webhook_events (id) ON DELETE CASCADE,
+    -- No foreign keys: the store writes tasks only with their event (same transaction) and
+    -- deletes children first (cleanup).
+    webhook_event_id INTEGER,
     parent_task_id   BLOB,
     task_type        TEXT NOT NULL,
     status           TEXT NOT NULL CHECK (status IN
@@ -61,15 +62,14 @@ CREATE INDEX workflow_tasks_runnable_idx ON workflow_tasks (priority DESC, run_a
     WHERE status IN ('pending', 'retrying');
 CREATE INDEX workflow_tasks_lease_idx ON workflow_tasks (lease_expires_at) WHERE status = 'running';
 CREATE INDEX workflow_tasks_event_idx ON workflow_tasks (webhook_event_id);
-CREATE INDEX workflow_tasks_status_idx ON workflow_tasks (status, id DESC);
-CREATE INDEX workflow_tasks_type_idx ON workflow_tasks (task_type, id DESC);
-CREATE INDEX workflow_tasks_repository_idx ON workflow_tasks (repository, id DESC);
-CREATE INDEX workflow_tasks_created_idx ON workflow_tasks (created_at);
+CREATE INDEX workflow_tasks_status_idx ON workflow_tasks (status, created_at DESC, id DESC);
+CREATE INDEX workflow_tasks_repository_idx ON workflow_tasks (repository, created_at DESC, id DESC);
+CREATE INDEX workflow_tasks_created_idx ON workflow_tasks (created_at DESC, id DESC);
 
 CREATE TABLE task_executions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     execution_id  BLOB NOT NULL UNIQUE,
-    task_id       BLOB NOT NULL REFERENCES workflow_tasks (task_id) ON DELETE CASCADE,
+    task_id       BLOB NOT NULL,
     attempt       INTEGER NOT NULL,
     worker_id     TEXT NOT NULL,
     status        TEXT NOT NULL,

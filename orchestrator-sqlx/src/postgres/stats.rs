@@ -13,11 +13,11 @@ use crate::plan::{cutoff, fill_statuses};
 const TOTALS: &str = "SELECT (SELECT count(*) FROM webhook_events), \
     (SELECT count(*) FROM workflow_tasks), (SELECT count(*) FROM task_executions), \
     (SELECT avg(duration_ms)::float8 FROM task_executions WHERE duration_ms IS NOT NULL), \
-    (SELECT count(*) FROM webhook_events WHERE created_at > $1 AND created_at <= $2), \
-    (SELECT count(*) FROM webhook_events WHERE created_at > $1 AND created_at <= $2 \
+    (SELECT count(*) FROM webhook_events WHERE created_at >= $1), \
+    (SELECT count(*) FROM webhook_events WHERE created_at >= $1 \
      AND error_message IS NOT NULL), \
-    (SELECT count(*) FROM workflow_tasks WHERE created_at > $1 AND created_at <= $2), \
-    (SELECT count(*) FROM workflow_tasks WHERE created_at > $1 AND created_at <= $2 \
+    (SELECT count(*) FROM workflow_tasks WHERE created_at >= $1), \
+    (SELECT count(*) FROM workflow_tasks WHERE created_at >= $1 \
      AND status = 'failed')";
 
 const BY_STATUS: &str = "SELECT status, count(*) FROM workflow_tasks GROUP BY status";

@@ -41,7 +41,7 @@ const REPROCESS: &str = concat!(
 
 const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
     FROM webhook_events WHERE ($1::text IS NULL OR event_type = $1) \
-    AND ($2::bool IS NULL OR processed = $2) ORDER BY id DESC LIMIT $3 OFFSET $4";
+    AND ($2::bool IS NULL OR processed = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload::text AS payload, headers::text AS headers, processed, processing_started_at, \

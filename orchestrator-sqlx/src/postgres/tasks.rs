@@ -22,7 +22,7 @@ const LIST: &str = concat!(
     task_columns!(),
     " FROM workflow_tasks WHERE ($1::text IS NULL OR status = $1) \
      AND ($2::text IS NULL OR task_type = $2) AND ($3::text IS NULL OR repository = $3) \
-     ORDER BY id DESC LIMIT $4 OFFSET $5"
+     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
 );
 
 const GET: &str = concat!(

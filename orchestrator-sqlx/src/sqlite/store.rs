@@ -28,7 +28,7 @@ const REOPEN: &str = "UPDATE webhook_events SET open_tasks = open_tasks + $2, \
 
 const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
     FROM webhook_events WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR processed = $2) \
-    ORDER BY id DESC LIMIT $3 OFFSET $4";
+    ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload, headers, processed, processing_started_at, processing_completed_at, error_message, \

@@ -21,7 +21,7 @@ const LIST: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM workflow_tasks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR task_type = $2) \
-     AND ($3 IS NULL OR repository = $3) ORDER BY id DESC LIMIT $4 OFFSET $5"
+     AND ($3 IS NULL OR repository = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
 );
 
 const GET: &str = concat!(

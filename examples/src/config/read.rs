@@ -335,7 +335,7 @@ impl Config {
         let cleanup_interval = r.secs("CLEANUP_INTERVAL_SECONDS", 3600);
         let day = 24 * 3600;
         let retention_events = Duration::from_secs(
-            day * r.parse("RETENTION_EVENTS_DAYS", 30u64, "a whole number of days"),
+            day * r.parse("RETENTION_EVENTS_DAYS", 7u64, "a whole number of days"),
         );
         let retention_tasks = Duration::from_secs(
             day * r.parse("RETENTION_TASKS_DAYS", 7u64, "a whole number of days"),

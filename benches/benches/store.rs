@@ -92,6 +92,31 @@ async fn ingest_rate(store: &SqlStore, payload: &Bytes, secs: u64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// 8 clients ingest batches of `batch` unique deliveries through `EventStore::ingest_batch`
+/// (what the core's group commit does with concurrent requests); deliveries per second.
+async fn batch_ingest_rate(store: &SqlStore, payload: &Bytes, batch: usize, secs: u64) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (store, payload, count) = (store.clone(), payload.clone(), Arc::clone(&count));
+        clients.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let deliveries = (0..batch).map(|_| delivery(&payload)).collect();
+                for outcome in store.ingest_batch(deliveries).await {
+                    outcome.expect("ingest");
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Inserts `n` runnable no-op tasks, one per delivery (as most deliveries cause one task), from
 /// 8 clients.
 async fn prefill(store: &SqlStore, n: usize) {
@@ -156,6 +181,8 @@ async fn measure(name: &str, store: &SqlStore, payload: &Bytes, secs: u64, batch
         "{name}: ingest {} B delivery + 1 task: {ingest:.0} commits/s ({CLIENTS} clients)",
         payload.len()
     );
+    let grouped = batch_ingest_rate(store, payload, 8, secs).await;
+    println!("{name}: ingest_batch of 8 deliveries, {CLIENTS} clients: {grouped:.0} deliveries/s");
     if env("STORE_BENCH_INGEST_ONLY", 0) == 1 {
         return;
     }

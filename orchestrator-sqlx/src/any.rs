@@ -105,6 +105,12 @@ impl EventStore for SqlStore {
     ) -> Result<IngestOutcome, StoreError> {
         both!(self, s => s.ingest(event, tasks).await)
     }
+    async fn ingest_batch(
+        &self,
+        batch: Vec<(NewEvent, Vec<NewTask>)>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        both!(self, s => s.ingest_batch(batch).await)
+    }
     async fn list_events(
         &self,
         filter: &EventFilter,

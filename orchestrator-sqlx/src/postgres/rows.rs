@@ -49,6 +49,44 @@ macro_rules! insert_tasks {
 }
 pub(super) use insert_tasks;
 
+/// Like [`insert_tasks`] for exactly one task bound as scalars by [`bind_one_task`] (the
+/// common case; it saves the array encoding and `UNNEST`).
+macro_rules! insert_one_task {
+    ($event:literal, $now:literal, $from:literal) => {
+        concat!(
+            "INSERT INTO workflow_tasks (task_id, webhook_event_id, parent_task_id, task_type, status, \
+             priority, repository, pr_number, branch, commit_sha, config, input_data, max_retries, \
+             run_at, trace_context, created_at, updated_at) \
+             SELECT $1::uuid, ", $event, ", $2::uuid, $3::text, 'pending', $4::int4, $5::text, \
+             $6::int8, $7::text, $8::text, $9::jsonb, $10::jsonb, $11::int4, $12::timestamptz, \
+             $13::text, ", $now, ", ", $now, " FROM ", $from
+        )
+    };
+}
+pub(super) use insert_one_task;
+
+/// Binds `task` as parameters 1 to 13 for [`insert_one_task`].
+pub(super) fn bind_one_task<'q>(
+    query: Query<'q, sqlx::Postgres, PgArguments>,
+    task: &NewTask,
+) -> Query<'q, sqlx::Postgres, PgArguments> {
+    let spec = &task.spec;
+    query
+        .bind(task.task_id)
+        .bind(task.parent_task_id)
+        .bind(spec.task_type.as_str().to_owned())
+        .bind(spec.priority)
+        .bind(spec.repository.clone())
+        .bind(spec.pr_number)
+        .bind(spec.branch.clone())
+        .bind(spec.commit_sha.clone())
+        .bind(json_text(&spec.config))
+        .bind(json_text(&spec.input_data))
+        .bind(to_i32(task.max_retries))
+        .bind(task.run_at)
+        .bind(task.trace_context.clone())
+}
+
 /// Binds `tasks` as the 13 column arrays that [`insert_tasks`] reads.
 pub(super) fn bind_tasks<'q>(
     query: Query<'q, sqlx::Postgres, PgArguments>,

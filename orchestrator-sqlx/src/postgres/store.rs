@@ -7,9 +7,10 @@ use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
+use sqlx::postgres::PgConnection;
 
 use super::PgStore;
-use super::rows::{bind_tasks, event, insert_tasks, summary};
+use super::rows::{bind_one_task, bind_tasks, event, insert_one_task, insert_tasks, summary};
 use crate::error::store_error;
 use crate::plan::headers_json;
 
@@ -22,6 +23,18 @@ const INGEST: &str = concat!(
      ON CONFLICT (delivery_id) DO NOTHING RETURNING id), \
      ins AS (",
     insert_tasks!("ev.id", "NULL::uuid", "$25", "ev"),
+    ") SELECT id FROM ev"
+);
+
+/// [`INGEST`] for exactly one task.
+const INGEST_ONE: &str = concat!(
+    "WITH ev AS (INSERT INTO webhook_events (delivery_id, event_type, action, source, repository, \
+     installation_id, payload, headers, processed, processing_started_at, processing_completed_at, \
+     open_tasks, created_at, updated_at) \
+     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25) \
+     ON CONFLICT (delivery_id) DO NOTHING RETURNING id), \
+     ins AS (",
+    insert_one_task!("ev.id", "$25", "ev"),
     ") SELECT id FROM ev"
 );
 
@@ -48,6 +61,72 @@ const GET: &str = "SELECT id, delivery_id, event_type, action, source, repositor
     processing_completed_at, error_message, retry_count, created_at, updated_at \
     FROM webhook_events WHERE id = $1";
 
+/// Ingests one delivery on `conn` (a pool connection or an open transaction): one statement,
+/// plus a look-up of the existing id for a duplicate.
+async fn ingest_on(
+    conn: &mut PgConnection,
+    new: &NewEvent,
+    tasks: &[NewTask],
+) -> Result<IngestOutcome, StoreError> {
+    let settled_at: Option<DateTime<Utc>> = tasks.is_empty().then_some(new.received_at);
+    let payload = String::from_utf8_lossy(&new.payload).into_owned();
+    let open = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
+    loop {
+        let query = match tasks {
+            [one] => bind_one_task(sqlx::query(INGEST_ONE), one),
+            many => bind_tasks(sqlx::query(INGEST), many),
+        };
+        let row = query
+            .bind(&new.delivery_id)
+            .bind(&new.event_type)
+            .bind(&new.action)
+            .bind(&new.source)
+            .bind(&new.repository)
+            .bind(new.installation_id)
+            .bind(&payload)
+            .bind(headers_json(&new.headers))
+            .bind(tasks.is_empty())
+            .bind(settled_at)
+            .bind(open)
+            .bind(new.received_at)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        if let Some(row) = row {
+            let event_id: i64 = row.try_get(0).map_err(store_error)?;
+            let task_ids = tasks.iter().map(|t| t.task_id).collect();
+            return Ok(IngestOutcome::Accepted { event_id, task_ids });
+        }
+        let existing = sqlx::query(EXISTING)
+            .bind(&new.delivery_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        if let Some(row) = existing {
+            return Ok(IngestOutcome::Duplicate {
+                event_id: row.try_get(0).map_err(store_error)?,
+            });
+        }
+        // The conflicting row was removed in between: insert again.
+    }
+}
+
+impl PgStore {
+    /// The whole batch in one transaction (one commit); any error rolls all of it back.
+    async fn ingest_together(
+        &self,
+        batch: &[(NewEvent, Vec<NewTask>)],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (event, tasks) in batch {
+            outcomes.push(ingest_on(&mut tx, event, tasks).await?);
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn ingest(
@@ -55,43 +134,28 @@ impl EventStore for PgStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
-        let settled_at: Option<DateTime<Utc>> = tasks.is_empty().then_some(new.received_at);
-        let payload = String::from_utf8_lossy(&new.payload).into_owned();
-        let open = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
-        loop {
-            let row = bind_tasks(sqlx::query(INGEST), &tasks)
-                .bind(&new.delivery_id)
-                .bind(&new.event_type)
-                .bind(&new.action)
-                .bind(&new.source)
-                .bind(&new.repository)
-                .bind(new.installation_id)
-                .bind(&payload)
-                .bind(headers_json(&new.headers))
-                .bind(tasks.is_empty())
-                .bind(settled_at)
-                .bind(open)
-                .bind(new.received_at)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-            if let Some(row) = row {
-                let event_id: i64 = row.try_get(0).map_err(store_error)?;
-                let task_ids = tasks.iter().map(|t| t.task_id).collect();
-                return Ok(IngestOutcome::Accepted { event_id, task_ids });
-            }
-            let existing = sqlx::query(EXISTING)
-                .bind(&new.delivery_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-            if let Some(row) = existing {
-                return Ok(IngestOutcome::Duplicate {
-                    event_id: row.try_get(0).map_err(store_error)?,
-                });
-            }
-            // The conflicting row was removed in between: insert again.
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        ingest_on(&mut conn, &new, &tasks).await
+    }
+
+    /// One transaction for the whole batch. If any delivery fails (a conflicting task id, a
+    /// deadlock between batches racing on the same delivery ids, a lost connection), the
+    /// transaction is rolled back and every delivery is ingested on its own, so each gets the
+    /// outcome `ingest` gives it and no failure takes another delivery with it.
+    async fn ingest_batch(
+        &self,
+        batch: Vec<(NewEvent, Vec<NewTask>)>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        if batch.len() > 1
+            && let Ok(outcomes) = self.ingest_together(&batch).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
         }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (event, tasks) in batch {
+            outcomes.push(self.ingest(event, tasks).await);
+        }
+        outcomes
     }
 
     async fn list_events(

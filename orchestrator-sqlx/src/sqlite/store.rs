@@ -7,6 +7,7 @@ use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use super::rows::{event, insert_task, summary, us};
@@ -34,6 +35,67 @@ const GET: &str = "SELECT id, delivery_id, event_type, action, source, repositor
     payload, headers, processed, processing_started_at, processing_completed_at, error_message, \
     retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
 
+/// Ingests one delivery inside the open write transaction `conn`.
+async fn ingest_on(
+    conn: &mut SqliteConnection,
+    new: &NewEvent,
+    tasks: &[NewTask],
+) -> Result<IngestOutcome, StoreError> {
+    let at = new.received_at;
+    let settled_at = tasks.is_empty().then_some(us(at));
+    let payload = String::from_utf8_lossy(&new.payload).into_owned();
+    let row = sqlx::query(INSERT_EVENT)
+        .bind(&new.delivery_id)
+        .bind(&new.event_type)
+        .bind(&new.action)
+        .bind(&new.source)
+        .bind(&new.repository)
+        .bind(new.installation_id)
+        .bind(payload)
+        .bind(headers_json(&new.headers))
+        .bind(tasks.is_empty())
+        .bind(settled_at)
+        .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
+        .bind(us(at))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else {
+        let row = sqlx::query(EXISTING)
+            .bind(&new.delivery_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        return Ok(IngestOutcome::Duplicate {
+            event_id: row.try_get(0).map_err(store_error)?,
+        });
+    };
+    let event_id: i64 = row.try_get(0).map_err(store_error)?;
+    for task in tasks {
+        insert_task(&mut *conn, task, Some(event_id), None, at).await?;
+    }
+    Ok(IngestOutcome::Accepted {
+        event_id,
+        task_ids: tasks.iter().map(|t| t.task_id).collect(),
+    })
+}
+
+impl SqliteStore {
+    /// The whole batch in one write transaction (one commit); any error rolls all of it back.
+    async fn ingest_together(
+        &self,
+        batch: &[(NewEvent, Vec<NewTask>)],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut tx = self.write().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (event, tasks) in batch {
+            outcomes.push(ingest_on(&mut tx, event, tasks).await?);
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn ingest(
@@ -41,45 +103,29 @@ impl EventStore for SqliteStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
-        let at = new.received_at;
-        let settled_at = tasks.is_empty().then_some(us(at));
-        let payload = String::from_utf8_lossy(&new.payload).into_owned();
         let mut tx = self.write().await?;
-        let row = sqlx::query(INSERT_EVENT)
-            .bind(&new.delivery_id)
-            .bind(&new.event_type)
-            .bind(&new.action)
-            .bind(&new.source)
-            .bind(&new.repository)
-            .bind(new.installation_id)
-            .bind(payload)
-            .bind(headers_json(&new.headers))
-            .bind(tasks.is_empty())
-            .bind(settled_at)
-            .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
-            .bind(us(at))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let Some(row) = row else {
-            let row = sqlx::query(EXISTING)
-                .bind(&new.delivery_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            return Ok(IngestOutcome::Duplicate {
-                event_id: row.try_get(0).map_err(store_error)?,
-            });
-        };
-        let event_id: i64 = row.try_get(0).map_err(store_error)?;
-        for task in &tasks {
-            insert_task(&mut tx, task, Some(event_id), None, at).await?;
-        }
+        let outcome = ingest_on(&mut tx, &new, &tasks).await?;
         tx.commit().await.map_err(store_error)?;
-        Ok(IngestOutcome::Accepted {
-            event_id,
-            task_ids: tasks.iter().map(|t| t.task_id).collect(),
-        })
+        Ok(outcome)
+    }
+
+    /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
+    /// the transaction is rolled back and every delivery is ingested on its own, so each gets
+    /// the outcome `ingest` gives it and no failure takes another delivery with it.
+    async fn ingest_batch(
+        &self,
+        batch: Vec<(NewEvent, Vec<NewTask>)>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        if batch.len() > 1
+            && let Ok(outcomes) = self.ingest_together(&batch).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (event, tasks) in batch {
+            outcomes.push(self.ingest(event, tasks).await);
+        }
+        outcomes
     }
 
     async fn list_events(

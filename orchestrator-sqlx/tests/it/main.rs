@@ -54,6 +54,7 @@ on_both! {
     suite::stats_and_stale(2),
     suite::cleanup_keeps_what_can_still_run(2),
     suite::ping_and_backend(2),
+    suite::batch_ingest_keeps_each_delivery_atomic(2),
     concurrency::each_task_runs_exactly_once(9),
     concurrency::racing_duplicates_store_one_set(8),
 }

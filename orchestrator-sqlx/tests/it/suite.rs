@@ -833,3 +833,74 @@ pub async fn ping_and_backend(store: &SqlStore) {
     assert_eq!(store.backend(), "database");
     assert!(store.connections_active() <= 20);
 }
+
+pub async fn batch_ingest_keeps_each_delivery_atomic(store: &SqlStore) {
+    let a = (
+        event("d-a", "push", at(0)),
+        vec![task("push_analysis", 0, at(0))],
+    );
+    let a_again = (
+        event("d-a", "push", at(0)),
+        vec![task("push_analysis", 0, at(0))],
+    );
+    let b = (event("d-b", "ping", at(0)), vec![]);
+    let outcomes = store.ingest_batch(vec![a, a_again, b]).await;
+    assert_eq!(outcomes.len(), 3);
+    let Ok(IngestOutcome::Accepted { event_id: a_id, .. }) = outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(
+        outcomes[1].as_ref().unwrap(),
+        &IngestOutcome::Duplicate { event_id: a_id }
+    );
+    assert!(matches!(outcomes[2], Ok(IngestOutcome::Accepted { .. })));
+
+    // One delivery whose tasks conflict fails alone; the others of its batch are stored.
+    let existing = store
+        .list_tasks(&TaskFilter::default(), Page::default())
+        .await
+        .unwrap()[0]
+        .task_id;
+    let mut clash = task("push_analysis", 0, at(1));
+    clash.task_id = existing;
+    let c = (
+        event("d-c", "push", at(1)),
+        vec![task("push_analysis", 0, at(1))],
+    );
+    let bad = (event("d-bad", "push", at(1)), vec![clash]);
+    let d = (
+        event("d-d", "push", at(1)),
+        vec![task("push_analysis", 0, at(1))],
+    );
+    let outcomes = store.ingest_batch(vec![c, bad, d]).await;
+    assert!(
+        matches!(outcomes[0], Ok(IngestOutcome::Accepted { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    assert!(
+        matches!(outcomes[2], Ok(IngestOutcome::Accepted { .. })),
+        "{outcomes:?}"
+    );
+    let events = store
+        .list_events(&EventFilter::default(), Page::default())
+        .await
+        .unwrap();
+    let deliveries: Vec<&str> = events.iter().map(|e| e.delivery_id.as_str()).collect();
+    assert_eq!(
+        deliveries,
+        vec!["d-d", "d-c", "d-b", "d-a"],
+        "no event for the failed delivery"
+    );
+    assert_eq!(
+        store
+            .list_tasks(&TaskFilter::default(), Page::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

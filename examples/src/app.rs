@@ -66,7 +66,7 @@ pub async fn run(
         role = role.as_str(),
         "store ready"
     );
-    let queue = build_queue(&config, store.clone(), clock.clone()).await?;
+    let (queue, redis) = build_queue(&config, store.clone(), clock.clone()).await?;
 
     let breaker = BreakerConfig {
         failure_threshold: config.breaker_failure_threshold,
@@ -141,9 +141,16 @@ pub async fn run(
     })
     .with_retry_policy(retry)
     .with_observer(observer.clone());
+    // With Redis, every API instance shares one replay guard (in front of the database's unique
+    // constraint) and one rate limiter; without it, the database and governor do both jobs.
+    let ingestor = match &redis {
+        Some(conn) => ingestor
+            .with_delivery_guard(Arc::new(orchestrator_redis::ReplayGuard::new(conn.clone()))),
+        None => ingestor,
+    };
 
     let github_check = GitHubReachable::new(config.github_api_url.clone(), Duration::from_secs(5));
-    let state = AppState::builder(
+    let mut state = AppState::builder(
         Arc::new(ingestor),
         store.clone(),
         store.clone(),
@@ -157,8 +164,13 @@ pub async fn run(
         github_check,
         Duration::from_secs(60),
         clock.clone(),
-    )))
-    .build();
+    )));
+    if let Some(conn) = &redis {
+        state = state.shared_rate_limiter(Arc::new(orchestrator_redis::RedisRateLimiter::new(
+            conn.clone(),
+        )));
+    }
+    let state = state.build();
 
     let cancel = CancellationToken::new();
     let mut background = tokio::task::JoinSet::new();
@@ -255,6 +267,12 @@ pub async fn run(
     served.map_err(ServerError::Io)
 }
 
+/// The task queue, and the Redis connection when the queue is on Redis.
+type QueueParts = (
+    Arc<dyn TaskQueue>,
+    Option<orchestrator_redis::RedisConnection>,
+);
+
 /// Applies the migrations and exits.
 pub async fn migrate(config: &Config) -> Result<(), ServerError> {
     let store = connect(config, false).await?;
@@ -288,9 +306,9 @@ async fn build_queue(
     config: &Config,
     store: Arc<SqlStore>,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn TaskQueue>, ServerError> {
+) -> Result<QueueParts, ServerError> {
     let Some(url) = &config.redis_url else {
-        return Ok(store);
+        return Ok((store, None));
     };
     let redis = |e: orchestrator_redis::Error| ServerError::Usage(format!("REDIS_URL: {e}"));
     let redis_config = orchestrator_redis::RedisConfig {
@@ -301,14 +319,14 @@ async fn build_queue(
     let conn = orchestrator_redis::RedisConnection::new(redis_config).map_err(redis)?;
     let tasks: Arc<dyn TaskStore> = store;
     let queue = orchestrator_redis::RedisQueue::new(
-        conn,
+        conn.clone(),
         orchestrator_redis::QueueConfig::default(),
         tasks,
         clock,
     )
     .map_err(redis)?;
     tracing::info!("task queue: Redis Streams");
-    Ok(Arc::new(queue))
+    Ok((Arc::new(queue), Some(conn)))
 }
 
 fn github_config(config: &Config, breaker: BreakerConfig) -> GitHubConfig {

@@ -3,7 +3,8 @@
 //!
 //! Every role serves HTTP on `BIND_ADDR`: `all` and `api` the whole API, `worker` only
 //! `/health` and `/metrics` (for probes and scraping). Shutdown is one cancellation token:
-//! the HTTP server stops accepting and finishes in-flight requests, each worker stops
+//! the HTTP server stops accepting and finishes in-flight requests (cut off after
+//! `SHUTDOWN_GRACE_SECONDS`, so a stalled client cannot hold the process), each worker stops
 //! claiming, lets running tasks finish for `SHUTDOWN_GRACE_SECONDS` and releases the rest
 //! (pending, due now) so another worker takes them at once.
 
@@ -246,12 +247,27 @@ pub async fn run(
     let app = app.route("/health/live", axum::routing::get(|| async { "ok" }));
     tracing::info!(addr = %listener.local_addr()?, role = role.as_str(), "listening");
     let stop = cancel.clone();
-    let served = axum::serve(
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await;
+    .with_graceful_shutdown(async move { stop.cancelled().await });
+    // In-flight requests get `SHUTDOWN_GRACE_SECONDS` to finish; a client that never completes
+    // its request (a stalled upload) must not keep the process from stopping.
+    let drain = {
+        let (stop, grace) = (cancel.clone(), config.shutdown_grace);
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        }
+    };
+    let served = tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served,
+        () = drain => {
+            tracing::warn!("in-flight requests did not finish within the shutdown grace period; closing them");
+            Ok(())
+        }
+    };
     // The HTTP server only ends on shutdown (or an accept error): stop everything else too.
     cancel.cancel();
     while let Some(joined) = workers.join_next().await {
@@ -262,7 +278,13 @@ pub async fn run(
         }
     }
     background.abort_all();
-    store.close().await;
+    // A request cut off above may still hold a connection; do not wait for it forever.
+    if tokio::time::timeout(config.shutdown_grace, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at shutdown; not waiting for them");
+    }
     tracing::info!("shutdown complete");
     served.map_err(ServerError::Io)
 }
@@ -318,15 +340,22 @@ async fn build_queue(
     redis_config.validate().map_err(redis)?;
     let conn = orchestrator_redis::RedisConnection::new(redis_config).map_err(redis)?;
     let tasks: Arc<dyn TaskStore> = store;
-    let queue = orchestrator_redis::RedisQueue::new(
-        conn.clone(),
-        orchestrator_redis::QueueConfig::default(),
-        tasks,
-        clock,
-    )
-    .map_err(redis)?;
+    let queue =
+        orchestrator_redis::RedisQueue::new(conn.clone(), queue_config(config), tasks, clock)
+            .map_err(redis)?;
     tracing::info!("task queue: Redis Streams");
     Ok((Arc::new(queue), Some(conn)))
+}
+
+/// The Redis queue's settings. A busy worker refreshes its message only when it renews its
+/// lease (every `lease / 3`), so the visibility timeout must be well above that or the messages
+/// of live workers are taken over and, after a few scans, dead-lettered.
+fn queue_config(config: &Config) -> orchestrator_redis::QueueConfig {
+    let defaults = orchestrator_redis::QueueConfig::default();
+    orchestrator_redis::QueueConfig {
+        visibility_timeout: defaults.visibility_timeout.max(config.worker_lease),
+        ..defaults
+    }
 }
 
 fn github_config(config: &Config, breaker: BreakerConfig) -> GitHubConfig {
@@ -443,5 +472,33 @@ async fn probes_only(req: Request, next: Next) -> Response {
             "worker process: only /health and /metrics",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::config::Purpose;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(Purpose::Serve(Role::Worker), &move |k| {
+            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_long_worker_lease_keeps_live_workers_messages_from_being_taken_over() {
+        let long = queue_config(&config(&[("WORKER_LEASE_SECONDS", "900")]));
+        // The worker refreshes its message every lease / 3 = 300 s.
+        assert!(long.visibility_timeout >= Duration::from_secs(900));
+        let short = queue_config(&config(&[("WORKER_LEASE_SECONDS", "30")]));
+        assert_eq!(short.visibility_timeout, Duration::from_secs(120));
     }
 }

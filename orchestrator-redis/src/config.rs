@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// How to reach Redis, shared by the queue, the replay guard and the rate limiter.
-#[derive(Debug, Clone, PartialEq)]
+/// How to reach Redis, shared by the queue, the replay guard and the rate limiter. Its `Debug`
+/// shows the URL without its password ([`RedisConfig::redacted_url`]).
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db` (or `rediss://`).
     pub url: String,
@@ -40,7 +41,27 @@ impl Default for RedisConfig {
     }
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("client_name", &self.client_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .finish()
+    }
+}
+
 impl RedisConfig {
+    /// The URL fit for logs: the password (the whole user info when it has no user name part)
+    /// and any query string are replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
     /// Defaults with `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -73,6 +94,26 @@ impl RedisConfig {
         }
         Ok(())
     }
+}
+
+/// `url` without credentials: `redis://user:***@host/0`, `redis://***@host`, `...?***`. The
+/// user info ends at the last `@`, so a password with unescaped `/`, `?` or `@` is hidden too.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => match userinfo.split_once(':') {
+            Some((user, _)) => (format!("{user}:***@"), rest),
+            None => ("***@".to_owned(), rest),
+        },
+        None => (String::new(), rest),
+    };
+    let rest = match rest.split_once('?') {
+        Some((rest, _)) => format!("{rest}?***"),
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{userinfo}{rest}")
 }
 
 /// How the Redis Streams queue behaves.
@@ -136,6 +177,11 @@ impl QueueConfig {
                 "queue name and group must be non-empty, without spaces or braces".into(),
             ));
         }
+        if self.visibility_timeout.is_zero() {
+            // Every delivered message would be taken over at once, from live workers too, and
+            // dead-lettered after `max_deliveries` scans.
+            return Err(Error::Config("visibility_timeout must be > 0".into()));
+        }
         if self.max_deliveries == 0 {
             return Err(Error::Config("max_deliveries must be at least 1".into()));
         }
@@ -170,9 +216,34 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         let bad = QueueConfig {
+            visibility_timeout: Duration::ZERO,
+            ..QueueConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = QueueConfig {
             name: "a{b}".into(),
             ..QueueConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn debug_and_redacted_url_never_show_the_password() {
+        let config = RedisConfig::new("redis://app:hunter2-secret@cache.internal:6380/2");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("cache.internal:6380/2"), "{shown}");
+        assert_eq!(
+            config.redacted_url(),
+            "redis://app:***@cache.internal:6380/2"
+        );
+        assert_eq!(redact_url("rediss://:p%40ss@h:1"), "rediss://:***@h:1");
+        assert_eq!(redact_url("redis://tokenonly@h"), "redis://***@h");
+        assert_eq!(redact_url("redis://u:p/w?x@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://h:1/0?password=pw"), "redis://h:1/0?***");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -27,6 +27,10 @@ impl TaskStream {
 
     /// The delayed task ids with their due times, earliest first (at most `limit`).
     pub async fn delayed(&self, limit: usize) -> Result<Vec<(String, DateTime<Utc>)>> {
+        if limit == 0 {
+            // `ZRANGE key 0 -1` would list the whole set.
+            return Ok(Vec::new());
+        }
         let key = &self.keys.delayed;
         let stop = isize::try_from(limit)
             .unwrap_or(isize::MAX)

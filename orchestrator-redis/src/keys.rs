@@ -14,6 +14,8 @@ pub struct QueueKeys {
     pub delayed: String,
     /// The dead-letter stream (`<prefix>:{<queue>}:dead`).
     pub dead: String,
+    /// When the last sweep ran, shared by all processes (`<prefix>:{<queue>}:swept`).
+    pub swept: String,
 }
 
 impl QueueKeys {
@@ -23,6 +25,7 @@ impl QueueKeys {
             stream: format!("{prefix}:{{{queue}}}:stream"),
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
+            swept: format!("{prefix}:{{{queue}}}:swept"),
         }
     }
 }
@@ -47,6 +50,7 @@ mod tests {
         assert_eq!(keys.stream, "wo:{tasks}:stream");
         assert_eq!(keys.delayed, "wo:{tasks}:delayed");
         assert_eq!(keys.dead, "wo:{tasks}:dead");
+        assert_eq!(keys.swept, "wo:{tasks}:swept");
         assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
         assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
     }

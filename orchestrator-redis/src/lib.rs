@@ -36,7 +36,7 @@
 //!   depth); [`delay`] its delayed set and mover; [`dead_letter`] its dead-letter stream.
 //! - [`queue`]: [`RedisQueue`], the stream paired with a task store; [`sweeper`] re-publishes.
 //! - [`replay_guard`] and [`rate_limit`]: the shared guards for the HTTP layer.
-//! - `scripts/*.lua`: the atomic steps (mover, takeover, GCRA).
+//! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA).
 //! - [`error`]: the crate's error, mapped onto the core's store error kinds.
 
 pub mod config;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::clock::{self, Clock};
-use orchestrator_core::error::StoreError;
+use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
 use orchestrator_core::store::{FinishReport, TaskStore};
 use orchestrator_core::task::TaskStatus;
@@ -317,7 +317,20 @@ impl TaskQueue for RedisQueue {
             Finish::Completed { followups, .. } => followups.iter().map(|t| t.run_at).collect(),
             _ => Vec::new(),
         };
-        let report = self.store.finish_attempt(claim, finish, now).await?;
+        let report = match self.store.finish_attempt(claim, finish, now).await {
+            Ok(report) => report,
+            Err(err) if err.kind() == StoreErrorKind::Conflict => {
+                // The claim lost its task (the lease ran out and the task went back to the
+                // queue with a message of its own): this message is done. Left pending, it would
+                // be taken over again and again until it was dead-lettered for nothing.
+                let acks: Vec<String> = claim.receipt.iter().cloned().collect();
+                if let Err(ack) = self.send(now, &acks, &[]).await {
+                    tracing::warn!(error = %ack, task_id = %claim.task.task_id, "acknowledging a lost claim failed");
+                }
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         let mut tasks = Vec::with_capacity(report.followups.len() + 1);
         if report.status.is_runnable() {
             tasks.push(TaskRef {
@@ -379,6 +392,14 @@ impl TaskQueue for RedisQueue {
             }
             due
         };
+        let sweep_due = sweep_due
+            && match self.sweeper.take_turn(now).await {
+                Ok(turn) => turn,
+                Err(err) => {
+                    tracing::warn!(error = %err, "sweep skipped: redis unavailable");
+                    false
+                }
+            };
         if sweep_due {
             match self.sweeper.sweep_once(now).await {
                 Ok(swept) => count += swept,

@@ -8,7 +8,9 @@
 //! update and the extra message is dropped.
 //!
 //! [`RedisQueue::requeue_expired`](orchestrator_core::queue::TaskQueue::requeue_expired) runs a
-//! sweep every `sweep_interval`, so a worker loop needs nothing more; [`Sweeper::run`] is there
+//! sweep every `sweep_interval` — once per interval across all processes sharing the queue
+//! ([`Sweeper::take_turn`]), so that N workers do not publish N copies of every stale task —
+//! so a worker loop needs nothing more; [`Sweeper::run`] is there
 //! for processes that want their own schedule.
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::error::StoreError;
 use orchestrator_core::queue::TaskRef;
 use orchestrator_core::store::TaskStore;
+use redis::Script;
 
 use crate::stream::TaskStream;
 
@@ -28,6 +31,7 @@ use crate::stream::TaskStream;
 pub struct Sweeper {
     stream: Arc<TaskStream>,
     store: Arc<dyn TaskStore>,
+    turn_script: Script,
 }
 
 impl std::fmt::Debug for Sweeper {
@@ -41,7 +45,29 @@ impl std::fmt::Debug for Sweeper {
 impl Sweeper {
     /// A sweeper publishing to `stream` what `store` says is stale.
     pub fn new(stream: Arc<TaskStream>, store: Arc<dyn TaskStore>) -> Self {
-        Self { stream, store }
+        Self {
+            stream,
+            store,
+            turn_script: Script::new(include_str!("scripts/sweep_turn.lua")),
+        }
+    }
+
+    /// Whether this process should sweep at `now`: true for the first caller of every
+    /// `sweep_interval` (queue clock) among all processes sharing the queue.
+    pub async fn take_turn(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let config = self.stream.config();
+        let interval = u64::try_from(config.sweep_interval.as_millis()).unwrap_or(u64::MAX);
+        // The mark outlives the interval a little (real time) and then goes: a sweep too many
+        // is harmless, a mark that never expires is not.
+        let ttl = interval.saturating_mul(2).max(1000);
+        let mut inv = self.turn_script.key(&self.stream.keys().swept);
+        inv.arg(now.timestamp_millis()).arg(interval).arg(ttl);
+        let turn: i64 = self
+            .stream
+            .connection()
+            .run(move |mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(turn == 1)
     }
 
     /// One sweep at `now`: publishes up to `sweep_limit` runnable tasks unchanged since

@@ -187,7 +187,8 @@ pub struct Config {
     pub breaker_recovery: Duration,
     /// `WORKER_CONCURRENCY`.
     pub worker_concurrency: usize,
-    /// `SHUTDOWN_GRACE_SECONDS`: how long running tasks may finish at shutdown.
+    /// `SHUTDOWN_GRACE_SECONDS`: how long running tasks and in-flight HTTP requests may finish
+    /// at shutdown.
     pub shutdown_grace: Duration,
     /// `CLEANUP_INTERVAL_SECONDS` (0 turns the schedule off).
     pub cleanup_interval: Duration,

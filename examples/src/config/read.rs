@@ -8,6 +8,9 @@ use reqwest::Url;
 
 use super::*;
 
+/// The longest duration any variable may give: 100 years.
+const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 /// Reads variables and collects problems.
 struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
@@ -54,8 +57,21 @@ impl Reader<'_> {
         }
     }
 
+    /// A duration in whole `unit`-second steps, at most [`MAX_SECONDS`] (larger values would
+    /// overflow timers and date arithmetic later and panic at run time).
+    fn duration(&mut self, name: &'static str, default: u64, unit: u64, what: &str) -> Duration {
+        let value: u64 = self.parse(name, default, what);
+        match value.checked_mul(unit).filter(|s| *s <= MAX_SECONDS) {
+            Some(secs) => Duration::from_secs(secs),
+            None => {
+                self.problem(name, "too large: at most 100 years");
+                Duration::from_secs(default.saturating_mul(unit).min(MAX_SECONDS))
+            }
+        }
+    }
+
     fn secs(&mut self, name: &'static str, default: u64) -> Duration {
-        Duration::from_secs(self.parse(name, default, "a whole number of seconds"))
+        self.duration(name, default, 1, "a whole number of seconds")
     }
 
     fn url(&mut self, name: &'static str, value: &str) -> Option<Url> {
@@ -334,12 +350,9 @@ impl Config {
         let shutdown_grace = r.secs("SHUTDOWN_GRACE_SECONDS", 20);
         let cleanup_interval = r.secs("CLEANUP_INTERVAL_SECONDS", 3600);
         let day = 24 * 3600;
-        let retention_events = Duration::from_secs(
-            day * r.parse("RETENTION_EVENTS_DAYS", 7u64, "a whole number of days"),
-        );
-        let retention_tasks = Duration::from_secs(
-            day * r.parse("RETENTION_TASKS_DAYS", 7u64, "a whole number of days"),
-        );
+        let retention_events =
+            r.duration("RETENTION_EVENTS_DAYS", 7, day, "a whole number of days");
+        let retention_tasks = r.duration("RETENTION_TASKS_DAYS", 7, day, "a whole number of days");
         let database_max_connections = r.parse("DATABASE_MAX_CONNECTIONS", 10, "a whole number");
         if database_max_connections == 0 {
             r.problem("DATABASE_MAX_CONNECTIONS", "must be at least 1");

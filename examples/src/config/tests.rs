@@ -303,3 +303,39 @@ fn short_admin_tokens_are_refused_and_secret_key_is_the_fallback() {
         "0123456789abcdef"
     );
 }
+
+#[test]
+fn durations_too_large_for_timers_are_refused_instead_of_panicking_later() {
+    let huge = u64::MAX.to_string();
+    let err = load(
+        Purpose::Serve(Role::Worker),
+        &[
+            ("RETENTION_EVENTS_DAYS", huge.as_str()),
+            ("RETENTION_TASKS_DAYS", "400000000000000"),
+            ("CLEANUP_INTERVAL_SECONDS", huge.as_str()),
+            ("SHUTDOWN_GRACE_SECONDS", huge.as_str()),
+        ],
+    )
+    .unwrap_err();
+    let mut got = variables(&err);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![
+            "CLEANUP_INTERVAL_SECONDS",
+            "RETENTION_EVENTS_DAYS",
+            "RETENTION_TASKS_DAYS",
+            "SHUTDOWN_GRACE_SECONDS",
+        ]
+    );
+    let ok = load(
+        Purpose::Serve(Role::Worker),
+        &[
+            ("RETENTION_EVENTS_DAYS", "30"),
+            ("CLEANUP_INTERVAL_SECONDS", "0"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ok.retention_events, Duration::from_secs(30 * 24 * 3600));
+    assert!(ok.cleanup_interval.is_zero());
+}

@@ -11,5 +11,6 @@
 
 mod crash;
 mod pull_request;
+mod shutdown;
 mod support;
 mod tracing;

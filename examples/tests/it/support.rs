@@ -194,6 +194,27 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; its exit status, or `None`
+    /// when it is still running then.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Posts `body` as GitHub would, signed with [`SECRET`], under a fresh delivery id.
     pub async fn deliver(&self, event: &str, body: &[u8]) -> (u16, Value) {
         let signature = orchestrator_server::send::sign(SECRET.as_bytes(), body);

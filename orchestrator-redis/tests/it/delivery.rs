@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use orchestrator_core::error::StoreErrorKind;
 use orchestrator_core::queue::{Finish, TaskQueue};
 use orchestrator_core::store::TaskStore;
 use orchestrator_core::task::{ExecutionStatus, TaskStatus};
@@ -230,4 +231,48 @@ async fn a_message_delivered_too_often_goes_to_the_dead_letter_stream() {
     let again = b.claim("b", 1, LEASE, h.now()).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_task_acknowledges_its_stale_message() {
+    // No takeovers in this test: the stale message may only go away by its acknowledgement.
+    let config = QueueConfig {
+        visibility_timeout: Duration::from_secs(600),
+        ..fast_config()
+    };
+    let h = Harness::new(config.clone());
+    let refs = h.commit(1).await;
+    h.queue.publish(&refs).await.unwrap();
+    let slow = h
+        .queue
+        .claim("slow", 1, Duration::from_secs(30), h.now())
+        .await
+        .unwrap()
+        .remove(0);
+    // The lease runs out while "slow" still works; the task goes back with a new message.
+    h.clock.advance(Duration::from_secs(31));
+    assert_eq!(h.queue.requeue_expired(h.now()).await.unwrap(), 1);
+    let other = h.another_instance(config);
+    let taken = other.claim("other", 1, LEASE, h.now()).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_ne!(taken[0].receipt, slow.receipt);
+
+    let late = h
+        .queue
+        .finish(
+            &slow,
+            Finish::Completed {
+                output: serde_json::json!({}),
+                followups: Vec::new(),
+            },
+            h.now(),
+        )
+        .await;
+    assert_eq!(late.unwrap_err().kind(), StoreErrorKind::Conflict);
+    assert_eq!(
+        h.queue.depth(h.now()).await.unwrap().running,
+        1,
+        "only the live claim's message is still pending"
+    );
+    assert_eq!(h.xlen(&h.queue.stream().keys().stream), 1);
 }

@@ -169,6 +169,7 @@ async fn a_message_for_a_task_not_yet_due_goes_back_to_the_delayed_set() {
     );
     let delayed = h.queue.stream().delayed(10).await.unwrap();
     assert_eq!(delayed, vec![(refs[0].task_id.to_string(), due)]);
+    assert!(h.queue.stream().delayed(0).await.unwrap().is_empty());
     assert_eq!(h.xlen(&h.queue.stream().keys().stream), 0);
 
     h.clock.advance(Duration::from_secs(10));

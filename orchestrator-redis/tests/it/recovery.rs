@@ -122,6 +122,39 @@ async fn requeue_expired_runs_the_sweep_on_its_interval() {
 }
 
 #[tokio::test]
+async fn several_worker_processes_sweep_a_lost_task_once_per_interval_not_once_each() {
+    let config = QueueConfig {
+        sweep_after: Duration::from_secs(60),
+        sweep_interval: Duration::from_secs(30),
+        ..fast_config()
+    };
+    let h = Harness::new(config.clone());
+    let others: Vec<_> = (0..3).map(|_| h.another_instance(config.clone())).collect();
+    let lost = h.commit(1).await;
+    h.clock.advance(Duration::from_secs(61));
+    let mut swept = h.queue.requeue_expired(h.now()).await.unwrap();
+    for other in &others {
+        swept += other.requeue_expired(h.now()).await.unwrap();
+    }
+    assert_eq!(swept, 1, "one process swept");
+    assert_eq!(
+        h.xlen(&h.queue.stream().keys().stream),
+        1,
+        "one message for the lost task, not one per process"
+    );
+    // The next interval: again exactly one sweep (the task is still unclaimed and stale).
+    h.clock.advance(Duration::from_secs(31));
+    let mut swept = 0;
+    for other in &others {
+        swept += other.requeue_expired(h.now()).await.unwrap();
+    }
+    assert_eq!(swept, 1);
+    let claims = others[0].claim("w", 10, LEASE, h.now()).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].task.task_id, lost[0].task_id);
+}
+
+#[tokio::test]
 async fn a_deleted_consumer_group_is_recreated_and_unfinished_messages_are_delivered() {
     let h = Harness::new(fast_config());
     let refs = h.commit(10).await;

@@ -15,8 +15,13 @@
 //! acknowledges the delivery. [`SqliteDurability::Normal`](crate::SqliteDurability::Normal)
 //! trades the last commits on power loss (never on a process crash) for speed.
 //!
+//! Checkpoints: a background task copies WAL pages into the database file beside the writer
+//! (module `checkpoint`), so commits seldom pay for it.
+//!
 //! Times are INTEGER microseconds since the epoch, UUIDs 16-byte BLOBs, JSON TEXT.
 
+mod batch;
+mod checkpoint;
 mod queue;
 mod rows;
 mod stats;
@@ -36,6 +41,8 @@ use crate::error::{Error, store_error};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Wakes the background WAL checkpointer (see `checkpoint`).
+    checkpoint: tokio::sync::mpsc::Sender<()>,
 }
 
 impl SqliteStore {
@@ -68,10 +75,14 @@ impl SqliteStore {
             ..options.clone()
         }
         .pool::<Sqlite>()
-        .connect_with(connect.clone())
+        .connect_with(connect.clone().pragma(
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+        ))
         .await?;
         let store_reader = options.pool::<Sqlite>().connect_with(connect).await?;
         let store = Self {
+            checkpoint: checkpoint::spawn(store_reader.clone()),
             writer,
             reader: store_reader,
         };
@@ -110,6 +121,11 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+
+    /// Asks the background checkpointer to copy recently committed WAL pages into the database.
+    fn committed(&self) {
+        let _ = self.checkpoint.try_send(());
     }
 
     /// A write transaction holding the database's write lock from the start.

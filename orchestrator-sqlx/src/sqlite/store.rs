@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
+use super::batch::ingest_many;
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
 use crate::plan::headers_json;
@@ -81,17 +82,16 @@ async fn ingest_on(
 }
 
 impl SqliteStore {
-    /// The whole batch in one write transaction (one commit); any error rolls all of it back.
+    /// The whole batch in one write transaction (one commit, a few multi-row inserts); any error
+    /// rolls all of it back.
     async fn ingest_together(
         &self,
         batch: &[(NewEvent, Vec<NewTask>)],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.write().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (event, tasks) in batch {
-            outcomes.push(ingest_on(&mut tx, event, tasks).await?);
-        }
+        let outcomes = ingest_many(&mut tx, batch).await?;
         tx.commit().await.map_err(store_error)?;
+        self.committed();
         Ok(outcomes)
     }
 }
@@ -106,6 +106,7 @@ impl EventStore for SqliteStore {
         let mut tx = self.write().await?;
         let outcome = ingest_on(&mut tx, &new, &tasks).await?;
         tx.commit().await.map_err(store_error)?;
+        self.committed();
         Ok(outcome)
     }
 

@@ -68,7 +68,7 @@ pub trait Observer: Send + Sync + 'static {
     fn github_rate_limit(&self, _remaining: u64) {}
 
     /// A coding-agent run reached `outcome` (`codegen_agent_tasks_total`): `created`,
-    /// `completed`, `failed`, `cancelled`, `timeout`, `skipped`.
+    /// `rejected` (refused for good), `completed`, `failed`, `cancelled`, `timeout`, `skipped`.
     fn codegen_run(&self, _outcome: &str) {}
 
     /// A circuit breaker changed state.

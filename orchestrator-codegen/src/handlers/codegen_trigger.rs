@@ -124,7 +124,17 @@ impl CodegenTrigger {
     /// Starts the run and records it before anything else can go wrong.
     async fn start(&self, ctx: &TaskContext) -> Result<(Progress, AgentRun), TaskError> {
         let input: CodegenTriggerInput = input(ctx)?;
-        let run = self.agent.create_run(&Self::request(ctx, &input)).await?;
+        let run = match self.agent.create_run(&Self::request(ctx, &input)).await {
+            Ok(run) => run,
+            Err(err) => {
+                // A run the agent refused for good (402 run limit, 403, 422, ...) is an outcome
+                // worth counting; a retryable or deferred failure is tried again later.
+                if !err.is_retryable() {
+                    self.observer.codegen_run("rejected");
+                }
+                return Err(err.into());
+            }
+        };
         self.observer.codegen_run("created");
         let record = ExternalRun {
             id: run.id.to_string(),

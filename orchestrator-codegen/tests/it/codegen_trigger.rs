@@ -324,7 +324,8 @@ async fn a_refused_creation_fails_permanently_and_creates_nothing() {
     assert_eq!(err.kind, TaskErrorKind::Permanent);
     assert!(err.message.contains("run limit reached"));
     assert!(progress.runs.lock().unwrap().is_empty());
-    assert!(recorder.runs().is_empty());
+    // Counted once in codegen_agent_tasks_total as a refusal, never as a created run.
+    assert_eq!(recorder.runs(), vec!["rejected".to_owned()]);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ PG_BASE=${PG%/*}
 SECONDS_=${LOAD_SECONDS:-10}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release/orchestrator-server"
-[ -x "$BIN" ] || cargo build --release -p orchestrator-server
+cargo build --release -q -p orchestrator-server  # never measure a stale binary
 
 fresh_db() {
     psql "$PG" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
@@ -27,6 +27,9 @@ kill $NODE
 
 echo "== orchestrator-server, SQLite (embedded default)"
 LOAD_SECONDS=$SECONDS_ cargo bench -q -p orchestrator-benches --bench load
+
+echo "== orchestrator-server, SQLite with SQLITE_SYNCHRONOUS=normal (not the default: may lose the last commits on power loss)"
+SERVER_SQLITE_SYNCHRONOUS=normal LOAD_SECONDS=$SECONDS_ cargo bench -q -p orchestrator-benches --bench load
 
 echo "== baseline: pgbench, the same rows (event + task) per transaction, 32 clients"
 fresh_db load_pgbench

@@ -115,16 +115,16 @@ pub async fn run(
     );
     // Group commit: concurrent deliveries share one transaction (one disk flush); each is
     // answered only after the commit that holds it. One committer for SQLite (one writer
-    // anyway), one per pooled connection for PostgreSQL.
-    let events: Arc<dyn EventStore> = if config.ingest_batch_max > 1 {
-        let committers = if config.is_sqlite() {
-            1
-        } else {
-            config.database_max_connections as usize
-        };
+    // anyway) on its own thread, one per pooled connection for PostgreSQL.
+    let events: Arc<dyn EventStore> = if config.ingest_batch_max > 1 && config.is_sqlite() {
+        Arc::new(GroupCommit::on_own_thread(
+            store.clone(),
+            config.ingest_batch_max,
+        ))
+    } else if config.ingest_batch_max > 1 {
         Arc::new(GroupCommit::new(
             store.clone(),
-            committers,
+            config.database_max_connections as usize,
             config.ingest_batch_max,
         ))
     } else {

@@ -48,6 +48,32 @@ impl GroupCommit {
         }
         Self { inner, jobs }
     }
+
+    /// Like [`new`](Self::new) with one committer running on its own thread (a single-threaded
+    /// runtime), for a store whose writes are serialised (SQLite). A commit is a chain of
+    /// round trips to the database, and on the shared runtime every step of the chain would
+    /// wait in line behind the request tasks that keep the workers busy under load; on its own
+    /// thread the committer moves on as soon as the database answers. Falls back to
+    /// [`new`](Self::new) if the thread or its runtime cannot be started.
+    pub fn on_own_thread(inner: Arc<dyn EventStore>, max_batch: usize) -> Self {
+        let max_batch = max_batch.max(1);
+        let (jobs, receiver) = mpsc::channel::<Job>(max_batch * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(runtime) = runtime else {
+            return Self::new(inner, 1, max_batch);
+        };
+        let store = inner.clone();
+        let started = std::thread::Builder::new()
+            .name("group-commit".to_owned())
+            .spawn(move || runtime.block_on(commit_loop(store, receiver, max_batch)));
+        if started.is_err() {
+            return Self::new(inner, 1, max_batch);
+        }
+        Self { inner, jobs }
+    }
 }
 
 async fn commit_loop(
@@ -69,7 +95,14 @@ async fn commit_loop(
             .map(|(event, tasks, reply)| ((event, tasks), reply))
             .unzip();
         let expected = batch.len();
+        let started = std::time::Instant::now();
         let mut outcomes = store.ingest_batch(batch).await.into_iter();
+        tracing::trace!(
+            target: "orchestrator_core::group_commit",
+            size = expected,
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "batch committed"
+        );
         for reply in replies {
             let outcome = outcomes.next().unwrap_or_else(|| {
                 Err(StoreError::new(
@@ -242,6 +275,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored.len(), 25);
+    }
+
+    #[tokio::test]
+    async fn a_committer_on_its_own_thread_answers_every_caller() {
+        let store = Arc::new(GroupCommit::on_own_thread(Arc::new(MemoryStore::new()), 8));
+        let mut handles = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let id = format!("t-{}", i % 20);
+            handles.push(tokio::spawn(async move {
+                store.ingest(event(&id), Vec::new()).await
+            }));
+        }
+        let mut accepted = 0;
+        for h in handles {
+            if let IngestOutcome::Accepted { .. } = h.await.unwrap().unwrap() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 20);
     }
 
     #[tokio::test]

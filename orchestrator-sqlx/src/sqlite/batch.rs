@@ -1,10 +1,10 @@
 //! Batch ingest on SQLite: a group of deliveries in one write transaction with multi-row inserts.
 //!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
-//! serial stage of the receiver, so a batch is written with a few multi-row `INSERT`s (events,
-//! then the tasks of the accepted ones) instead of one or two statements per delivery. Row
-//! counts per statement are powers of two, so at most a handful of distinct statements are
-//! prepared and they stay in the connection's statement cache.
+//! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,
+//! then the tasks of the accepted ones) instead of one or two statements per delivery. There is
+//! one prepared statement per row count (up to [`MAX_ROWS`]); the writer connection's statement
+//! cache is sized for them ([`WRITER_STATEMENT_CACHE`]).
 
 use std::collections::HashMap;
 
@@ -21,6 +21,10 @@ use crate::plan::{headers_json, json_text, to_i32};
 
 /// Most rows in one statement (SQLite allows 32,766 bound parameters).
 const MAX_ROWS: usize = 64;
+
+/// Statement cache of the writer connection: one entry per row count and table, plus room for
+/// every other statement the store and queue use.
+pub(super) const WRITER_STATEMENT_CACHE: usize = 2 * MAX_ROWS + 100;
 
 const EVENT_COLUMNS: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, \
     source, repository, installation_id, payload, headers, processed, processing_started_at, \
@@ -47,24 +51,20 @@ fn statement(head: &str, row: &str, rows: usize, tail: &str) -> String {
     sql
 }
 
-/// Splits `len` into chunk lengths that are powers of two no larger than [`MAX_ROWS`].
+/// Splits `len` into chunk lengths of at most [`MAX_ROWS`].
 fn chunks(mut len: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if len == 0 {
             return None;
         }
-        let take = if len >= MAX_ROWS {
-            MAX_ROWS
-        } else {
-            1 << (usize::BITS - 1 - len.leading_zeros())
-        };
+        let take = len.min(MAX_ROWS);
         len -= take;
         Some(take)
     })
 }
 
 /// The payload as stored (TEXT); a body that is not UTF-8 is stored lossily, as `ingest` does.
-fn payload_text(event: &NewEvent) -> String {
+pub(super) fn payload_text(event: &NewEvent) -> String {
     match std::str::from_utf8(&event.payload) {
         Ok(text) => text.to_owned(),
         Err(_) => String::from_utf8_lossy(&event.payload).into_owned(),
@@ -191,19 +191,104 @@ pub(super) async fn ingest_many(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use chrono::Utc;
+    use orchestrator_core::store::{EventFilter, EventStore, Page};
+    use orchestrator_core::task::{TaskSpec, TaskType};
+
     use super::*;
+    use crate::config::PoolOptions;
+    use crate::sqlite::SqliteStore;
 
     #[test]
-    fn chunks_are_powers_of_two_that_add_up() {
+    fn chunks_add_up_and_stay_under_the_limit() {
         for len in 0..300 {
             let parts: Vec<usize> = chunks(len).collect();
             assert_eq!(parts.iter().sum::<usize>(), len);
-            assert!(
-                parts
-                    .iter()
-                    .all(|&p| p.is_power_of_two() && p <= MAX_ROWS)
-            );
+            assert!(parts.iter().all(|&p| p > 0 && p <= MAX_ROWS));
         }
-        assert_eq!(chunks(100).collect::<Vec<_>>(), vec![64, 32, 4]);
+        assert_eq!(chunks(150).collect::<Vec<_>>(), vec![64, 64, 22]);
+    }
+
+    fn delivery(id: &str) -> (NewEvent, Vec<NewTask>) {
+        let event = NewEvent {
+            delivery_id: id.to_owned(),
+            event_type: "push".to_owned(),
+            action: None,
+            source: "github".to_owned(),
+            repository: Some("octo/repo".to_owned()),
+            installation_id: Some(1),
+            payload: Bytes::from(format!(r#"{{"id":"{id}","s":"\u00e9"}}"#)),
+            headers: vec![("x-github-delivery".to_owned(), id.to_owned())],
+            received_at: Utc::now(),
+        };
+        let spec = TaskSpec::new(TaskType::new("push_analysis").unwrap());
+        (event, vec![NewTask::new(spec, 2, Utc::now())])
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_statement_gets_the_outcomes_of_one_by_one_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/batch.db", dir.path().display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        let first = store.ingest(delivery("old").0, Vec::new()).await.unwrap();
+        assert!(matches!(first, IngestOutcome::Accepted { .. }));
+        let old = match store.ingest(delivery("old").0, Vec::new()).await.unwrap() {
+            IngestOutcome::Duplicate { event_id } => event_id,
+            other => panic!("{other:?}"),
+        };
+        // 150 deliveries (three statements), one already stored, one twice in the batch.
+        let mut batch: Vec<_> = (0..148).map(|i| delivery(&format!("d-{i}"))).collect();
+        batch.insert(70, delivery("old"));
+        batch.push(delivery("d-3"));
+        let outcomes = store.ingest_batch(batch.clone()).await;
+        assert_eq!(outcomes.len(), 150);
+        assert_eq!(
+            outcomes[70].as_ref().unwrap(),
+            &IngestOutcome::Duplicate { event_id: old }
+        );
+        let Ok(IngestOutcome::Accepted { event_id: d3, .. }) = outcomes[3] else {
+            panic!("{:?}", outcomes[3])
+        };
+        assert_eq!(
+            outcomes[149].as_ref().unwrap(),
+            &IngestOutcome::Duplicate { event_id: d3 }
+        );
+        let accepted = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(IngestOutcome::Accepted { .. })))
+            .count();
+        assert_eq!(accepted, 148);
+        // Every accepted delivery is stored with its payload, headers and its one task.
+        for (outcome, (sent, tasks)) in outcomes.iter().zip(&batch) {
+            if let Ok(IngestOutcome::Accepted { event_id, task_ids }) = outcome {
+                let stored = store.get_event(*event_id).await.unwrap().unwrap();
+                assert_eq!(stored.delivery_id, sent.delivery_id);
+                assert_eq!(stored.payload, sent.payload);
+                assert_eq!(stored.headers, sent.headers);
+                assert!(!stored.processed, "an event with a task stays open");
+                assert_eq!(task_ids, &vec![tasks[0].task_id]);
+            }
+        }
+        let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_tasks")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+        assert_eq!(tasks, 148);
+        let listed = store
+            .list_events(
+                &EventFilter::default(),
+                Page {
+                    limit: 500,
+                    offset: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 149);
     }
 }

@@ -16,7 +16,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::mpsc;
 
 /// The writer's own automatic checkpoint threshold, in pages (the SQLite default is 1,000).
-pub(super) const WRITER_AUTOCHECKPOINT_PAGES: &str = "4000";
+pub(super) const WRITER_AUTOCHECKPOINT_PAGES: &str = "1000";
 
 /// Least time between two background checkpoints, so each copies a worthwhile run of pages.
 const PAUSE: Duration = Duration::from_millis(20);

@@ -36,6 +36,10 @@ use sqlx::{Sqlite, Transaction};
 use crate::config::{PoolOptions, SqliteDurability};
 use crate::error::{Error, store_error};
 
+/// Page size of a new database file: a delivery body (tens of KiB) spans a few pages instead of
+/// many overflow pages, so a commit appends fewer WAL frames (an existing file keeps its size).
+const PAGE_SIZE: u32 = 16384;
+
 /// Events, tasks and the task queue in one SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -68,17 +72,24 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(options.sqlite_busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .page_size(PAGE_SIZE);
         let writer = PoolOptions {
             max_connections: 1,
             min_connections: 1,
             ..options.clone()
         }
         .pool::<Sqlite>()
-        .connect_with(connect.clone().pragma(
-            "wal_autocheckpoint",
-            checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
-        ))
+        .connect_with(
+            connect
+                .clone()
+                .pragma(
+                    "wal_autocheckpoint",
+                    checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+                )
+                .pragma("temp_store", "memory")
+                .statement_cache_capacity(batch::WRITER_STATEMENT_CACHE),
+        )
         .await?;
         let store_reader = options.pool::<Sqlite>().connect_with(connect).await?;
         let store = Self {

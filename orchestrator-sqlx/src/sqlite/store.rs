@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::ingest_many;
+use super::batch::{ingest_many, payload_text};
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
 use crate::plan::headers_json;
@@ -44,7 +44,7 @@ async fn ingest_on(
 ) -> Result<IngestOutcome, StoreError> {
     let at = new.received_at;
     let settled_at = tasks.is_empty().then_some(us(at));
-    let payload = String::from_utf8_lossy(&new.payload).into_owned();
+    let payload = payload_text(new);
     let row = sqlx::query(INSERT_EVENT)
         .bind(&new.delivery_id)
         .bind(&new.event_type)

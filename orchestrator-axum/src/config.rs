@@ -145,6 +145,9 @@ pub struct ApiConfig {
     /// Where the receiver listens (default [`WEBHOOK_PATH`]; must start with `/`); used by the
     /// [`WebhookLayer`](crate::WebhookLayer), the full router and the OpenAPI document alike.
     pub webhook_path: String,
+    /// How long the receiver waits for a whole body (default 10 s, GitHub's own patience). A
+    /// client that stalls its upload gets 408 instead of holding a connection and a task.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -157,6 +160,7 @@ impl Default for ApiConfig {
             metrics_require_token: false,
             retention: RetentionPolicy::default(),
             webhook_path: WEBHOOK_PATH.to_owned(),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }

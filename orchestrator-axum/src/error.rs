@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 409: a duplicate delivery, or a state that forbids the request.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body did not arrive in time.
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     /// 413: the body is over the limit.
     #[error("payload larger than {limit} bytes")]
     PayloadTooLarge {
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::InvalidSignature | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RequestTimeout => "body_timeout",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "store_unavailable",

@@ -31,6 +31,7 @@ use crate::state::AppState;
         (status = 400, description = "Invalid headers or body", body = ErrorBody),
         (status = 401, description = "Missing or invalid signature", body = ErrorBody),
         (status = 409, description = "Duplicate delivery id", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store could not commit", body = ErrorBody),
@@ -42,7 +43,8 @@ pub(crate) async fn receive(
 ) -> Result<Json<AcceptedResponse>, ApiError> {
     let (parts, body) = req.into_parts();
     let limit = state.ingestor().limits().max_body_bytes;
-    let bytes = match read_limited(&parts.headers, body, limit).await {
+    let timeout = state.config().body_read_timeout;
+    let bytes = match read_limited(&parts.headers, body, limit, timeout).await {
         Ok(bytes) => bytes,
         Err(err) => {
             if let Some(metrics) = state.metrics() {

@@ -5,6 +5,12 @@
 //!   1 MiB bodies (throughput in bytes).
 //! - `benches/parse_route.rs`: [`ParsedEvent::parse`] + [`Router::route`] of corpus payloads,
 //!   including the largest `pull_request` one (~28 KiB).
+//! - `benches/store.rs`: ingest commits/s and claim + complete/s on PostgreSQL and SQLite
+//!   (baseline: `pgbench/run.sh`).
+//! - `benches/redis_queue.rs`: the Redis Streams queue's own cycle and end-to-end no-op tasks
+//!   (baseline: `redis-benchmark`).
+//! - `load/`: the end-to-end load benchmark against the real server binary (`load/run.sh`
+//!   runs it beside a Node receiver and pgbench).
 //!
 //! Results and the machine they ran on: `docs/benchmarks.md`.
 //!

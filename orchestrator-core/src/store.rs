@@ -181,11 +181,7 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (event, tasks) in batch {
-            outcomes.push(self.ingest(event, tasks).await);
-        }
-        outcomes
+        ingest_each(self, batch).await
     }
 
     /// Events, newest first.
@@ -301,6 +297,19 @@ pub struct FinishReport {
     pub run_at: Option<DateTime<Utc>>,
     /// Follow-up tasks inserted.
     pub followups: Vec<Uuid>,
+}
+
+/// Ingests `batch` one delivery at a time, each with its own [`EventStore::ingest`]: the default
+/// [`EventStore::ingest_batch`], and the fallback of stores whose one-transaction batch failed.
+pub async fn ingest_each<S: EventStore + ?Sized>(
+    store: &S,
+    batch: Vec<(NewEvent, Vec<NewTask>)>,
+) -> Vec<Result<IngestOutcome, StoreError>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (event, tasks) in batch {
+        outcomes.push(store.ingest(event, tasks).await);
+    }
+    outcomes
 }
 
 /// Convenience: everything a server needs from one backend.

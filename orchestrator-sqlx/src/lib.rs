@@ -45,6 +45,7 @@ pub mod migrate;
 mod plan;
 mod postgres;
 mod sqlite;
+mod stats;
 
 pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};

@@ -192,11 +192,7 @@ mod tests {
             self.largest.fetch_max(batch.len(), Ordering::SeqCst);
             // Hold the commit a moment so concurrent callers pile up behind it.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            let mut out = Vec::new();
-            for (e, t) in batch {
-                out.push(self.inner.ingest(e, t).await);
-            }
-            out
+            crate::store::ingest_each(&self.inner, batch).await
         }
         async fn list_events(
             &self,

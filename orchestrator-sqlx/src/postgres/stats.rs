@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::queue::QueueDepth;
 use orchestrator_core::store::{CleanupReport, RetentionPolicy, Stats};
-use sqlx::Row;
 
 use super::PgStore;
 use crate::error::store_error;
-use crate::plan::{cutoff, fill_statuses};
+use crate::plan::cutoff;
+use crate::stats::{assemble, count as n};
 
 const TOTALS: &str = "SELECT (SELECT count(*) FROM webhook_events), \
     (SELECT count(*) FROM workflow_tasks), (SELECT count(*) FROM task_executions), \
@@ -40,11 +40,6 @@ const CLEANUP: &str = "WITH ev AS (SELECT id FROM webhook_events WHERE processed
     de AS (DELETE FROM webhook_events WHERE id IN (SELECT id FROM ev) RETURNING 1) \
     SELECT (SELECT count(*) FROM de), (SELECT count(*) FROM dt), (SELECT count(*) FROM dx)";
 
-fn n(row: &sqlx::postgres::PgRow, i: usize) -> Result<u64, StoreError> {
-    let v: i64 = row.try_get(i).map_err(store_error)?;
-    Ok(u64::try_from(v).unwrap_or(0))
-}
-
 impl PgStore {
     pub(super) async fn figures(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
         let since = now - chrono::Duration::hours(24);
@@ -62,26 +57,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        let mut tasks_by_status = fill_statuses();
-        for r in &statuses {
-            tasks_by_status.insert(r.try_get(0).map_err(store_error)?, n(r, 1)?);
-        }
-        let mut events_by_type = std::collections::BTreeMap::new();
-        for r in &types {
-            events_by_type.insert(r.try_get(0).map_err(store_error)?, n(r, 1)?);
-        }
-        Ok(Stats {
-            webhook_events_total: n(&row, 0)?,
-            workflow_tasks_total: n(&row, 1)?,
-            task_executions_total: n(&row, 2)?,
-            avg_processing_time_ms: row.try_get(3).map_err(store_error)?,
-            webhooks_24h: n(&row, 4)?,
-            failed_webhooks_24h: n(&row, 5)?,
-            tasks_24h: n(&row, 6)?,
-            failed_tasks_24h: n(&row, 7)?,
-            tasks_by_status,
-            events_by_type,
-        })
+        assemble(&row, &statuses, &types)
     }
 
     pub(super) async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
-use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
+use orchestrator_core::store::{
+    EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, ingest_each,
+};
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
@@ -122,11 +124,7 @@ impl EventStore for SqliteStore {
         {
             return outcomes.into_iter().map(Ok).collect();
         }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (event, tasks) in batch {
-            outcomes.push(self.ingest(event, tasks).await);
-        }
-        outcomes
+        ingest_each(self, batch).await
     }
 
     async fn list_events(

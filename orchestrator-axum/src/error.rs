@@ -148,10 +148,8 @@ impl From<IngestError> for ApiError {
                 ApiError::InvalidSignature
             }
             IngestError::Payload(e) => ApiError::BadRequest(e.to_string()),
-            IngestError::Store(e) => {
-                tracing::error!(error = %e, "store could not commit the delivery");
-                ApiError::Unavailable
-            }
+            // The ingestor logged the store failure with the delivery id.
+            IngestError::Store(_) => ApiError::Unavailable,
         }
     }
 }

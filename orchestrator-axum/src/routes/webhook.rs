@@ -58,26 +58,13 @@ pub(crate) async fn receive(
         .ingestor()
         .ingest(&parts.headers, bytes, traceparent(&parts.headers))
         .await?;
-    if receipt.duplicate {
-        tracing::info!(
-            delivery_id = %receipt.delivery_id,
-            event_id = receipt.event_id,
-            "duplicate delivery"
-        );
-        if state.config().duplicate_policy == DuplicatePolicy::Conflict {
-            return Err(ApiError::Conflict(format!(
-                "delivery {} was already received",
-                receipt.delivery_id
-            )));
-        }
-    } else {
-        tracing::info!(
-            delivery_id = %receipt.delivery_id,
-            event_type = %receipt.event_type,
-            event_id = receipt.event_id,
-            tasks = receipt.task_ids.len(),
-            "delivery accepted"
-        );
+    // The ingestor has logged the outcome (inside this request's span, so with its correlation
+    // id); logging it here again would double the receiver's log volume.
+    if receipt.duplicate && state.config().duplicate_policy == DuplicatePolicy::Conflict {
+        return Err(ApiError::Conflict(format!(
+            "delivery {} was already received",
+            receipt.delivery_id
+        )));
     }
     let result_status = if receipt.duplicate {
         "duplicate"

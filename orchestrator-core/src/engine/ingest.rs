@@ -368,6 +368,17 @@ impl Ingestor {
     /// Routes a stored event's payload again and stores the new tasks. `None` when no event
     /// has that id.
     pub async fn reprocess(&self, event_id: i64) -> Result<Option<ReprocessOutcome>, IngestError> {
+        let result = self.reprocess_stored(event_id).await;
+        if let Err(IngestError::Store(err)) = &result {
+            tracing::error!(event_id, error = %err, "reprocessing could not be stored");
+        }
+        result
+    }
+
+    async fn reprocess_stored(
+        &self,
+        event_id: i64,
+    ) -> Result<Option<ReprocessOutcome>, IngestError> {
         let Some(event) = self.store.get_event(event_id).await? else {
             return Ok(None);
         };

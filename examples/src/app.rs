@@ -317,6 +317,7 @@ async fn connect(config: &Config, run_migrations: bool) -> Result<SqlStore, Serv
         },
         run_migrations,
         durable_queue_writes: config.durable_queue_writes,
+        sqlite_compress_payloads: config.sqlite_compress_payloads,
         ..PoolOptions::default()
     };
     SqlStore::connect(config.database_url.expose(), options)

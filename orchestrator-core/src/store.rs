@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
 use crate::queue::{Claim, Finish};
 use crate::task::{NewTask, Task, TaskDetail, TaskStatus, TaskType};
 
@@ -182,6 +182,19 @@ pub trait EventStore: Send + Sync + 'static {
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
         ingest_each(self, batch).await
+    }
+
+    /// Per-delivery work that does not need the store's serial section, such as encoding the
+    /// payload the way the store keeps it. Batching front ends ([`GroupCommit`]) call it in the
+    /// caller's task before the delivery waits for a commit, so the work runs in parallel
+    /// across requests instead of inside the one writer; the result travels in
+    /// [`NewEvent::prepared`]. A store must still accept events that were never prepared.
+    /// The default prepares nothing.
+    ///
+    /// [`GroupCommit`]: crate::engine::GroupCommit
+    fn prepare(&self, event: &NewEvent) -> Prepared {
+        let _ = event;
+        Prepared::default()
     }
 
     /// Events, newest first.

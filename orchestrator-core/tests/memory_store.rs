@@ -42,6 +42,7 @@ fn event(delivery: &str, event_type: &str, at: DateTime<Utc>) -> NewEvent {
         payload: Bytes::from_static(br#"{"action":"opened"}"#),
         headers: vec![("x-github-event".to_owned(), event_type.to_owned())],
         received_at: at,
+        prepared: Default::default(),
     }
 }
 

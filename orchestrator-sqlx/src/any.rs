@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
 use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
 use orchestrator_core::store::{
     CleanupReport, EventFilter, EventStore, ExternalRun, FinishReport, IngestOutcome, Page,
@@ -120,6 +120,9 @@ impl EventStore for SqlStore {
     }
     async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
         both!(self, s => s.get_event(id).await)
+    }
+    fn prepare(&self, event: &NewEvent) -> Prepared {
+        both!(self, s => s.prepare(event))
     }
     async fn reprocess_event(
         &self,

@@ -210,6 +210,8 @@ pub struct Config {
     pub metrics_require_token: bool,
     /// `DATABASE_DURABLE_QUEUE_WRITES`: PostgreSQL claims and finishes wait for the WAL flush.
     pub durable_queue_writes: bool,
+    /// `SQLITE_COMPRESS_PAYLOADS`: SQLite stores large payloads zstd-compressed.
+    pub sqlite_compress_payloads: bool,
     /// `INGEST_BATCH_MAX`: most deliveries committed together (group commit; 0 or 1 turns it off).
     pub ingest_batch_max: usize,
     /// `REDIS_KEY_PREFIX`: prefix of every Redis key (several deployments can share a Redis).

@@ -401,6 +401,7 @@ impl Config {
         }
         let metrics_require_token = r.bool("METRICS_REQUIRE_TOKEN", false);
         let durable_queue_writes = r.bool("DATABASE_DURABLE_QUEUE_WRITES", false);
+        let sqlite_compress_payloads = r.bool("SQLITE_COMPRESS_PAYLOADS", true);
         let ingest_batch_max = r.parse(
             "INGEST_BATCH_MAX",
             64,
@@ -455,6 +456,7 @@ impl Config {
                 trusted_proxy_header,
                 metrics_require_token,
                 durable_queue_writes,
+                sqlite_compress_payloads,
                 ingest_batch_max,
                 redis_key_prefix,
                 codegen_poll,

@@ -53,6 +53,7 @@ fn only_the_webhook_secret_gives_the_embedded_default() {
     assert_eq!(c.worker_lease, Duration::from_secs(60));
     assert_eq!(c.ingest_batch_max, 64);
     assert!(c.sqlite_synchronous_full && c.duplicate_conflict && !c.durable_queue_writes);
+    assert!(c.sqlite_compress_payloads);
 }
 
 #[test]

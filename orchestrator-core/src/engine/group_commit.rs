@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
 use crate::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
 use crate::task::NewTask;
 
@@ -123,6 +123,11 @@ impl EventStore for GroupCommit {
         event: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
+        let mut event = event;
+        if event.prepared.is_empty() {
+            // Here, in the caller's task, not in the committer that every delivery waits for.
+            event.prepared = self.inner.prepare(&event);
+        }
         let (reply, outcome) = oneshot::channel();
         let gone = || StoreError::new(StoreErrorKind::Unavailable, "group committer stopped");
         self.jobs
@@ -137,6 +142,10 @@ impl EventStore for GroupCommit {
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
         self.inner.ingest_batch(batch).await
+    }
+
+    fn prepare(&self, event: &NewEvent) -> Prepared {
+        self.inner.prepare(event)
     }
 
     async fn list_events(
@@ -172,11 +181,25 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
 
-    /// Counts batches and their sizes, delegating to a MemoryStore.
+    /// Counts batches and their sizes, delegating to a MemoryStore; prepares each event with
+    /// the id of the thread that prepared it and counts the batched events that carry one.
     struct Counting {
         inner: MemoryStore,
         batches: AtomicUsize,
         largest: AtomicUsize,
+        /// The preparing thread of every batched event that was prepared.
+        prepared: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+    }
+
+    impl Counting {
+        fn new() -> Self {
+            Self {
+                inner: MemoryStore::new(),
+                batches: AtomicUsize::new(0),
+                largest: AtomicUsize::new(0),
+                prepared: std::sync::Mutex::new(Vec::new()),
+            }
+        }
     }
 
     #[async_trait]
@@ -190,9 +213,16 @@ mod tests {
         ) -> Vec<Result<IngestOutcome, StoreError>> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             self.largest.fetch_max(batch.len(), Ordering::SeqCst);
+            let prepared = batch
+                .iter()
+                .filter_map(|(e, _)| e.prepared.get::<std::thread::ThreadId>().copied());
+            self.prepared.lock().unwrap().extend(prepared);
             // Hold the commit a moment so concurrent callers pile up behind it.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             crate::store::ingest_each(&self.inner, batch).await
+        }
+        fn prepare(&self, _: &NewEvent) -> Prepared {
+            Prepared::new(std::thread::current().id())
         }
         async fn list_events(
             &self,
@@ -225,16 +255,13 @@ mod tests {
             payload: Bytes::from_static(b"{}"),
             headers: Vec::new(),
             received_at: Utc::now(),
+            prepared: Default::default(),
         }
     }
 
     #[tokio::test]
     async fn concurrent_deliveries_share_commits_and_each_gets_its_own_outcome() {
-        let counting = Arc::new(Counting {
-            inner: MemoryStore::new(),
-            batches: AtomicUsize::new(0),
-            largest: AtomicUsize::new(0),
-        });
+        let counting = Arc::new(Counting::new());
         let store = Arc::new(GroupCommit::new(counting.clone(), 1, 64));
         let mut handles = Vec::new();
         for i in 0..50 {
@@ -260,6 +287,11 @@ mod tests {
             "50 concurrent deliveries took {batches} commits"
         );
         assert!(counting.largest.load(Ordering::SeqCst) > 1);
+        assert_eq!(
+            counting.prepared.lock().unwrap().len(),
+            50,
+            "every delivery reaches the store prepared"
+        );
         let stored = store
             .list_events(
                 &EventFilter::default(),
@@ -291,6 +323,25 @@ mod tests {
             }
         }
         assert_eq!(accepted, 20);
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_prepared_in_the_callers_task_not_on_the_committer_thread() {
+        let counting = Arc::new(Counting::new());
+        let store = GroupCommit::on_own_thread(counting.clone(), 8);
+        let caller = std::thread::current().id();
+        let mut new = event("p-1");
+        new.prepared = counting.prepare(&new);
+        assert_eq!(new.prepared.get::<std::thread::ThreadId>(), Some(&caller));
+        // Unprepared: GroupCommit prepares it here (this test's thread), not on its committer.
+        store.ingest(event("p-2"), Vec::new()).await.unwrap();
+        store.ingest(new, Vec::new()).await.unwrap();
+        assert_eq!(*counting.prepared.lock().unwrap(), vec![caller, caller]);
+        assert_eq!(
+            store.prepare(&event("p-3")).get::<std::thread::ThreadId>(),
+            Some(&caller),
+            "GroupCommit passes prepare through to the store it wraps"
+        );
     }
 
     #[tokio::test]

@@ -270,6 +270,7 @@ impl Ingestor {
             payload: json,
             headers: Delivery::stored_headers(headers),
             received_at: now,
+            prepared: Default::default(),
         };
         let outcome = match self.store.ingest(new_event, tasks).await {
             Ok(outcome) => outcome,

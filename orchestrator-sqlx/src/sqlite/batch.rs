@@ -1,20 +1,26 @@
 //! Batch ingest on SQLite: a group of deliveries in one write transaction with multi-row inserts.
 //!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
-//! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,
-//! then the tasks of the accepted ones) instead of one or two statements per delivery. There is
-//! one prepared statement per row count (up to [`MAX_ROWS`]); the writer connection's statement
-//! cache is sized for them ([`WRITER_STATEMENT_CACHE`]).
+//! serial stage of the receiver. The common case, a batch of distinct new deliveries, is written
+//! in **one** round trip ([`ingest_in_one_call`]): `BEGIN IMMEDIATE`, a multi-row event insert,
+//! a multi-row task insert and `COMMIT` sent as one multi-statement query. A batch that holds a
+//! delivery already stored (or one delivery twice) makes that event insert fail on the unique
+//! delivery id; the transaction is rolled back and the batch is written by [`ingest_many`],
+//! which resolves duplicates row by row inside an ordinary transaction. There is one prepared
+//! statement per row count (up to [`MAX_ROWS`]); the writer connection's statement cache is
+//! sized for them ([`WRITER_STATEMENT_CACHE`]).
 
 use std::collections::HashMap;
 
-use orchestrator_core::error::StoreError;
+use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::store::IngestOutcome;
 use orchestrator_core::task::NewTask;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, Sqlite};
 
+use super::payload::StoredPayload;
 use super::rows::us;
 use crate::error::store_error;
 use crate::plan::{headers_json, json_text, to_i32};
@@ -22,20 +28,27 @@ use crate::plan::{headers_json, json_text, to_i32};
 /// Most rows in one statement (SQLite allows 32,766 bound parameters).
 const MAX_ROWS: usize = 64;
 
-/// Statement cache of the writer connection: one entry per row count and table, plus room for
-/// every other statement the store and queue use.
-pub(super) const WRITER_STATEMENT_CACHE: usize = 2 * MAX_ROWS + 100;
+/// Statement cache of the writer connection: one entry per row count and table, one per row
+/// count of the one-call batch (one task per delivery, the usual shape), plus room for every
+/// other statement the store and queue use.
+pub(super) const WRITER_STATEMENT_CACHE: usize = 3 * MAX_ROWS + 100;
 
 const EVENT_COLUMNS: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, \
-    source, repository, installation_id, payload, headers, processed, processing_started_at, \
-    processing_completed_at, open_tasks, created_at, updated_at) VALUES ";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    source, repository, installation_id, payload, payload_encoding, headers, processed, \
+    processing_started_at, processing_completed_at, open_tasks, created_at, updated_at) VALUES ";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const EVENT_TAIL: &str = " ON CONFLICT (delivery_id) DO NOTHING RETURNING id, delivery_id";
 
 const TASK_COLUMNS: &str = "INSERT INTO workflow_tasks (task_id, webhook_event_id, \
     parent_task_id, task_type, status, priority, repository, pr_number, branch, commit_sha, \
     config, input_data, max_retries, run_at, trace_context, created_at, updated_at) VALUES ";
 const TASK_ROW: &str = "(?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// A task row whose event is found by its delivery id (the one-call batch does not know the
+/// event ids when it is sent).
+const TASK_ROW_BY_DELIVERY: &str = "(?, (SELECT id FROM webhook_events WHERE delivery_id = ?), \
+    ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
 
 /// `head` followed by `rows` copies of `row`, comma-separated, then `tail`.
 fn statement(head: &str, row: &str, rows: usize, tail: &str) -> String {
@@ -63,11 +76,174 @@ fn chunks(mut len: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// The payload as stored (TEXT); a body that is not UTF-8 is stored lossily, as `ingest` does.
-pub(super) fn payload_text(event: &NewEvent) -> String {
-    match std::str::from_utf8(&event.payload) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(&event.payload).into_owned(),
+/// Binds the 15 values of one [`EVENT_ROW`] for `event`, which has `tasks` tasks.
+fn bind_event<'q>(
+    query: SqliteQuery<'q>,
+    event: &NewEvent,
+    tasks: usize,
+    compress: bool,
+) -> SqliteQuery<'q> {
+    let at = us(event.received_at);
+    let settled_at = (tasks == 0).then_some(at);
+    let payload = StoredPayload::of(event, compress);
+    let encoding = payload.encoding();
+    query
+        .bind(event.delivery_id.clone())
+        .bind(event.event_type.clone())
+        .bind(event.action.clone())
+        .bind(event.source.clone())
+        .bind(event.repository.clone())
+        .bind(event.installation_id)
+        .bind(payload)
+        .bind(encoding)
+        .bind(headers_json(&event.headers))
+        .bind(tasks == 0)
+        .bind(settled_at)
+        .bind(settled_at)
+        .bind(i64::try_from(tasks).unwrap_or(i64::MAX))
+        .bind(at)
+        .bind(at)
+}
+
+/// Binds the values of one task row after its task id and event reference (the first two).
+fn bind_task<'q>(query: SqliteQuery<'q>, task: &NewTask, now: i64) -> SqliteQuery<'q> {
+    let spec = &task.spec;
+    query
+        .bind(task.parent_task_id)
+        .bind(spec.task_type.as_str())
+        .bind(spec.priority)
+        .bind(spec.repository.clone())
+        .bind(spec.pr_number)
+        .bind(spec.branch.clone())
+        .bind(spec.commit_sha.clone())
+        .bind(json_text(&spec.config))
+        .bind(json_text(&spec.input_data))
+        .bind(to_i32(task.max_retries))
+        .bind(us(task.run_at))
+        .bind(task.trace_context.clone())
+        .bind(now)
+        .bind(now)
+}
+
+/// Writes `batch` (distinct deliveries, none stored yet) in one round trip to the connection's
+/// worker: the write transaction, both multi-row inserts and the commit as one multi-statement
+/// query. `conn` must not be in a transaction.
+///
+/// Returns `Ok(None)`, having sent nothing, for a batch this path does not take (a delivery id
+/// twice, more than [`MAX_ROWS`] deliveries or tasks). On `Err` nothing was written and the
+/// transaction has been rolled back; `clean` in [`OneCallError`] tells whether the connection
+/// is usable (a failed rollback leaves it in an unknown state, so the caller closes it). A
+/// delivery that is already stored ends up here as a unique-violation error: the caller then
+/// writes the batch with [`ingest_many`], which tells duplicates apart.
+pub(super) async fn ingest_in_one_call(
+    conn: &mut SqliteConnection,
+    batch: &[(NewEvent, Vec<NewTask>)],
+    compress: bool,
+) -> Result<Option<Vec<IngestOutcome>>, OneCallError> {
+    let task_rows: usize = batch.iter().map(|(_, tasks)| tasks.len()).sum();
+    if batch.is_empty() || batch.len() > MAX_ROWS || task_rows > MAX_ROWS {
+        return Ok(None);
+    }
+    let mut deliveries: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    for (index, (event, _)) in batch.iter().enumerate() {
+        if deliveries
+            .insert(event.delivery_id.as_str(), index)
+            .is_some()
+        {
+            return Ok(None);
+        }
+    }
+    let mut sql = String::from("BEGIN IMMEDIATE; ");
+    sql.push_str(&statement(EVENT_COLUMNS, EVENT_ROW, batch.len(), ""));
+    sql.push_str(" RETURNING id, delivery_id; ");
+    if task_rows > 0 {
+        sql.push_str(&statement(
+            TASK_COLUMNS,
+            TASK_ROW_BY_DELIVERY,
+            task_rows,
+            "; ",
+        ));
+    }
+    sql.push_str("COMMIT");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (event, tasks) in batch {
+        query = bind_event(query, event, tasks.len(), compress);
+    }
+    for (event, tasks) in batch {
+        let now = us(event.received_at);
+        for task in tasks {
+            query = bind_task(
+                query.bind(task.task_id).bind(event.delivery_id.clone()),
+                task,
+                now,
+            );
+        }
+    }
+    let rows = match query.fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            return Err(OneCallError::NotWritten {
+                clean: roll_back(conn).await,
+                error: store_error(error),
+            });
+        }
+    };
+    // `fetch_all` succeeded, so every statement ran, COMMIT included.
+    let mut ids = vec![None; batch.len()];
+    for row in &rows {
+        let delivery: &str = row
+            .try_get(1)
+            .map_err(|e| OneCallError::Committed(store_error(e)))?;
+        let id: i64 = row
+            .try_get(0)
+            .map_err(|e| OneCallError::Committed(store_error(e)))?;
+        if let Some(&index) = deliveries.get(delivery) {
+            ids[index] = Some(id);
+        }
+    }
+    batch
+        .iter()
+        .zip(ids)
+        .map(|((_, tasks), id)| {
+            let event_id = id.ok_or_else(|| {
+                OneCallError::Committed(StoreError::new(
+                    StoreErrorKind::Internal,
+                    "the batch insert returned no id for a delivery",
+                ))
+            })?;
+            Ok(IngestOutcome::Accepted {
+                event_id,
+                task_ids: tasks.iter().map(|t| t.task_id).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Why [`ingest_in_one_call`] did not answer.
+#[derive(Debug)]
+pub(super) enum OneCallError {
+    /// Nothing was written (a duplicate delivery, a busy or failing database).
+    NotWritten {
+        /// What failed.
+        error: StoreError,
+        /// Whether the connection is outside any transaction and can be reused; if not, the
+        /// caller must close it.
+        clean: bool,
+    },
+    /// The batch was committed, but its event ids could not be read back. Writing it again
+    /// would answer "duplicate" for new deliveries, so the caller reports this error instead.
+    Committed(StoreError),
+}
+
+/// Rolls back whatever transaction a failed multi-statement query left open; `true` if the
+/// connection is now outside any transaction.
+async fn roll_back(conn: &mut SqliteConnection) -> bool {
+    match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        Ok(_) => true,
+        // The failure came before BEGIN took effect, or SQLite already rolled back.
+        Err(sqlx::Error::Database(db)) => db.message().contains("no transaction is active"),
+        Err(_) => false,
     }
 }
 
@@ -75,6 +251,7 @@ pub(super) fn payload_text(event: &NewEvent) -> String {
 async fn insert_events(
     conn: &mut SqliteConnection,
     batch: &[(NewEvent, Vec<NewTask>)],
+    compress: bool,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let mut inserted = HashMap::with_capacity(batch.len());
     let mut rest = batch;
@@ -84,23 +261,7 @@ async fn insert_events(
         let sql = statement(EVENT_COLUMNS, EVENT_ROW, rows, EVENT_TAIL);
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (event, tasks) in chunk {
-            let at = us(event.received_at);
-            let settled_at = tasks.is_empty().then_some(at);
-            query = query
-                .bind(event.delivery_id.clone())
-                .bind(event.event_type.clone())
-                .bind(event.action.clone())
-                .bind(event.source.clone())
-                .bind(event.repository.clone())
-                .bind(event.installation_id)
-                .bind(payload_text(event))
-                .bind(headers_json(&event.headers))
-                .bind(tasks.is_empty())
-                .bind(settled_at)
-                .bind(settled_at)
-                .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
-                .bind(at)
-                .bind(at);
+            query = bind_event(query, event, tasks.len(), compress);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(store_error)? {
             let id: i64 = row.try_get(0).map_err(store_error)?;
@@ -123,24 +284,7 @@ async fn insert_tasks(
         let sql = statement(TASK_COLUMNS, TASK_ROW, rows, "");
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for &(event_id, task, now) in chunk {
-            let spec = &task.spec;
-            query = query
-                .bind(task.task_id)
-                .bind(event_id)
-                .bind(task.parent_task_id)
-                .bind(spec.task_type.as_str())
-                .bind(spec.priority)
-                .bind(spec.repository.clone())
-                .bind(spec.pr_number)
-                .bind(spec.branch.clone())
-                .bind(spec.commit_sha.clone())
-                .bind(json_text(&spec.config))
-                .bind(json_text(&spec.input_data))
-                .bind(to_i32(task.max_retries))
-                .bind(us(task.run_at))
-                .bind(task.trace_context.clone())
-                .bind(now)
-                .bind(now);
+            query = bind_task(query.bind(task.task_id).bind(event_id), task, now);
         }
         query.execute(&mut *conn).await.map_err(store_error)?;
     }
@@ -153,8 +297,9 @@ async fn insert_tasks(
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
     batch: &[(NewEvent, Vec<NewTask>)],
+    compress: bool,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut inserted = insert_events(conn, batch).await?;
+    let mut inserted = insert_events(conn, batch, compress).await?;
     let mut seen: HashMap<&str, i64> = HashMap::new();
     let mut tasks = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -223,8 +368,10 @@ mod tests {
             payload: Bytes::from(format!(r#"{{"id":"{id}","s":"\u00e9"}}"#)),
             headers: vec![("x-github-delivery".to_owned(), id.to_owned())],
             received_at: Utc::now(),
+            prepared: Default::default(),
         };
-        let spec = TaskSpec::new(TaskType::new("push_analysis").unwrap());
+        let mut spec = TaskSpec::new(TaskType::new("push_analysis").unwrap());
+        spec.branch = Some(id.to_owned());
         (event, vec![NewTask::new(spec, 2, Utc::now())])
     }
 
@@ -290,5 +437,80 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.len(), 149);
+    }
+
+    async fn count(store: &SqliteStore, table: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(store.reader())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_with_a_stored_delivery_is_rolled_back_and_written_row_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/one-call.db", dir.path().display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        // All new: the one-call path, every delivery accepted with its task.
+        let first: Vec<_> = (0..10).map(|i| delivery(&format!("a-{i}"))).collect();
+        let outcomes = store.ingest_batch(first).await;
+        assert!(outcomes.iter().all(
+            |o| matches!(o, Ok(IngestOutcome::Accepted { task_ids, .. }) if task_ids.len() == 1)
+        ));
+        assert_eq!(count(&store, "webhook_events").await, 10);
+        assert_eq!(count(&store, "workflow_tasks").await, 10);
+        let Ok(IngestOutcome::Accepted { event_id: a3, .. }) = outcomes[3] else {
+            panic!("{:?}", outcomes[3])
+        };
+
+        // One delivery already stored: the event insert fails, nothing of the one-call attempt
+        // stays, and the careful path accepts the rest.
+        let mut second: Vec<_> = (0..5).map(|i| delivery(&format!("b-{i}"))).collect();
+        second.insert(2, delivery("a-3"));
+        let outcomes = store.ingest_batch(second).await;
+        assert_eq!(
+            outcomes[2].as_ref().unwrap(),
+            &IngestOutcome::Duplicate { event_id: a3 }
+        );
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(IngestOutcome::Accepted { .. })))
+                .count(),
+            5
+        );
+        assert_eq!(count(&store, "webhook_events").await, 15);
+        assert_eq!(count(&store, "workflow_tasks").await, 15);
+
+        // The writer connection was left outside any transaction: single and batch ingests
+        // still commit, and a redelivery on its own is a duplicate.
+        let single = store
+            .ingest(delivery("c-0").0, delivery("c-0").1)
+            .await
+            .unwrap();
+        assert!(matches!(single, IngestOutcome::Accepted { .. }));
+        let again = store.ingest(delivery("c-0").0, Vec::new()).await.unwrap();
+        assert!(matches!(again, IngestOutcome::Duplicate { .. }));
+        let third: Vec<_> = (0..3).map(|i| delivery(&format!("d-{i}"))).collect();
+        assert!(store.ingest_batch(third).await.iter().all(|o| o.is_ok()));
+        assert_eq!(count(&store, "webhook_events").await, 19);
+        assert_eq!(count(&store, "workflow_tasks").await, 19);
+        // Each task points at its own event.
+        let mismatched: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_tasks t JOIN webhook_events e \
+             ON e.id = t.webhook_event_id WHERE t.branch <> e.delivery_id",
+        )
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+        let linked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_tasks t JOIN webhook_events e ON e.id = t.webhook_event_id",
+        )
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+        assert_eq!((mismatched, linked), (0, 19));
     }
 }

@@ -22,6 +22,7 @@
 
 mod batch;
 mod checkpoint;
+mod payload;
 mod queue;
 mod rows;
 mod stats;
@@ -47,6 +48,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Wakes the background WAL checkpointer (see `checkpoint`).
     checkpoint: tokio::sync::mpsc::Sender<()>,
+    /// Store large payloads zstd-compressed (see `payload`).
+    compress_payloads: bool,
 }
 
 impl SqliteStore {
@@ -80,6 +83,8 @@ impl SqliteStore {
             ..options.clone()
         }
         .pool::<Sqlite>()
+        // A file connection does not go stale; a ping would be one more round trip per write.
+        .test_before_acquire(false)
         .connect_with(
             connect
                 .clone()
@@ -91,9 +96,14 @@ impl SqliteStore {
                 .statement_cache_capacity(batch::WRITER_STATEMENT_CACHE),
         )
         .await?;
-        let store_reader = options.pool::<Sqlite>().connect_with(connect).await?;
+        let store_reader = options
+            .pool::<Sqlite>()
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await?;
         let store = Self {
             checkpoint: checkpoint::spawn(store_reader.clone()),
+            compress_payloads: options.sqlite_compress_payloads,
             writer,
             reader: store_reader,
         };

@@ -139,7 +139,6 @@ pub(super) fn execution(row: &SqliteRow) -> Result<TaskExecution, StoreError> {
 
 /// An event row.
 pub(super) fn event(row: &SqliteRow) -> Result<WebhookEvent, StoreError> {
-    let payload: String = get(row, "payload")?;
     Ok(WebhookEvent {
         id: get(row, "id")?,
         delivery_id: get(row, "delivery_id")?,
@@ -148,7 +147,7 @@ pub(super) fn event(row: &SqliteRow) -> Result<WebhookEvent, StoreError> {
         source: get(row, "source")?,
         repository: get(row, "repository")?,
         installation_id: get(row, "installation_id")?,
-        payload: bytes::Bytes::from(payload),
+        payload: super::payload::read(row)?,
         headers: parse_headers(&get::<String>(row, "headers")?)?,
         processed: get(row, "processed")?,
         processing_started_at: opt_time(get(row, "processing_started_at")?)?,

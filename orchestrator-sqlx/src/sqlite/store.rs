@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::StoreError;
-use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
 use orchestrator_core::store::{
     EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, ingest_each,
 };
@@ -12,15 +12,16 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::{ingest_many, payload_text};
+use super::batch::{OneCallError, ingest_in_one_call, ingest_many};
+use super::payload::StoredPayload;
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
 use crate::plan::headers_json;
 
 const INSERT_EVENT: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, source, \
-    repository, installation_id, payload, headers, processed, processing_started_at, \
-    processing_completed_at, open_tasks, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $12) \
+    repository, installation_id, payload, payload_encoding, headers, processed, \
+    processing_started_at, processing_completed_at, open_tasks, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $13) \
     ON CONFLICT (delivery_id) DO NOTHING RETURNING id";
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
@@ -35,7 +36,7 @@ const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, creat
     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
-    payload, headers, processed, processing_started_at, processing_completed_at, error_message, \
+    payload, payload_encoding, headers, processed, processing_started_at, processing_completed_at, error_message, \
     retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
 
 /// Ingests one delivery inside the open write transaction `conn`.
@@ -43,10 +44,12 @@ async fn ingest_on(
     conn: &mut SqliteConnection,
     new: &NewEvent,
     tasks: &[NewTask],
+    compress: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let at = new.received_at;
     let settled_at = tasks.is_empty().then_some(us(at));
-    let payload = payload_text(new);
+    let payload = StoredPayload::of(new, compress);
+    let encoding = payload.encoding();
     let row = sqlx::query(INSERT_EVENT)
         .bind(&new.delivery_id)
         .bind(&new.event_type)
@@ -55,6 +58,7 @@ async fn ingest_on(
         .bind(&new.repository)
         .bind(new.installation_id)
         .bind(payload)
+        .bind(encoding)
         .bind(headers_json(&new.headers))
         .bind(tasks.is_empty())
         .bind(settled_at)
@@ -84,6 +88,36 @@ async fn ingest_on(
 }
 
 impl SqliteStore {
+    /// `batch` written in one round trip to the writer (see `batch`), or `None` when it has to
+    /// be written the careful way (it holds a delivery already stored, or is too large).
+    async fn ingest_in_one_call(
+        &self,
+        batch: &[(NewEvent, Vec<NewTask>)],
+    ) -> Option<Result<Vec<IngestOutcome>, StoreError>> {
+        let mut conn = match self.writer.acquire().await {
+            Ok(conn) => conn,
+            Err(error) => return Some(Err(store_error(error))),
+        };
+        match ingest_in_one_call(&mut conn, batch, self.compress_payloads).await {
+            Ok(Some(outcomes)) => {
+                self.committed();
+                Some(Ok(outcomes))
+            }
+            Ok(None) => None,
+            Err(OneCallError::Committed(error)) => {
+                self.committed();
+                Some(Err(error))
+            }
+            Err(OneCallError::NotWritten { error, clean }) => {
+                if !clean {
+                    conn.close_on_drop();
+                }
+                tracing::trace!(%error, size = batch.len(), "one-call ingest not written");
+                None
+            }
+        }
+    }
+
     /// The whole batch in one write transaction (one commit, a few multi-row inserts); any error
     /// rolls all of it back.
     async fn ingest_together(
@@ -91,7 +125,7 @@ impl SqliteStore {
         batch: &[(NewEvent, Vec<NewTask>)],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.write().await?;
-        let outcomes = ingest_many(&mut tx, batch).await?;
+        let outcomes = ingest_many(&mut tx, batch, self.compress_payloads).await?;
         tx.commit().await.map_err(store_error)?;
         self.committed();
         Ok(outcomes)
@@ -105,26 +139,52 @@ impl EventStore for SqliteStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
+        let one = [(new, tasks)];
+        if let Some(result) = self.ingest_in_one_call(&one).await {
+            return result?.pop().ok_or_else(|| {
+                StoreError::new(StoreErrorKind::Internal, "ingest returned no outcome")
+            });
+        }
+        let [(new, tasks)] = one;
         let mut tx = self.write().await?;
-        let outcome = ingest_on(&mut tx, &new, &tasks).await?;
+        let outcome = ingest_on(&mut tx, &new, &tasks, self.compress_payloads).await?;
         tx.commit().await.map_err(store_error)?;
         self.committed();
         Ok(outcome)
     }
 
-    /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
+    /// One write transaction (one commit, one sync) for the whole batch: in one round trip when
+    /// every delivery is new, else with duplicates resolved row by row. If any delivery fails,
     /// the transaction is rolled back and every delivery is ingested on its own, so each gets
     /// the outcome `ingest` gives it and no failure takes another delivery with it.
     async fn ingest_batch(
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
+        match self.ingest_in_one_call(&batch).await {
+            Some(Ok(outcomes)) => return outcomes.into_iter().map(Ok).collect(),
+            Some(Err(error)) => {
+                return batch
+                    .iter()
+                    .map(|_| Err(StoreError::new(error.kind(), error.to_string())))
+                    .collect();
+            }
+            None => {}
+        }
         if batch.len() > 1
             && let Ok(outcomes) = self.ingest_together(&batch).await
         {
             return outcomes.into_iter().map(Ok).collect();
         }
         ingest_each(self, batch).await
+    }
+
+    /// The payload compressed in the caller's task, so the writer only copies it.
+    fn prepare(&self, event: &NewEvent) -> Prepared {
+        match StoredPayload::encode(&event.payload, self.compress_payloads) {
+            compressed @ StoredPayload::Zstd(_) => Prepared::new(compressed),
+            StoredPayload::Text(_) => Prepared::default(),
+        }
     }
 
     async fn list_events(

@@ -9,6 +9,7 @@
 
 mod concurrency;
 mod plans;
+mod sqlite_payloads;
 mod suite;
 mod support;
 

@@ -1,18 +1,16 @@
 //! Batch ingest on SQLite: a group of deliveries in one write transaction with multi-row inserts.
 //!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
-//! serial stage of the receiver. The common case, a batch of distinct new deliveries, is written
-//! in **one** round trip ([`ingest_in_one_call`]): `BEGIN IMMEDIATE`, a multi-row event insert,
-//! a multi-row task insert and `COMMIT` sent as one multi-statement query. A batch that holds a
-//! delivery already stored (or one delivery twice) makes that event insert fail on the unique
-//! delivery id; the transaction is rolled back and the batch is written by [`ingest_many`],
-//! which resolves duplicates row by row inside an ordinary transaction. There is one prepared
-//! statement per row count (up to [`MAX_ROWS`]); the writer connection's statement cache is
-//! sized for them ([`WRITER_STATEMENT_CACHE`]).
+//! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,
+//! then the tasks of the accepted ones) instead of one or two statements per delivery. There is
+//! one prepared statement per row count (up to [`MAX_ROWS`]); the writer connection's statement
+//! cache is sized for them ([`WRITER_STATEMENT_CACHE`]). (Sending `BEGIN`, both inserts and
+//! `COMMIT` as one multi-statement query, one round trip per batch, was measured too: within
+//! the noise of the load benchmark, so not kept.)
 
 use std::collections::HashMap;
 
-use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::store::IngestOutcome;
 use orchestrator_core::task::NewTask;
@@ -28,10 +26,9 @@ use crate::plan::{headers_json, json_text, to_i32};
 /// Most rows in one statement (SQLite allows 32,766 bound parameters).
 const MAX_ROWS: usize = 64;
 
-/// Statement cache of the writer connection: one entry per row count and table, one per row
-/// count of the one-call batch (one task per delivery, the usual shape), plus room for every
-/// other statement the store and queue use.
-pub(super) const WRITER_STATEMENT_CACHE: usize = 3 * MAX_ROWS + 100;
+/// Statement cache of the writer connection: one entry per row count and table, plus room for
+/// every other statement the store and queue use.
+pub(super) const WRITER_STATEMENT_CACHE: usize = 2 * MAX_ROWS + 100;
 
 const EVENT_COLUMNS: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, \
     source, repository, installation_id, payload, payload_encoding, headers, processed, \
@@ -43,10 +40,6 @@ const TASK_COLUMNS: &str = "INSERT INTO workflow_tasks (task_id, webhook_event_i
     parent_task_id, task_type, status, priority, repository, pr_number, branch, commit_sha, \
     config, input_data, max_retries, run_at, trace_context, created_at, updated_at) VALUES ";
 const TASK_ROW: &str = "(?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// A task row whose event is found by its delivery id (the one-call batch does not know the
-/// event ids when it is sent).
-const TASK_ROW_BY_DELIVERY: &str = "(?, (SELECT id FROM webhook_events WHERE delivery_id = ?), \
-    ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
 
@@ -123,128 +116,6 @@ fn bind_task<'q>(query: SqliteQuery<'q>, task: &NewTask, now: i64) -> SqliteQuer
         .bind(task.trace_context.clone())
         .bind(now)
         .bind(now)
-}
-
-/// Writes `batch` (distinct deliveries, none stored yet) in one round trip to the connection's
-/// worker: the write transaction, both multi-row inserts and the commit as one multi-statement
-/// query. `conn` must not be in a transaction.
-///
-/// Returns `Ok(None)`, having sent nothing, for a batch this path does not take (a delivery id
-/// twice, more than [`MAX_ROWS`] deliveries or tasks). On `Err` nothing was written and the
-/// transaction has been rolled back; `clean` in [`OneCallError`] tells whether the connection
-/// is usable (a failed rollback leaves it in an unknown state, so the caller closes it). A
-/// delivery that is already stored ends up here as a unique-violation error: the caller then
-/// writes the batch with [`ingest_many`], which tells duplicates apart.
-pub(super) async fn ingest_in_one_call(
-    conn: &mut SqliteConnection,
-    batch: &[(NewEvent, Vec<NewTask>)],
-    compress: bool,
-) -> Result<Option<Vec<IngestOutcome>>, OneCallError> {
-    let task_rows: usize = batch.iter().map(|(_, tasks)| tasks.len()).sum();
-    if batch.is_empty() || batch.len() > MAX_ROWS || task_rows > MAX_ROWS {
-        return Ok(None);
-    }
-    let mut deliveries: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
-    for (index, (event, _)) in batch.iter().enumerate() {
-        if deliveries
-            .insert(event.delivery_id.as_str(), index)
-            .is_some()
-        {
-            return Ok(None);
-        }
-    }
-    let mut sql = String::from("BEGIN IMMEDIATE; ");
-    sql.push_str(&statement(EVENT_COLUMNS, EVENT_ROW, batch.len(), ""));
-    sql.push_str(" RETURNING id, delivery_id; ");
-    if task_rows > 0 {
-        sql.push_str(&statement(
-            TASK_COLUMNS,
-            TASK_ROW_BY_DELIVERY,
-            task_rows,
-            "; ",
-        ));
-    }
-    sql.push_str("COMMIT");
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (event, tasks) in batch {
-        query = bind_event(query, event, tasks.len(), compress);
-    }
-    for (event, tasks) in batch {
-        let now = us(event.received_at);
-        for task in tasks {
-            query = bind_task(
-                query.bind(task.task_id).bind(event.delivery_id.clone()),
-                task,
-                now,
-            );
-        }
-    }
-    let rows = match query.fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(error) => {
-            return Err(OneCallError::NotWritten {
-                clean: roll_back(conn).await,
-                error: store_error(error),
-            });
-        }
-    };
-    // `fetch_all` succeeded, so every statement ran, COMMIT included.
-    let mut ids = vec![None; batch.len()];
-    for row in &rows {
-        let delivery: &str = row
-            .try_get(1)
-            .map_err(|e| OneCallError::Committed(store_error(e)))?;
-        let id: i64 = row
-            .try_get(0)
-            .map_err(|e| OneCallError::Committed(store_error(e)))?;
-        if let Some(&index) = deliveries.get(delivery) {
-            ids[index] = Some(id);
-        }
-    }
-    batch
-        .iter()
-        .zip(ids)
-        .map(|((_, tasks), id)| {
-            let event_id = id.ok_or_else(|| {
-                OneCallError::Committed(StoreError::new(
-                    StoreErrorKind::Internal,
-                    "the batch insert returned no id for a delivery",
-                ))
-            })?;
-            Ok(IngestOutcome::Accepted {
-                event_id,
-                task_ids: tasks.iter().map(|t| t.task_id).collect(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// Why [`ingest_in_one_call`] did not answer.
-#[derive(Debug)]
-pub(super) enum OneCallError {
-    /// Nothing was written (a duplicate delivery, a busy or failing database).
-    NotWritten {
-        /// What failed.
-        error: StoreError,
-        /// Whether the connection is outside any transaction and can be reused; if not, the
-        /// caller must close it.
-        clean: bool,
-    },
-    /// The batch was committed, but its event ids could not be read back. Writing it again
-    /// would answer "duplicate" for new deliveries, so the caller reports this error instead.
-    Committed(StoreError),
-}
-
-/// Rolls back whatever transaction a failed multi-statement query left open; `true` if the
-/// connection is now outside any transaction.
-async fn roll_back(conn: &mut SqliteConnection) -> bool {
-    match sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        Ok(_) => true,
-        // The failure came before BEGIN took effect, or SQLite already rolled back.
-        Err(sqlx::Error::Database(db)) => db.message().contains("no transaction is active"),
-        Err(_) => false,
-    }
 }
 
 /// Inserts the events of `batch`; returns the id of every row inserted, by delivery id.
@@ -447,9 +318,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_small_batch_with_a_stored_delivery_is_rolled_back_and_written_row_by_row() {
+    async fn a_batch_with_a_stored_delivery_accepts_the_rest_and_leaves_the_writer_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/one-call.db", dir.path().display());
+        let url = format!("sqlite://{}/small-batch.db", dir.path().display());
         let store = SqliteStore::connect(&url, &PoolOptions::default())
             .await
             .unwrap();
@@ -465,8 +336,7 @@ mod tests {
             panic!("{:?}", outcomes[3])
         };
 
-        // One delivery already stored: the event insert fails, nothing of the one-call attempt
-        // stays, and the careful path accepts the rest.
+        // One delivery already stored: it is a duplicate, the rest are accepted.
         let mut second: Vec<_> = (0..5).map(|i| delivery(&format!("b-{i}"))).collect();
         second.insert(2, delivery("a-3"));
         let outcomes = store.ingest_batch(second).await;
@@ -484,7 +354,7 @@ mod tests {
         assert_eq!(count(&store, "webhook_events").await, 15);
         assert_eq!(count(&store, "workflow_tasks").await, 15);
 
-        // The writer connection was left outside any transaction: single and batch ingests
+        // The writer connection is left outside any transaction: single and batch ingests
         // still commit, and a redelivery on its own is a duplicate.
         let single = store
             .ingest(delivery("c-0").0, delivery("c-0").1)

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
 use orchestrator_core::store::{
     EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, ingest_each,
@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::{OneCallError, ingest_in_one_call, ingest_many};
+use super::batch::ingest_many;
 use super::payload::StoredPayload;
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
@@ -88,36 +88,6 @@ async fn ingest_on(
 }
 
 impl SqliteStore {
-    /// `batch` written in one round trip to the writer (see `batch`), or `None` when it has to
-    /// be written the careful way (it holds a delivery already stored, or is too large).
-    async fn ingest_in_one_call(
-        &self,
-        batch: &[(NewEvent, Vec<NewTask>)],
-    ) -> Option<Result<Vec<IngestOutcome>, StoreError>> {
-        let mut conn = match self.writer.acquire().await {
-            Ok(conn) => conn,
-            Err(error) => return Some(Err(store_error(error))),
-        };
-        match ingest_in_one_call(&mut conn, batch, self.compress_payloads).await {
-            Ok(Some(outcomes)) => {
-                self.committed();
-                Some(Ok(outcomes))
-            }
-            Ok(None) => None,
-            Err(OneCallError::Committed(error)) => {
-                self.committed();
-                Some(Err(error))
-            }
-            Err(OneCallError::NotWritten { error, clean }) => {
-                if !clean {
-                    conn.close_on_drop();
-                }
-                tracing::trace!(%error, size = batch.len(), "one-call ingest not written");
-                None
-            }
-        }
-    }
-
     /// The whole batch in one write transaction (one commit, a few multi-row inserts); any error
     /// rolls all of it back.
     async fn ingest_together(
@@ -139,13 +109,6 @@ impl EventStore for SqliteStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
-        let one = [(new, tasks)];
-        if let Some(result) = self.ingest_in_one_call(&one).await {
-            return result?.pop().ok_or_else(|| {
-                StoreError::new(StoreErrorKind::Internal, "ingest returned no outcome")
-            });
-        }
-        let [(new, tasks)] = one;
         let mut tx = self.write().await?;
         let outcome = ingest_on(&mut tx, &new, &tasks, self.compress_payloads).await?;
         tx.commit().await.map_err(store_error)?;
@@ -153,24 +116,13 @@ impl EventStore for SqliteStore {
         Ok(outcome)
     }
 
-    /// One write transaction (one commit, one sync) for the whole batch: in one round trip when
-    /// every delivery is new, else with duplicates resolved row by row. If any delivery fails,
+    /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
     /// the transaction is rolled back and every delivery is ingested on its own, so each gets
     /// the outcome `ingest` gives it and no failure takes another delivery with it.
     async fn ingest_batch(
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
-        match self.ingest_in_one_call(&batch).await {
-            Some(Ok(outcomes)) => return outcomes.into_iter().map(Ok).collect(),
-            Some(Err(error)) => {
-                return batch
-                    .iter()
-                    .map(|_| Err(StoreError::new(error.kind(), error.to_string())))
-                    .collect();
-            }
-            None => {}
-        }
         if batch.len() > 1
             && let Ok(outcomes) = self.ingest_together(&batch).await
         {

@@ -88,6 +88,15 @@ async fn ingest_on(
 }
 
 impl SqliteStore {
+    /// `new` with its payload encoded, before the write lock is taken (a no-op when a group
+    /// committer already prepared it).
+    fn prepared(&self, mut new: NewEvent) -> NewEvent {
+        if new.prepared.is_empty() {
+            new.prepared = self.prepare(&new);
+        }
+        new
+    }
+
     /// The whole batch in one write transaction (one commit, a few multi-row inserts); any error
     /// rolls all of it back.
     async fn ingest_together(
@@ -109,6 +118,7 @@ impl EventStore for SqliteStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
+        let new = self.prepared(new);
         let mut tx = self.write().await?;
         let outcome = ingest_on(&mut tx, &new, &tasks, self.compress_payloads).await?;
         tx.commit().await.map_err(store_error)?;
@@ -123,6 +133,10 @@ impl EventStore for SqliteStore {
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
+        let batch: Vec<_> = batch
+            .into_iter()
+            .map(|(new, tasks)| (self.prepared(new), tasks))
+            .collect();
         if batch.len() > 1
             && let Ok(outcomes) = self.ingest_together(&batch).await
         {

@@ -41,6 +41,7 @@
 mod any;
 pub mod config;
 mod error;
+mod list;
 pub mod migrate;
 mod plan;
 mod postgres;

@@ -54,9 +54,9 @@ const REPROCESS: &str = concat!(
     ") SELECT id FROM ev"
 );
 
+/// The event list without its conditions (see `crate::list`).
 const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
-    FROM webhook_events WHERE ($1::text IS NULL OR event_type = $1) \
-    AND ($2::bool IS NULL OR processed = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+    FROM webhook_events";
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload::text AS payload, headers::text AS headers, processed, processing_started_at, \
@@ -161,11 +161,8 @@ impl EventStore for PgStore {
         filter: &EventFilter,
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(&filter.event_type)
-            .bind(filter.processed)
-            .bind(i64::from(page.limit))
-            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        let rows = crate::list::events(LIST, filter, page)
+            .build()
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

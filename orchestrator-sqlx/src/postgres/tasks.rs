@@ -8,7 +8,7 @@ use orchestrator_core::store::{
     CleanupReport, ExternalRun, FinishReport, Page, RetentionPolicy, RetryOutcome, Stats,
     TaskFilter, TaskStore,
 };
-use orchestrator_core::task::{TaskDetail, TaskStatus};
+use orchestrator_core::task::TaskDetail;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -17,13 +17,8 @@ use super::rows::{execution, task, task_columns};
 use crate::error::store_error;
 use crate::plan::parse_status;
 
-const LIST: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM workflow_tasks WHERE ($1::text IS NULL OR status = $1) \
-     AND ($2::text IS NULL OR task_type = $2) AND ($3::text IS NULL OR repository = $3) \
-     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-);
+/// The task list without its conditions (see `crate::list`).
+const LIST: &str = concat!("SELECT ", task_columns!(), " FROM workflow_tasks");
 
 const GET: &str = concat!(
     "SELECT ",
@@ -58,12 +53,8 @@ impl TaskStore for PgStore {
         filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<orchestrator_core::task::Task>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(filter.status.map(TaskStatus::as_str))
-            .bind(filter.task_type.as_ref().map(|t| t.as_str().to_owned()))
-            .bind(&filter.repository)
-            .bind(i64::from(page.limit))
-            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        let rows = crate::list::tasks(LIST, filter, page)
+            .build()
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

@@ -31,9 +31,9 @@ const REOPEN: &str = "UPDATE webhook_events SET open_tasks = open_tasks + $2, \
     processing_completed_at = CASE WHEN open_tasks + $2 = 0 THEN $3 END, \
     error_message = NULL, retry_count = retry_count + 1, updated_at = $3 WHERE id = $1 RETURNING id";
 
+/// The event list without its conditions (see `crate::list`).
 const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
-    FROM webhook_events WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR processed = $2) \
-    ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+    FROM webhook_events";
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload, payload_encoding, headers, processed, processing_started_at, processing_completed_at, error_message, \
@@ -158,11 +158,8 @@ impl EventStore for SqliteStore {
         filter: &EventFilter,
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(&filter.event_type)
-            .bind(filter.processed)
-            .bind(i64::from(page.limit))
-            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        let rows = crate::list::events(LIST, filter, page)
+            .build()
             .fetch_all(&self.reader)
             .await
             .map_err(store_error)?;

@@ -8,7 +8,7 @@ use orchestrator_core::store::{
     CleanupReport, ExternalRun, FinishReport, Page, RetentionPolicy, RetryOutcome, Stats,
     TaskFilter, TaskStore,
 };
-use orchestrator_core::task::{Task, TaskDetail, TaskStatus};
+use orchestrator_core::task::{Task, TaskDetail};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -17,12 +17,8 @@ use super::rows::{execution, task, task_columns, us};
 use crate::error::store_error;
 use crate::plan::parse_status;
 
-const LIST: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM workflow_tasks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR task_type = $2) \
-     AND ($3 IS NULL OR repository = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-);
+/// The task list without its conditions (see `crate::list`).
+const LIST: &str = concat!("SELECT ", task_columns!(), " FROM workflow_tasks");
 
 const GET: &str = concat!(
     "SELECT ",
@@ -55,12 +51,8 @@ const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pendin
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> Result<Vec<Task>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(filter.status.map(TaskStatus::as_str))
-            .bind(filter.task_type.as_ref().map(|t| t.as_str().to_owned()))
-            .bind(&filter.repository)
-            .bind(i64::from(page.limit))
-            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        let rows = crate::list::tasks(LIST, filter, page)
+            .build()
             .fetch_all(&self.reader)
             .await
             .map_err(store_error)?;

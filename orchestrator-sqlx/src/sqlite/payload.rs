@@ -1,8 +1,8 @@
 //! How SQLite keeps delivery payloads: zstd-compressed by default.
 //!
 //! PostgreSQL compresses large values on its own (TOAST); SQLite writes them as they are, so a
-//! 28 KiB `pull_request` body costs its writer two 16 KiB pages of B-tree, WAL and checkpoint
-//! work. Compressed with zstd (level 1, about 20 µs per 28 KiB) the same body is about 3 KiB,
+//! 28 KiB `pull_request` body costs its writer 28 KiB of B-tree pages, written once to the WAL
+//! and once more by the checkpoint. Compressed with zstd (level 1, about 20 µs per 28 KiB) the same body is about 3 KiB,
 //! and the one writer, which every delivery waits for, moves a ninth of the bytes. The work is
 //! done before the commit where it can be ([`SqliteStore::prepare`](orchestrator_core::store::EventStore::prepare),
 //! called by the group committer in each request's task).

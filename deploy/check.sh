@@ -1,8 +1,10 @@
 #!/usr/bin/env sh
 # Checks the deployment files as far as a machine without Docker or Kubernetes allows:
-# every YAML and JSON file parses, Kubernetes documents have apiVersion/kind/metadata.name,
-# the Compose file has its services, and promtool checks and unit-tests the alert rules.
-# Installs promtool (Debian package `prometheus`) when it is missing.
+# every YAML and JSON file parses, Kubernetes documents have apiVersion/kind/metadata.name and
+# validate strictly against the Kubernetes API schemas (kubernetes-validate, offline; unknown
+# fields fail), the Compose file has its services, and promtool checks and unit-tests the
+# alert rules. Installs promtool (Debian package `prometheus`) and kubernetes-validate (PyPI)
+# when they are missing.
 set -eu
 cd "$(dirname "$0")"
 
@@ -12,6 +14,9 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 if ! python3 -c 'import yaml' >/dev/null 2>&1; then
     python3 -m pip install --quiet pyyaml
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    python3 -m pip install --quiet 'kubernetes-validate==1.37.0'
 fi
 
 python3 - <<'PY'
@@ -56,6 +61,8 @@ if not dash.get("panels"): fail("grafana dashboard has no panels")
 sys.exit(1 if failed else 0)
 PY
 
+# The oldest Kubernetes minor still commonly run; the manifests use only GA APIs.
+kubernetes-validate --strict --kubernetes-version 1.30.0 $(ls k8s/*.yaml | grep -v kustomization)
 promtool check rules prometheus/alerts.yml
 # The scrape config names its rule file by its path inside the container: check a copy that
 # points at the file here.

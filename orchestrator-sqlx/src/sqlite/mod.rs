@@ -18,7 +18,8 @@
 //! Checkpoints: a background task copies WAL pages into the database file beside the writer
 //! (module `checkpoint`), so commits seldom pay for it.
 //!
-//! Times are INTEGER microseconds since the epoch, UUIDs 16-byte BLOBs, JSON TEXT.
+//! Times are INTEGER microseconds since the epoch, UUIDs 16-byte BLOBs, JSON TEXT, except
+//! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
 mod batch;
 mod checkpoint;

@@ -2,15 +2,17 @@
 //!
 //! PostgreSQL compresses large values on its own (TOAST); SQLite writes them as they are, so a
 //! 28 KiB `pull_request` body costs its writer 28 KiB of B-tree pages, written once to the WAL
-//! and once more by the checkpoint. Compressed with zstd (level 1, about 20 µs per 28 KiB) the same body is about 3 KiB,
-//! and the one writer, which every delivery waits for, moves a ninth of the bytes. The work is
-//! done before the commit where it can be ([`SqliteStore::prepare`](orchestrator_core::store::EventStore::prepare),
-//! called by the group committer in each request's task).
+//! and once more by the checkpoint. Compressed with zstd (level 1, about 20 µs per 28 KiB) the
+//! same body is about 3 KiB, and the one writer, which every delivery waits for, moves a ninth
+//! of the bytes. The work is done before the commit where it can be
+//! ([`EventStore::prepare`](orchestrator_core::store::EventStore::prepare), called by the group
+//! committer in each request's task, and by the store before it takes the write lock).
 //!
 //! The `payload_encoding` column says how `payload` holds the body: `NULL` means the JSON text
 //! as received (small bodies, rows written before the column existed, or a store opened with
 //! compression off), `'zstd'` a BLOB holding one zstd frame of the bytes as received. Reading
-//! decompresses, so callers get the body byte for byte either way.
+//! decompresses, so the store returns the body byte for byte either way. Binaries from before
+//! the column cannot read `'zstd'` rows.
 
 use std::io::Read;
 
@@ -45,13 +47,37 @@ pub(super) enum StoredPayload {
     Zstd(Vec<u8>),
 }
 
+/// A compressed payload made ahead of the commit, with the body it was made from, so a body
+/// changed after preparing is never stored as its old compressed form.
+#[derive(Debug)]
+pub(super) struct PreparedPayload {
+    source: Bytes,
+    frame: Vec<u8>,
+}
+
+impl PreparedPayload {
+    /// The compressed form of `payload`, when the store would compress it (`compress` on and
+    /// the body long enough); `None` otherwise, without copying anything.
+    pub(super) fn new(payload: &Bytes, compress: bool) -> Option<Self> {
+        Some(Self {
+            source: payload.clone(),
+            frame: compressed(payload, compress)?,
+        })
+    }
+}
+
+/// One zstd frame of `payload`, if the store compresses it.
+fn compressed(payload: &Bytes, compress: bool) -> Option<Vec<u8>> {
+    if !compress || payload.len() < MIN_COMPRESSED_LEN {
+        return None;
+    }
+    zstd::bulk::compress(payload, LEVEL).ok()
+}
+
 impl StoredPayload {
     /// `payload` as the store keeps it; with `compress` off, or for a short body, the text.
     pub(super) fn encode(payload: &Bytes, compress: bool) -> Self {
-        if compress
-            && payload.len() >= MIN_COMPRESSED_LEN
-            && let Ok(frame) = zstd::bulk::compress(payload, LEVEL)
-        {
+        if let Some(frame) = compressed(payload, compress) {
             return Self::Zstd(frame);
         }
         // A body that is not UTF-8 (it was verified and parsed, so this is rare) is stored
@@ -62,12 +88,19 @@ impl StoredPayload {
         })
     }
 
-    /// What `event` stores: the encoding prepared ahead of the commit if there is one, else
-    /// encoded now.
+    /// What `event` stores: the compressed form prepared ahead of the commit if it was made
+    /// from this very body, else encoded now.
     pub(super) fn of(event: &NewEvent, compress: bool) -> Self {
-        match event.prepared.get::<StoredPayload>() {
-            Some(prepared) => prepared.clone(),
-            None => Self::encode(&event.payload, compress),
+        match event.prepared.get::<PreparedPayload>() {
+            // Usually the very same buffer; comparing contents only when it is not.
+            Some(prepared)
+                if (prepared.source.as_ptr() == event.payload.as_ptr()
+                    && prepared.source.len() == event.payload.len())
+                    || prepared.source == event.payload =>
+            {
+                Self::Zstd(prepared.frame.clone())
+            }
+            _ => Self::encode(&event.payload, compress),
         }
     }
 
@@ -139,9 +172,15 @@ fn decompress(frame: &[u8]) -> Result<Bytes, StoreError> {
     let mut body = Vec::new();
     zstd::stream::read::Decoder::new(frame)
         .map_err(corrupt)?
-        .take(MAX_DECOMPRESSED)
+        .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut body)
         .map_err(corrupt)?;
+    if body.len() as u64 > MAX_DECOMPRESSED {
+        return Err(StoreError::new(
+            StoreErrorKind::Internal,
+            "stored payload expands beyond 256 MiB",
+        ));
+    }
     Ok(Bytes::from(body))
 }
 
@@ -177,6 +216,38 @@ mod tests {
             StoredPayload::encode(&large, false),
             StoredPayload::Text(_)
         ));
+    }
+
+    #[test]
+    fn a_body_changed_after_preparing_is_stored_as_it_is_now() {
+        let first = Bytes::from(format!(r#"{{"body":"{}"}}"#, "first ".repeat(300)));
+        let second = Bytes::from(format!(r#"{{"body":"{}"}}"#, "second ".repeat(300)));
+        let mut event = NewEvent {
+            delivery_id: "d".to_owned(),
+            event_type: "push".to_owned(),
+            action: None,
+            source: "github".to_owned(),
+            repository: None,
+            installation_id: None,
+            payload: first.clone(),
+            headers: Vec::new(),
+            received_at: chrono::Utc::now(),
+            prepared: Default::default(),
+        };
+        let prepared = PreparedPayload::new(&first, true).unwrap();
+        event.prepared = orchestrator_core::event::Prepared::new(prepared);
+        let stored = |event: &NewEvent| match StoredPayload::of(event, true) {
+            StoredPayload::Zstd(frame) => decompress(&frame).unwrap(),
+            StoredPayload::Text(_) => panic!("long bodies are compressed"),
+        };
+        assert_eq!(stored(&event), first);
+        // A copy of the same bytes in another buffer still uses the prepared frame.
+        event.payload = Bytes::from(first.to_vec());
+        assert_eq!(stored(&event), first);
+        event.payload = second.clone();
+        assert_eq!(stored(&event), second);
+        assert!(PreparedPayload::new(&second, false).is_none());
+        assert!(PreparedPayload::new(&Bytes::from_static(b"{}"), true).is_none());
     }
 
     #[test]

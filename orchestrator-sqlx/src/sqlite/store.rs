@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use super::batch::ingest_many;
-use super::payload::StoredPayload;
+use super::payload::{PreparedPayload, StoredPayload};
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
 use crate::plan::headers_json;
@@ -147,10 +147,9 @@ impl EventStore for SqliteStore {
 
     /// The payload compressed in the caller's task, so the writer only copies it.
     fn prepare(&self, event: &NewEvent) -> Prepared {
-        match StoredPayload::encode(&event.payload, self.compress_payloads) {
-            compressed @ StoredPayload::Zstd(_) => Prepared::new(compressed),
-            StoredPayload::Text(_) => Prepared::default(),
-        }
+        PreparedPayload::new(&event.payload, self.compress_payloads)
+            .map(Prepared::new)
+            .unwrap_or_default()
     }
 
     async fn list_events(

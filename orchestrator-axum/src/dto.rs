@@ -9,6 +9,7 @@ use orchestrator_core::event::{EventSummary, WebhookEvent};
 use orchestrator_core::task::{Task, TaskDetail, TaskExecution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -104,9 +105,10 @@ pub struct EventDetailDto {
     pub source: String,
     /// `owner/name`.
     pub repository: Option<String>,
-    /// The payload as received.
+    /// The payload as received: the stored JSON text, not re-serialized, so its bytes (key
+    /// order, spacing, escapes) are the ones GitHub signed.
     #[schema(value_type = Object)]
-    pub payload: Value,
+    pub payload: RawJson,
     /// The stored request headers.
     pub headers: BTreeMap<String, String>,
     /// Whether every task it caused has finished.
@@ -125,9 +127,36 @@ pub struct EventDetailDto {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A JSON value kept as its text: serialized verbatim, compared by text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(pub Box<RawValue>);
+
+impl RawJson {
+    /// `bytes` as a JSON value; `null` when they are not one (stored payloads always are: the
+    /// receiver parsed them before storing).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let text = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| RawValue::from_string(text.to_owned()).ok());
+        Self(text.unwrap_or_else(|| RawValue::NULL.to_owned()))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 impl From<WebhookEvent> for EventDetailDto {
     fn from(e: WebhookEvent) -> Self {
-        let payload = serde_json::from_slice(&e.payload).unwrap_or(Value::Null);
+        let payload = RawJson::from_bytes(&e.payload);
         Self {
             id: e.id,
             delivery_id: e.delivery_id,

@@ -92,6 +92,28 @@ async fn the_detail_has_payload_and_headers() {
     assert_eq!(event["id"], id);
     assert_eq!(event["source"], "github");
     assert_eq!(event["payload"]["action"], "opened");
+    // The payload is the received JSON text itself, not a re-serialization of it.
+    let raw = app
+        .send(
+            authed(http::Request::get(format!("/api/v1/webhooks/events/{id}")))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(raw.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let sent = pr_opened();
+    let sent = std::str::from_utf8(&sent).unwrap().trim();
+    assert!(
+        text.contains(&format!(r#""payload":{sent}"#)),
+        "the payload in the detail is not the bytes received"
+    );
     assert_eq!(event["headers"]["x-github-event"], "pull_request");
     assert!(event["headers"].get("authorization").is_none());
     for field in [

@@ -9,6 +9,7 @@
 //! the noise of the load benchmark, so not kept.)
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
@@ -116,6 +117,27 @@ fn bind_task<'q>(query: SqliteQuery<'q>, task: &NewTask, now: i64) -> SqliteQuer
         .bind(task.trace_context.clone())
         .bind(now)
         .bind(now)
+}
+
+/// The one-row event insert.
+static INSERT_ONE_EVENT: LazyLock<String> =
+    LazyLock::new(|| statement(EVENT_COLUMNS, EVENT_ROW, 1, EVENT_TAIL));
+
+/// Inserts `event` (which has `tasks` tasks) unless its delivery id is stored already; the new
+/// row's id, or `None` for a duplicate.
+pub(super) async fn insert_event(
+    conn: &mut SqliteConnection,
+    event: &NewEvent,
+    tasks: usize,
+    compress: bool,
+) -> Result<Option<i64>, StoreError> {
+    let query = sqlx::query(AssertSqlSafe(INSERT_ONE_EVENT.as_str()));
+    let row = bind_event(query, event, tasks, compress)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    row.map(|row| row.try_get(0).map_err(store_error))
+        .transpose()
 }
 
 /// Inserts the events of `batch`; returns the id of every row inserted, by delivery id.
@@ -324,7 +346,7 @@ mod tests {
         let store = SqliteStore::connect(&url, &PoolOptions::default())
             .await
             .unwrap();
-        // All new: the one-call path, every delivery accepted with its task.
+        // All new: every delivery accepted with its task.
         let first: Vec<_> = (0..10).map(|i| delivery(&format!("a-{i}"))).collect();
         let outcomes = store.ingest_batch(first).await;
         assert!(outcomes.iter().all(

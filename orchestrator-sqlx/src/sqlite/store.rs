@@ -12,17 +12,10 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::ingest_many;
-use super::payload::{PreparedPayload, StoredPayload};
+use super::batch::{ingest_many, insert_event};
+use super::payload::PreparedPayload;
 use super::rows::{event, insert_task, summary, us};
 use crate::error::store_error;
-use crate::plan::headers_json;
-
-const INSERT_EVENT: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, source, \
-    repository, installation_id, payload, payload_encoding, headers, processed, \
-    processing_started_at, processing_completed_at, open_tasks, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $13) \
-    ON CONFLICT (delivery_id) DO NOTHING RETURNING id";
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
 
@@ -47,27 +40,7 @@ async fn ingest_on(
     compress: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let at = new.received_at;
-    let settled_at = tasks.is_empty().then_some(us(at));
-    let payload = StoredPayload::of(new, compress);
-    let encoding = payload.encoding();
-    let row = sqlx::query(INSERT_EVENT)
-        .bind(&new.delivery_id)
-        .bind(&new.event_type)
-        .bind(&new.action)
-        .bind(&new.source)
-        .bind(&new.repository)
-        .bind(new.installation_id)
-        .bind(payload)
-        .bind(encoding)
-        .bind(headers_json(&new.headers))
-        .bind(tasks.is_empty())
-        .bind(settled_at)
-        .bind(i64::try_from(tasks.len()).unwrap_or(i64::MAX))
-        .bind(us(at))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(store_error)?;
-    let Some(row) = row else {
+    let Some(event_id) = insert_event(&mut *conn, new, tasks.len(), compress).await? else {
         let row = sqlx::query(EXISTING)
             .bind(&new.delivery_id)
             .fetch_one(&mut *conn)
@@ -77,7 +50,6 @@ async fn ingest_on(
             event_id: row.try_get(0).map_err(store_error)?,
         });
     };
-    let event_id: i64 = row.try_get(0).map_err(store_error)?;
     for task in tasks {
         insert_task(&mut *conn, task, Some(event_id), None, at).await?;
     }

@@ -12,19 +12,13 @@ use orchestrator_core::task::TaskStatus;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 /// One equality condition on a column.
-enum Condition {
+pub(crate) enum Condition {
     Text(&'static str, String),
     Bool(&'static str, bool),
 }
 
-/// `select_from` (`SELECT ... FROM webhook_events`) filtered by `filter`, newest first, paged.
-pub(crate) fn events<DB>(select_from: &str, filter: &EventFilter, page: Page) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
+/// The conditions of the event list (`webhook_events`) for `filter`.
+pub(crate) fn events(filter: &EventFilter) -> Vec<Condition> {
     let mut conditions = Vec::new();
     if let Some(event_type) = &filter.event_type {
         conditions.push(Condition::Text("event_type", event_type.clone()));
@@ -32,17 +26,11 @@ where
     if let Some(processed) = filter.processed {
         conditions.push(Condition::Bool("processed", processed));
     }
-    build(select_from, conditions, page)
+    conditions
 }
 
-/// `select_from` (`SELECT ... FROM workflow_tasks`) filtered by `filter`, newest first, paged.
-pub(crate) fn tasks<DB>(select_from: &str, filter: &TaskFilter, page: Page) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
+/// The conditions of the task list (`workflow_tasks`) for `filter`.
+pub(crate) fn tasks(filter: &TaskFilter) -> Vec<Condition> {
     let mut conditions = Vec::new();
     if let Some(status) = filter.status {
         conditions.push(Condition::Text(
@@ -56,10 +44,15 @@ where
     if let Some(repository) = &filter.repository {
         conditions.push(Condition::Text("repository", repository.clone()));
     }
-    build(select_from, conditions, page)
+    conditions
 }
 
-fn build<DB>(select_from: &str, conditions: Vec<Condition>, page: Page) -> QueryBuilder<DB>
+/// `select_from` (`SELECT ... FROM table`) with `conditions`, newest first, paged.
+pub(crate) fn query<DB>(
+    select_from: &str,
+    conditions: Vec<Condition>,
+    page: Page,
+) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> String: Encode<'q, DB> + Type<DB>,
@@ -96,9 +89,9 @@ mod tests {
 
     #[test]
     fn only_the_filters_that_are_set_become_conditions() {
-        let all = tasks::<Postgres>(
+        let all = query::<Postgres>(
             "SELECT id FROM workflow_tasks",
-            &TaskFilter::default(),
+            tasks(&TaskFilter::default()),
             PAGE,
         );
         assert_eq!(
@@ -110,7 +103,7 @@ mod tests {
             task_type: None,
             repository: Some("octo/repo".to_owned()),
         };
-        let some = tasks::<Sqlite>("SELECT id FROM workflow_tasks", &filter, PAGE);
+        let some = query::<Sqlite>("SELECT id FROM workflow_tasks", tasks(&filter), PAGE);
         assert_eq!(
             some.sql().as_str(),
             "SELECT id FROM workflow_tasks WHERE status = ? AND repository = ? \
@@ -120,19 +113,19 @@ mod tests {
             task_type: Some(TaskType::new("push_analysis").unwrap_or_else(|e| panic!("{e}"))),
             ..TaskFilter::default()
         };
-        let typed = tasks::<Postgres>("SELECT id FROM workflow_tasks", &filter, PAGE);
+        let typed = query::<Postgres>("SELECT id FROM workflow_tasks", tasks(&filter), PAGE);
         assert!(
             typed
                 .sql()
                 .as_str()
                 .contains("WHERE task_type = $1 ORDER BY")
         );
-        let events = events::<Postgres>(
+        let events = query::<Postgres>(
             "SELECT id FROM webhook_events",
-            &EventFilter {
+            events(&EventFilter {
                 event_type: Some("push".to_owned()),
                 processed: Some(false),
-            },
+            }),
             PAGE,
         );
         assert!(
@@ -185,16 +178,16 @@ mod tests {
             ),
         ];
         for (filter, index) in cases {
-            let detail = plan(tasks(explain_tasks, &filter, PAGE)).await;
+            let detail = plan(query(explain_tasks, tasks(&filter), PAGE)).await;
             assert!(detail.contains(index), "{filter:?}: {detail}");
         }
         let by_type = EventFilter {
             event_type: Some("push".to_owned()),
             processed: None,
         };
-        let detail = plan(events(
+        let detail = plan(query(
             "EXPLAIN QUERY PLAN SELECT id FROM webhook_events",
-            &by_type,
+            events(&by_type),
             PAGE,
         ))
         .await;

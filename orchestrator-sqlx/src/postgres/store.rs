@@ -161,7 +161,7 @@ impl EventStore for PgStore {
         filter: &EventFilter,
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
-        let rows = crate::list::events(LIST, filter, page)
+        let rows = crate::list::query(LIST, crate::list::events(filter), page)
             .build()
             .fetch_all(&self.pool)
             .await

@@ -53,7 +53,7 @@ impl TaskStore for PgStore {
         filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<orchestrator_core::task::Task>, StoreError> {
-        let rows = crate::list::tasks(LIST, filter, page)
+        let rows = crate::list::query(LIST, crate::list::tasks(filter), page)
             .build()
             .fetch_all(&self.pool)
             .await

@@ -129,7 +129,7 @@ impl EventStore for SqliteStore {
         filter: &EventFilter,
         page: Page,
     ) -> Result<Vec<EventSummary>, StoreError> {
-        let rows = crate::list::events(LIST, filter, page)
+        let rows = crate::list::query(LIST, crate::list::events(filter), page)
             .build()
             .fetch_all(&self.reader)
             .await

@@ -51,7 +51,7 @@ const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pendin
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> Result<Vec<Task>, StoreError> {
-        let rows = crate::list::tasks(LIST, filter, page)
+        let rows = crate::list::query(LIST, crate::list::tasks(filter), page)
             .build()
             .fetch_all(&self.reader)
             .await

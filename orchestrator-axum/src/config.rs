@@ -1,4 +1,5 @@
-//! The API's settings: admin token, duplicate policy, rate limits, metrics access, retention.
+//! The API's settings: admin token, duplicate policy, rate limits, metrics access, retention,
+//! body limits.
 //!
 //! The server reads these from the environment; this crate only takes the validated struct
 //! (it never reads files or variables itself).
@@ -148,7 +149,15 @@ pub struct ApiConfig {
     /// How long the receiver waits for a whole body (default 10 s, GitHub's own patience). A
     /// client that stalls its upload gets 408 instead of holding a connection and a task.
     pub body_read_timeout: Duration,
+    /// Request-body bytes the receiver holds in memory at once, over every request in progress
+    /// (default 64 MiB). Past it, new uploads get 503 with `Retry-After` before they are read,
+    /// so memory stays bounded whatever arrives. Keep it at least the ingestor's
+    /// `max_body_bytes`, or the largest deliveries are never accepted.
+    pub max_buffered_body_bytes: usize,
 }
+
+/// The default of [`ApiConfig::max_buffered_body_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -161,6 +170,7 @@ impl Default for ApiConfig {
             retention: RetentionPolicy::default(),
             webhook_path: WEBHOOK_PATH.to_owned(),
             body_read_timeout: Duration::from_secs(10),
+            max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
         }
     }
 }

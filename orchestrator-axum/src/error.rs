@@ -48,6 +48,13 @@ pub enum ApiError {
         /// How long until one more request is allowed.
         retry_after: Duration,
     },
+    /// 503: the body budget is spent (too many uploads in progress); refused before the body
+    /// is read, with `Retry-After`.
+    #[error("too many request bodies in progress; retry in {} s", retry_after_secs(*.retry_after))]
+    Overloaded {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// 503: the store cannot commit or answer now.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -68,6 +75,14 @@ fn retry_after_secs(d: Duration) -> u64 {
 }
 
 impl ApiError {
+    /// The answer when the body budget is spent: 503, retry in a second (uploads in progress
+    /// finish or time out within the body read timeout).
+    pub fn overloaded() -> Self {
+        ApiError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -78,7 +93,7 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. } | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +109,7 @@ impl ApiError {
             ApiError::RequestTimeout => "body_timeout",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded { .. } => "body_budget",
             ApiError::Unavailable => "store_unavailable",
             ApiError::Internal => "internal",
         }
@@ -103,7 +119,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status().into_response();
-        if let ApiError::RateLimited { retry_after } = self {
+        if let ApiError::RateLimited { retry_after } | ApiError::Overloaded { retry_after } = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(retry_after)),

@@ -25,7 +25,9 @@
 //! - [`error`]: [`ApiError`], the only place where failures become status codes.
 //! - [`correlation`]: correlation ids, request spans, error bodies ([`CorrelationLayer`]).
 //! - `auth.rs` (bearer token), `rate_limit.rs` (GCRA per client), `body.rs` (size limit while
-//!   reading).
+//!   reading), [`budget`] (the process-wide budget of buffered body bytes).
+//! - [`serve()`]: serving the router on a TCP listener with header and keep-alive timeouts, a
+//!   connection cap and graceful shutdown (HTTP/1 and HTTP/2).
 //! - `routes/`: `webhook.rs`, `events.rs`, `tasks.rs`, `admin.rs`, `system.rs`.
 //! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them.
 //! - [`metrics`]: the spec's Prometheus metrics as a core `Observer`; [`health`]: `/health`.
@@ -33,6 +35,7 @@
 
 mod auth;
 mod body;
+pub mod budget;
 pub mod config;
 pub mod correlation;
 pub mod dto;
@@ -43,18 +46,21 @@ pub mod metrics;
 pub mod openapi;
 mod rate_limit;
 mod routes;
+pub mod serve;
 pub mod state;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
+pub use budget::BodyBudget;
 pub use config::{ApiConfig, DuplicatePolicy, RateLimit, RateLimits, WEBHOOK_PATH};
 pub use correlation::{CorrelationId, CorrelationLayer};
 pub use error::ApiError;
 pub use health::{CachedCheck, HealthCheck, HealthStatus};
 pub use layer::{WebhookLayer, WebhookService, webhook_service};
 pub use metrics::Metrics;
+pub use serve::{ServeConfig, serve};
 pub use state::{AppState, AppStateBuilder};
 
 /// Every endpoint of the spec, with authentication, rate limits and correlation ids.

@@ -40,6 +40,19 @@ pub struct Metrics {
     github_api_rate_limit_remaining: IntGauge,
     codegen_agent_tasks_total: IntCounterVec,
     circuit_breaker_state: IntGaugeVec,
+    http_connections_active: IntGauge,
+    http_connection_timeouts_total: IntCounterVec,
+    http_buffered_body_bytes: IntGauge,
+}
+
+/// Counts one open connection in `http_connections_active` until dropped.
+#[derive(Debug)]
+pub struct ConnectionGauge(IntGauge);
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn counter(
@@ -173,6 +186,22 @@ impl Metrics {
                 "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                 &["name"],
             )?,
+            http_connections_active: gauge(
+                r,
+                "http_connections_active",
+                "HTTP connections open (at most MAX_CONNECTIONS)",
+            )?,
+            http_connection_timeouts_total: counter(
+                r,
+                "http_connection_timeouts_total",
+                "HTTP connections closed by a timeout (header: no complete request head in time; idle: keep-alive)",
+                &["timeout"],
+            )?,
+            http_buffered_body_bytes: gauge(
+                r,
+                "http_buffered_body_bytes",
+                "Request-body bytes held in memory (at most MAX_BUFFERED_BODY_BYTES)",
+            )?,
             registry,
         })
     }
@@ -198,9 +227,28 @@ impl Metrics {
     }
 
     /// Counts a refusal that never reached the ingestor (rate limit, body too large while
-    /// reading, unreadable body).
+    /// reading, unreadable body, body budget spent).
     pub fn webhook_refused(&self, reason: &str) {
         self.webhook_errors_total.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an open connection until the returned guard is dropped.
+    pub fn connection_opened(&self) -> ConnectionGauge {
+        self.http_connections_active.inc();
+        ConnectionGauge(self.http_connections_active.clone())
+    }
+
+    /// Counts a connection closed by the `header` or `idle` timeout.
+    pub fn connection_timed_out(&self, timeout: &str) {
+        self.http_connection_timeouts_total
+            .with_label_values(&[timeout])
+            .inc();
+    }
+
+    /// Sets `http_buffered_body_bytes` (read from the body budget at each scrape).
+    pub fn set_buffered_body_bytes(&self, bytes: usize) {
+        self.http_buffered_body_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The text exposition format.

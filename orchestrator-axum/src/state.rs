@@ -11,6 +11,7 @@ use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::{EventStore, TaskStore};
 
+use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
 use crate::health::HealthCheck;
 use crate::metrics::Metrics;
@@ -34,6 +35,7 @@ struct Inner {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
+    body_budget: BodyBudget,
     started_at: DateTime<Utc>,
 }
 
@@ -118,6 +120,7 @@ impl AppStateBuilder {
                     self.config.rate_limits.api,
                     self.shared_rate_limiter,
                 ),
+                body_budget: BodyBudget::new(self.config.max_buffered_body_bytes),
                 ingestor: self.ingestor,
                 events: self.events,
                 tasks: self.tasks,
@@ -207,6 +210,11 @@ impl AppState {
     /// The circuit breakers.
     pub fn breakers(&self) -> &BreakerSet {
         &self.inner.breakers
+    }
+
+    /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.inner.body_budget
     }
 
     pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {

@@ -48,6 +48,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
         Err(err) => tracing::warn!(error = %err, "metrics: queue depth unavailable"),
     }
     metrics.record_breakers(&state.breakers().snapshot());
+    metrics.set_buffered_body_bytes(state.body_budget().in_use());
     let mut response = metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,6 +1,6 @@
 //! `POST /api/v1/webhooks/github`: the receiver.
 //!
-//! Rate limit (middleware) -> body read under the size limit -> the core's
+//! Rate limit (middleware) -> body read under the size limit and the body budget -> the core's
 //! [`Ingestor`](orchestrator_core::engine::Ingestor) (headers, signature, payload, routing, one
 //! store transaction) -> 200 with the accepted object. Nothing is acknowledged before it is
 //! stored: a store failure is a 503.
@@ -34,7 +34,7 @@ use crate::state::AppState;
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "The store could not commit", body = ErrorBody),
+        (status = 503, description = "The store could not commit, or too many uploads are in progress (with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub(crate) async fn receive(
@@ -44,8 +44,11 @@ pub(crate) async fn receive(
     let (parts, body) = req.into_parts();
     let limit = state.ingestor().limits().max_body_bytes;
     let timeout = state.config().body_read_timeout;
-    let bytes = match read_limited(&parts.headers, body, limit, timeout).await {
-        Ok(bytes) => bytes,
+    let budget = state.body_budget();
+    // The reservation is held until the answer is ready (or the client goes away).
+    let (bytes, _reserved) = match read_limited(&parts.headers, body, limit, timeout, budget).await
+    {
+        Ok(read) => read,
         Err(err) => {
             if let Some(metrics) = state.metrics() {
                 metrics.webhook_refused(err.reason());

@@ -9,6 +9,8 @@
 )]
 
 mod admin;
+mod budget;
+mod connections;
 mod down;
 mod events;
 mod layer;

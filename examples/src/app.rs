@@ -9,7 +9,6 @@
 //! (pending, due now) so another worker takes them at once.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -246,29 +245,18 @@ pub async fn run(
     // Liveness: the process answers, whatever its dependencies say (readiness is `/health`).
     let app = app.route("/health/live", axum::routing::get(|| async { "ok" }));
     tracing::info!(addr = %listener.local_addr()?, role = role.as_str(), "listening");
+    // Header/keep-alive timeouts, the connection cap and graceful shutdown (in-flight requests
+    // get `SHUTDOWN_GRACE_SECONDS` to finish, then are cut): orchestrator_axum::serve.
     let stop = cancel.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await });
-    // In-flight requests get `SHUTDOWN_GRACE_SECONDS` to finish; a client that never completes
-    // its request (a stalled upload) must not keep the process from stopping.
-    let drain = {
-        let (stop, grace) = (cancel.clone(), config.shutdown_grace);
-        async move {
-            stop.cancelled().await;
-            tokio::time::sleep(grace).await;
-        }
-    };
-    let served = tokio::select! {
-        served = std::future::IntoFuture::into_future(server) => served,
-        () = drain => {
-            tracing::warn!("in-flight requests did not finish within the shutdown grace period; closing them");
-            Ok(())
-        }
-    };
-    // The HTTP server only ends on shutdown (or an accept error): stop everything else too.
+    let serve_config = config.http.serve_config(
+        config.shutdown_grace,
+        config.enable_metrics.then(|| metrics.clone()),
+    );
+    let served = orchestrator_axum::serve(listener, app, serve_config, async move {
+        stop.cancelled().await
+    })
+    .await;
+    // The HTTP server only ends on shutdown: stop everything else too.
     cancel.cancel();
     while let Some(joined) = workers.join_next().await {
         match joined {
@@ -423,6 +411,7 @@ fn api_config(config: &Config) -> ApiConfig {
             .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
         metrics_require_token: config.metrics_require_token,
         retention: retention(config),
+        max_buffered_body_bytes: config.http.max_buffered_body_bytes,
         ..ApiConfig::default()
     }
 }

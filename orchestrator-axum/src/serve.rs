@@ -19,8 +19,11 @@
 //! - **a connection cap**: at most [`ServeConfig::max_connections`] at once. Over it, the
 //!   listener stops accepting: new connections wait in the kernel's backlog (or are refused by
 //!   the kernel when that is full), and idle keep-alive connections are closed to make room.
+//! - **per-connection memory**: a request head (and an HTTP/1 connection's read buffer) of at
+//!   most [`ServeConfig::max_header_bytes`]; the request bodies themselves are bounded by the
+//!   receiver's [body budget](crate::budget).
 //! - **HTTP/2 limits**: concurrent streams per connection, a keep-alive PING whose missing
-//!   answer closes a dead peer's connection, a cap on the header list size.
+//!   answer closes a dead peer's connection.
 //! - **accept errors never stop or spin the server**: running out of file descriptors
 //!   (`EMFILE`) or memory makes the listener back off (50 ms doubling up to 1 s) and try again.
 //! - **graceful shutdown**: when `shutdown` resolves, the listener closes, idle connections
@@ -62,7 +65,8 @@ pub struct ServeConfig {
     /// HTTP/2: the server PINGs a connection this often and closes it when the answer does not
     /// come within the same time. Default 20 s.
     pub http2_keep_alive_interval: Duration,
-    /// Largest request head (HTTP/2 header list) accepted, in bytes. Default 64 KiB.
+    /// Largest request head accepted, in bytes (HTTP/1: also the read buffer of a connection,
+    /// so what it holds while a body streams in; HTTP/2: the header list). Default 64 KiB.
     pub max_header_bytes: u32,
     /// Where the connection figures go (`http_connections_active`,
     /// `http_connection_timeouts_total`); `None` records nothing.

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+mod http_limits;
 mod read;
+
+pub use http_limits::HttpLimits;
 
 /// The embedded default database: a SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://orchestrator.db?mode=rwc";
@@ -218,6 +221,9 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// `CODEGEN_POLL_SECONDS`: first wait before reading a Codegen run again (doubles up to 5 min).
     pub codegen_poll: Duration,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_KEEPALIVE_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`,
+    /// `MAX_BUFFERED_BODY_BYTES`: what hostile or broken clients may cost.
+    pub http: HttpLimits,
 }
 
 /// One problem with one variable.

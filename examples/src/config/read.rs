@@ -12,7 +12,7 @@ use super::*;
 const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
 /// Reads variables and collects problems.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<ConfigProblem>,
 }
@@ -25,14 +25,14 @@ impl Reader<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
         self.problems.push(ConfigProblem {
             variable,
             message: message.into(),
         });
     }
 
-    fn parse<T: FromStr>(&mut self, name: &'static str, default: T, what: &str) -> T {
+    pub(super) fn parse<T: FromStr>(&mut self, name: &'static str, default: T, what: &str) -> T {
         match self.get(name) {
             None => default,
             Some(v) => match v.parse() {
@@ -70,7 +70,7 @@ impl Reader<'_> {
         }
     }
 
-    fn secs(&mut self, name: &'static str, default: u64) -> Duration {
+    pub(super) fn secs(&mut self, name: &'static str, default: u64) -> Duration {
         self.duration(name, default, 1, "a whole number of seconds")
     }
 
@@ -413,6 +413,7 @@ impl Config {
         if redis_key_prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
             r.problem("REDIS_KEY_PREFIX", "must contain no spaces or braces");
         }
+        let http = HttpLimits::read(&mut r, max_payload_bytes);
         let codegen_poll = r.secs("CODEGEN_POLL_SECONDS", 30);
         if codegen_poll < Duration::from_secs(1) {
             r.problem("CODEGEN_POLL_SECONDS", "must be at least 1");
@@ -460,6 +461,7 @@ impl Config {
                 ingest_batch_max,
                 redis_key_prefix,
                 codegen_poll,
+                http,
             }),
             _ => Err(ConfigError {
                 problems: r.problems,

@@ -340,3 +340,61 @@ fn durations_too_large_for_timers_are_refused_instead_of_panicking_later() {
     assert_eq!(ok.retention_events, Duration::from_secs(30 * 24 * 3600));
     assert!(ok.cleanup_interval.is_zero());
 }
+
+#[test]
+fn http_limits_have_defaults_and_refuse_zero_and_a_budget_below_the_payload_limit() {
+    let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
+    let c = load(Purpose::Serve(Role::All), &[secret]).unwrap();
+    assert_eq!(
+        c.http,
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 1024,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
+        }
+    );
+    let c = load(
+        Purpose::Serve(Role::Api),
+        &[
+            secret,
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "3"),
+            ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "120"),
+            ("MAX_CONNECTIONS", "50"),
+            ("MAX_BUFFERED_BODY_BYTES", "2097152"),
+        ],
+    )
+    .unwrap();
+    let serve = c.http.serve_config(Duration::from_secs(7), None);
+    assert_eq!(serve.header_read_timeout, Duration::from_secs(3));
+    assert_eq!(serve.keep_alive_timeout, Duration::from_secs(120));
+    assert_eq!(serve.max_connections, 50);
+    assert_eq!(serve.shutdown_grace, Duration::from_secs(7));
+    assert_eq!(c.http.max_buffered_body_bytes, 2 * 1024 * 1024);
+
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[
+            secret,
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+            ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "soon"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_BUFFERED_BODY_BYTES", "1000"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        variables(&err),
+        [
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
+            "MAX_CONNECTIONS",
+            "MAX_BUFFERED_BODY_BYTES"
+        ]
+    );
+    assert!(
+        err.to_string()
+            .contains("at least MAX_PAYLOAD_BYTES (1048576)"),
+        "{err}"
+    );
+}

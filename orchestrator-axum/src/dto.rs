@@ -187,6 +187,7 @@ pub struct TaskSummaryDto {
     /// Task type.
     pub task_type: String,
     /// `pending`, `running`, `retrying`, `completed`, `failed` or `cancelled`.
+    #[schema(value_type = TaskStatusName)]
     pub status: String,
     /// `owner/name`.
     pub repository: Option<String>,
@@ -272,6 +273,7 @@ pub struct TaskDetailDto {
     /// Task type.
     pub task_type: String,
     /// Status.
+    #[schema(value_type = TaskStatusName)]
     pub status: String,
     /// Higher runs first.
     pub priority: i32,
@@ -346,15 +348,36 @@ impl From<TaskDetail> for TaskDetailDto {
     }
 }
 
+/// A task status, as a filter and in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatusName {
+    /// Waiting for a worker.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Waiting for its next attempt.
+    Retrying,
+    /// Finished successfully.
+    Completed,
+    /// Failed for good (retryable by an operator).
+    Failed,
+    /// Cancelled (retryable by an operator).
+    Cancelled,
+}
+
 /// Query of `GET /api/v1/webhooks/events`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventListQuery {
     /// 1..=1000, default 50.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<i64>,
     /// >= 0, default 0.
+    #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
-    /// Only events of this type.
+    /// Only events of this type (an `X-GitHub-Event` name).
+    #[param(pattern = "^[a-z0-9_]{1,64}$", min_length = 1, max_length = 64)]
     pub event_type: Option<String>,
     /// Only processed (`true`) or unprocessed (`false`) events.
     pub processed: Option<bool>,
@@ -365,12 +388,16 @@ pub struct EventListQuery {
 #[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
     /// 1..=1000, default 50.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<i64>,
     /// >= 0, default 0.
+    #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
     /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatusName>)]
     pub status: Option<String>,
     /// Only tasks of this type.
+    #[param(pattern = "^[a-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     pub task_type: Option<String>,
     /// Only tasks of this repository (`owner/name`).
     pub repository: Option<String>,

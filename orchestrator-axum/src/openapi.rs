@@ -1,5 +1,9 @@
 //! The machine-readable description of the whole API (`GET /api/v1/openapi.json`), generated
-//! by `utoipa` from the handlers' annotations; a test checks it against the real routes.
+//! by `utoipa` from the handlers' annotations, then refined (`openapi/refine.rs`: the shared
+//! error answers and the links between operations). A test checks it against the real routes;
+//! CI runs Schemathesis against the real server with it (`.ci/schemathesis.sh`).
+
+mod refine;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -47,6 +51,7 @@ use crate::routes::{admin, events, system, tasks, webhook};
         dto::RecentActivity,
         dto::ErrorRates,
         dto::HealthResponse,
+        dto::TaskStatusName,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -74,7 +79,9 @@ impl Modify for BearerAuth {
 /// The OpenAPI document of every route of [`router`](crate::router) with the default
 /// configuration.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    refine::refine(&mut doc);
+    doc
 }
 
 /// The document as `config` serves it (the receiver may be at another path).

@@ -129,11 +129,7 @@ impl Delivery {
             return Err(DeliveryError::InvalidHeader(headers::DELIVERY));
         }
         let event = required(map, headers::EVENT)?;
-        if event.len() > 64
-            || !event
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !is_event_name(event) {
             return Err(DeliveryError::InvalidHeader(headers::EVENT));
         }
         Ok(Self {
@@ -165,6 +161,15 @@ impl Delivery {
             })
             .collect()
     }
+}
+
+/// Whether `name` can be an `X-GitHub-Event`: 1-64 characters of `[a-z0-9_]`.
+pub fn is_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn optional<'a>(map: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, DeliveryError> {

@@ -23,6 +23,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 #[utoipa::path(
     get,
     path = "/api/v1/metrics",
+    operation_id = "metrics_summary",
     tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, body = MetricsSummary), (status = 401, body = ErrorBody))
@@ -45,6 +46,7 @@ pub(crate) async fn metrics(
 #[utoipa::path(
     get,
     path = "/api/v1/admin/stats",
+    operation_id = "admin_stats",
     tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, body = AdminStats), (status = 401, body = ErrorBody))
@@ -69,6 +71,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<AdminSta
 #[utoipa::path(
     post,
     path = "/api/v1/admin/cleanup",
+    operation_id = "cleanup",
     tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, body = CleanupResponse), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use orchestrator_core::delivery::is_event_name;
 use orchestrator_core::store::EventFilter;
 
 use crate::dto::{ErrorBody, EventDetailDto, EventListQuery, EventSummaryDto, ReprocessResponse};
@@ -19,6 +20,7 @@ fn event_id(raw: &str) -> Result<i64, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/v1/webhooks/events",
+    operation_id = "list_events",
     tag = "events",
     params(EventListQuery),
     security(("bearer" = [])),
@@ -35,6 +37,11 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<EventSummaryDto>>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let page = page(query.limit, query.offset)?;
+    if let Some(name) = query.event_type.as_deref().filter(|n| !is_event_name(n)) {
+        return Err(ApiError::BadRequest(format!(
+            "event_type {name:?} is not an event name (1-64 characters of a-z, 0-9, _)"
+        )));
+    }
     let filter = EventFilter {
         event_type: query.event_type,
         processed: query.processed,
@@ -47,6 +54,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/webhooks/events/{event_id}",
+    operation_id = "get_event",
     tag = "events",
     params(("event_id" = i64, Path, description = "Event id")),
     security(("bearer" = [])),
@@ -71,6 +79,7 @@ pub(crate) async fn get(
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/events/{event_id}/reprocess",
+    operation_id = "reprocess_event",
     tag = "events",
     params(("event_id" = i64, Path, description = "Event id")),
     security(("bearer" = [])),

@@ -15,6 +15,7 @@ use crate::state::AppState;
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "health",
     tag = "system",
     responses(
         (status = 200, description = "Healthy or degraded", body = HealthResponse),
@@ -30,6 +31,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "prometheus_metrics",
     tag = "system",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
@@ -61,6 +63,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "openapi_document",
     tag = "system",
     security(("bearer" = [])),
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object), (status = 401, body = ErrorBody))

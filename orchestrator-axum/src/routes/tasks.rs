@@ -21,6 +21,7 @@ fn task_id(raw: &str) -> Result<Uuid, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
+    operation_id = "list_tasks",
     tag = "tasks",
     params(TaskListQuery),
     security(("bearer" = [])),
@@ -60,6 +61,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/tasks/{task_id}",
+    operation_id = "get_task",
     tag = "tasks",
     params(("task_id" = Uuid, Path, description = "Task id")),
     security(("bearer" = [])),
@@ -84,6 +86,7 @@ pub(crate) async fn get(
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{task_id}/retry",
+    operation_id = "retry_task",
     tag = "tasks",
     params(("task_id" = Uuid, Path, description = "Task id")),
     security(("bearer" = [])),

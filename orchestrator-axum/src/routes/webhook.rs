@@ -19,11 +19,12 @@ use crate::state::AppState;
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/github",
+    operation_id = "receive_webhook",
     tag = "webhooks",
     params(
-        ("X-GitHub-Delivery" = String, Header, description = "Delivery GUID (the same on a redelivery)"),
-        ("X-GitHub-Event" = String, Header, description = "Event name"),
-        ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>"),
+        ("X-GitHub-Delivery" = String, Header, description = "Delivery GUID (the same on a redelivery); 400 when missing or invalid", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("X-GitHub-Event" = String, Header, description = "Event name; 400 when missing or invalid", min_length = 1, max_length = 64, pattern = "^[a-z0-9_]{1,64}$"),
+        ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>; 401 when missing or wrong", pattern = "^sha256=[0-9a-fA-F]{64}$"),
     ),
     request_body(content = Object, description = "The GitHub webhook payload", content_type = "application/json"),
     responses(

@@ -98,3 +98,134 @@ async fn every_documented_operation_is_served_by_the_router() {
         }
     }
 }
+
+/// The schema of the query parameter `name` of `GET path`.
+fn query_schema<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not a parameter of {path}"))
+        .get("schema")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_document_states_the_limits_the_server_enforces() {
+    let app = TestApp::new();
+    let doc = document(&app).await;
+    for path in ["/api/v1/webhooks/events", "/api/v1/tasks"] {
+        let limit = query_schema(&doc, path, "limit");
+        assert_eq!(
+            (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+            (Some(1), Some(1000)),
+            "{path}"
+        );
+        assert_eq!(query_schema(&doc, path, "offset")["minimum"], 0, "{path}");
+        // And the server enforces exactly that.
+        for (query, status) in [
+            ("limit=1000&offset=0", 200),
+            ("limit=1001", 400),
+            ("limit=0", 400),
+            ("offset=-1", 400),
+        ] {
+            let (got, _) = app.get(&format!("{path}?{query}")).await;
+            assert_eq!(got.as_u16(), status, "{path}?{query}");
+        }
+    }
+    let status = query_schema(&doc, "/api/v1/tasks", "status");
+    let status = &doc["components"]["schemas"][status["$ref"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap()];
+    assert_eq!(
+        status["enum"],
+        serde_json::json!([
+            "pending",
+            "running",
+            "retrying",
+            "completed",
+            "failed",
+            "cancelled"
+        ])
+    );
+    let event_type = query_schema(&doc, "/api/v1/webhooks/events", "event_type");
+    assert_eq!(event_type["pattern"], "^[a-z0-9_]{1,64}$");
+    assert_eq!(
+        app.get("/api/v1/webhooks/events?event_type=Push!").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/v1/webhooks/events?event_type=push").await.0,
+        StatusCode::OK
+    );
+
+    let headers = doc["paths"]["/api/v1/webhooks/github"]["post"]["parameters"]
+        .as_array()
+        .unwrap();
+    for header in headers {
+        assert_eq!(header["required"], true, "{header}");
+        assert!(header["schema"]["pattern"].is_string(), "{header}");
+    }
+}
+
+#[tokio::test]
+async fn every_error_answer_is_documented_with_the_error_body_and_links_lead_to_the_details() {
+    let app = TestApp::new();
+    let doc = document(&app).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || (status.starts_with('5') && path != "/health") {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if path.starts_with("/api/v1/") && path != "/api/v1/webhooks/github" {
+                for status in ["401", "429", "503"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    let ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "operation ids are not unique: {ids:?}"
+    );
+    for (path, method, target) in [
+        ("/api/v1/webhooks/events", "get", "get_event"),
+        ("/api/v1/webhooks/events", "get", "reprocess_event"),
+        ("/api/v1/tasks", "get", "get_task"),
+        ("/api/v1/tasks/{task_id}", "get", "retry_task"),
+    ] {
+        let links = doc["paths"][path][method]["responses"]["200"]["links"]
+            .as_object()
+            .unwrap();
+        let link = links
+            .values()
+            .find(|l| l["operationId"] == target)
+            .unwrap_or_else(|| panic!("no link from {method} {path} to {target}: {links:?}"));
+        assert!(link.get("operation_id").is_none(), "{link}");
+        assert!(ids.contains(&target), "{target} is not an operation");
+    }
+}

@@ -1,0 +1,152 @@
+//! What the handlers' annotations cannot say alone: the error answers every operation shares
+//! (each with the error body) and the links that lead from a list to its items and from an item
+//! to its actions, so a stateful client (or API fuzzer) reaches the detail routes with real ids.
+
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+
+/// Adds the shared error answers to every operation and the links between operations.
+pub(super) fn refine(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            shared_errors(path, operation);
+        }
+    }
+    for (from, status, name, to, parameter, expression) in LINKS {
+        let Some(operation) = find(doc, from) else {
+            continue;
+        };
+        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+            continue;
+        };
+        // utoipa 5.5 serializes `Link::operation_id` as "operation_id" (its `Link` lacks the
+        // camelCase renaming), which no OpenAPI tool reads: the field goes out as "operationId"
+        // through the flattened extensions map instead.
+        let link = LinkBuilder::new()
+            .parameter(*parameter, *expression)
+            .extensions(Some(Extensions::from_iter([("operationId", *to)])))
+            .build();
+        response.links.insert((*name).to_owned(), RefOr::T(link));
+    }
+}
+
+/// (from operation, status, link name, to operation, parameter, runtime expression).
+const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    (
+        "receive_webhook",
+        "200",
+        "GetEvent",
+        "get_event",
+        "event_id",
+        "$response.body#/result/event_id",
+    ),
+    (
+        "list_events",
+        "200",
+        "GetEvent",
+        "get_event",
+        "event_id",
+        "$response.body#/0/id",
+    ),
+    (
+        "list_events",
+        "200",
+        "ReprocessEvent",
+        "reprocess_event",
+        "event_id",
+        "$response.body#/0/id",
+    ),
+    (
+        "get_event",
+        "200",
+        "ReprocessEvent",
+        "reprocess_event",
+        "event_id",
+        "$response.body#/id",
+    ),
+    (
+        "reprocess_event",
+        "200",
+        "GetEvent",
+        "get_event",
+        "event_id",
+        "$response.body#/event_id",
+    ),
+    (
+        "list_tasks",
+        "200",
+        "GetTask",
+        "get_task",
+        "task_id",
+        "$response.body#/0/task_id",
+    ),
+    (
+        "list_tasks",
+        "200",
+        "RetryTask",
+        "retry_task",
+        "task_id",
+        "$response.body#/0/task_id",
+    ),
+    (
+        "get_task",
+        "200",
+        "RetryTask",
+        "retry_task",
+        "task_id",
+        "$response.body#/task_id",
+    ),
+    (
+        "retry_task",
+        "200",
+        "GetTask",
+        "get_task",
+        "task_id",
+        "$response.body#/task_id",
+    ),
+];
+
+fn find<'a>(doc: &'a mut OpenApi, operation_id: &str) -> Option<&'a mut Operation> {
+    doc.paths
+        .paths
+        .values_mut()
+        .flat_map(|item| [&mut item.get, &mut item.post])
+        .flatten()
+        .find(|op| op.operation_id.as_deref() == Some(operation_id))
+}
+
+/// Every `/api/v1/*` operation can be refused by the rate limit (429) and fail in the store
+/// (503, 500); a protected one without the token answers 401.
+fn shared_errors(path: &str, operation: &mut Operation) {
+    if !path.starts_with("/api/v1/") {
+        return;
+    }
+    let protected = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut add = |status: &str, description: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(error_response(description)));
+    };
+    if protected {
+        add("401", "Missing or invalid bearer token");
+    }
+    add("429", "Rate limited (with `Retry-After`)");
+    add("500", "Unexpected failure (logged with the correlation id)");
+    add("503", "The store cannot answer now");
+}
+
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}

@@ -15,7 +15,7 @@
 //!   connections open for 60 s (AWS ALB's default) never sends a request on a connection the
 //!   server has just closed. (hyper's own `header_read_timeout` also runs while a keep-alive
 //!   connection is idle, so it cannot give the two limits separately; the timeouts are kept
-//!   here instead, in [`connection`](self::connection).)
+//!   here instead, in `serve/connection.rs`.)
 //! - **a connection cap**: at most [`ServeConfig::max_connections`] at once. Over it, the
 //!   listener stops accepting: new connections wait in the kernel's backlog (or are refused by
 //!   the kernel when that is full), and idle keep-alive connections are closed to make room.

@@ -81,7 +81,7 @@ impl HttpLimits {
         }
     }
 
-    /// The settings of [`orchestrator_axum::serve`]: these limits, the shutdown grace period
+    /// The settings of [`orchestrator_axum::serve()`]: these limits, the shutdown grace period
     /// and where the connection metrics go.
     pub fn serve_config(
         &self,

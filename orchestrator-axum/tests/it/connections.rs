@@ -50,6 +50,20 @@ impl Running {
     }
 }
 
+/// The app served with the test header timeout, its connection figures in `app.metrics`.
+async fn start_measured(app: &TestApp) -> Running {
+    let config = ServeConfig {
+        metrics: Some(app.metrics.clone()),
+        ..serve_config()
+    };
+    Running::start(router(app.state.clone()), config).await
+}
+
+/// Waits for every slow client; each must have been cut off, not before the header timeout.
+async fn assert_all_cut_off(slow: Vec<JoinHandle<Option<Duration>>>) {
+    assert_all_cut_off(slow).await;
+}
+
 fn serve_config() -> ServeConfig {
     ServeConfig {
         header_read_timeout: HEADER_TIMEOUT,
@@ -184,11 +198,7 @@ fn endless_head() -> Vec<u8> {
 #[tokio::test]
 async fn slow_header_clients_are_cut_off_and_never_delay_a_signed_delivery() {
     let app = TestApp::new();
-    let config = ServeConfig {
-        metrics: Some(app.metrics.clone()),
-        ..serve_config()
-    };
-    let server = Running::start(router(app.state.clone()), config).await;
+    let server = start_measured(&app).await;
     let limit = HEADER_TIMEOUT + Duration::from_secs(10);
     let slow: Vec<_> = (0..500)
         .map(|_| tokio::spawn(slow_client(server.addr, endless_head(), limit)))
@@ -364,11 +374,7 @@ fn endless_h2_headers() -> Vec<u8> {
 #[tokio::test]
 async fn http2_gets_the_same_header_timeout_and_honest_streams_stay_fast() {
     let app = TestApp::new();
-    let config = ServeConfig {
-        metrics: Some(app.metrics.clone()),
-        ..serve_config()
-    };
-    let server = Running::start(router(app.state.clone()), config).await;
+    let server = start_measured(&app).await;
     let limit = HEADER_TIMEOUT + Duration::from_secs(10);
     // Half send the connection preface one byte at a time, half a never-ending request head.
     let slow: Vec<_> = (0..200)

@@ -11,6 +11,7 @@
 
 mod crash;
 mod pull_request;
+mod redis_flush;
 mod shutdown;
 mod support;
 mod tracing;

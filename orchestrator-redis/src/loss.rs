@@ -22,7 +22,7 @@
 //! runs each task once. Tasks that were running keep their lease: their worker finishes them,
 //! or, if it died, the lease runs out and `requeue_expired` returns them, as with the database
 //! queue. A reset is logged with one warning line and reported to the
-//! [`Observer`](orchestrator_core::observe::Observer) (`queue_reset`).
+//! [`Observer`] (`queue_reset`).
 
 use std::sync::{Arc, Mutex};
 

@@ -66,7 +66,8 @@ pub async fn run(
         role = role.as_str(),
         "store ready"
     );
-    let (queue, redis) = build_queue(&config, store.clone(), clock.clone()).await?;
+    let (queue, redis) =
+        build_queue(&config, store.clone(), clock.clone(), observer.clone()).await?;
 
     let breaker = BreakerConfig {
         failure_threshold: config.breaker_failure_threshold,
@@ -317,6 +318,7 @@ async fn build_queue(
     config: &Config,
     store: Arc<SqlStore>,
     clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
 ) -> Result<QueueParts, ServerError> {
     let Some(url) = &config.redis_url else {
         return Ok((store, None));
@@ -331,7 +333,8 @@ async fn build_queue(
     let tasks: Arc<dyn TaskStore> = store;
     let queue =
         orchestrator_redis::RedisQueue::new(conn.clone(), queue_config(config), tasks, clock)
-            .map_err(redis)?;
+            .map_err(redis)?
+            .with_observer(observer);
     tracing::info!("task queue: Redis Streams");
     Ok((Arc::new(queue), Some(conn)))
 }

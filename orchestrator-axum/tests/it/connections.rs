@@ -62,7 +62,10 @@ async fn start_measured(app: &TestApp) -> Running {
 /// Waits for every slow client; each must have been cut off, not before the header timeout.
 async fn assert_all_cut_off(slow: Vec<JoinHandle<Option<Duration>>>) {
     for client in slow {
-        let closed = client.await.unwrap().expect("a slow client was never cut off");
+        let closed = client
+            .await
+            .unwrap()
+            .expect("a slow client was never cut off");
         assert!(
             closed >= HEADER_TIMEOUT - Duration::from_millis(50),
             "cut off before the header timeout: {closed:?}"

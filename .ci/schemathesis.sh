@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=4.32.5
-TARGET=${CARGO_TARGET_DIR:-target}
+TARGET=$(mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)
 BIN=${1:-$TARGET/debug/orchestrator-server}
 VENV=$TARGET/schemathesis-$VERSION
 ST=$VENV/bin/schemathesis
@@ -54,7 +54,8 @@ for f in pull_request/opened.payload.json push/payload.json ping/payload.json; d
 done
 
 status=0
-"$ST" run "http://$BIND_ADDR/api/v1/openapi.json" \
+# From the temporary directory: Schemathesis keeps a cache (.schemathesis/) in its working directory.
+(cd "$WORK" && "$ST" run "http://$BIND_ADDR/api/v1/openapi.json" \
   --header "Authorization: Bearer $ADMIN_TOKEN" \
   --checks all \
   --phases examples,coverage,fuzzing,stateful \
@@ -62,7 +63,7 @@ status=0
   --seed "${SCHEMATHESIS_SEED:-20261201}" \
   --workers 1 \
   --request-timeout 10 \
-  --no-color || status=$?
+  --no-color) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 50 lines)"; tail -n 50 "$WORK/server.log"
 fi

@@ -20,7 +20,8 @@ use crate::telemetry;
 /// `extra`).
 pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -> AppState {
     let c = components;
-    let github_check = GitHubReachable::new(c.config.github.base_url.clone(), Duration::from_secs(5));
+    let github_check =
+        GitHubReachable::new(c.config.github.base_url.clone(), Duration::from_secs(5));
     let mut state = AppState::builder(
         c.ingestor.clone(),
         c.stores.events.clone(),

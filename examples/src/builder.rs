@@ -234,7 +234,11 @@ impl OrchestratorBuilder {
             Some(stores) => stores,
             None => Stores::connect(&config).await?,
         };
-        tracing::info!(database = stores.database(), role = self.role.as_str(), "store ready");
+        tracing::info!(
+            database = stores.database(),
+            role = self.role.as_str(),
+            "store ready"
+        );
         let queue = stores.queue(&config, self.clock.clone())?;
         let clients = clients::build(&config, &self.clock, &observer)?;
         if self.role.serves_api() && config.webhook_secrets.is_empty() {

@@ -197,7 +197,10 @@ mod tests {
         assert!(stores.sql.is_none());
         assert_eq!(stores.database(), "memory");
         assert_eq!(stores.connections_active(), None);
-        let parts = stores.queue(&Config::default(), Arc::new(orchestrator_core::clock::SystemClock));
+        let parts = stores.queue(
+            &Config::default(),
+            Arc::new(orchestrator_core::clock::SystemClock),
+        );
         assert_eq!(parts.unwrap().queue.backend(), "memory");
         assert!(stores.any.downcast::<MemoryStore>().is_ok());
     }

@@ -157,6 +157,15 @@ impl TaskContext {
         })
     }
 
+    /// The GitHub App installation the task's delivery came from, as its rule wrote it in
+    /// `input_data` (`installation_id`: every built-in rule and [`EventRule`] do); `None` for
+    /// a personal-token set-up.
+    ///
+    /// [`EventRule`]: crate::routing::EventRule
+    pub fn installation_id(&self) -> Option<i64> {
+        self.task.input_data.get("installation_id")?.as_i64()
+    }
+
     /// The task's repository (`owner/name`); a permanent error when it has none.
     pub fn repo(&self) -> Result<RepoRef, TaskError> {
         self.task

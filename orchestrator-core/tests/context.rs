@@ -116,6 +116,7 @@ impl TaskHandler for Inspect {
         Ok(HandlerOutcome::done(json!({
             "repo": repo.full_name(),
             "installation": input.installation_id,
+            "installation_id": ctx.installation_id(),
             "number": opened.issue.number,
             "title": opened.issue.title,
             "now": ctx.now,
@@ -137,7 +138,8 @@ async fn a_handler_reads_its_input_the_delivery_payload_and_creates_a_followup()
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
     assert_eq!(
         task.output_data.unwrap(),
-        json!({"repo": "octo/repo", "installation": 7, "number": 12, "title": "Crash",
+        json!({"repo": "octo/repo", "installation": 7, "installation_id": 7, "number": 12,
+               "title": "Crash",
                "now": s.clock.now()})
     );
     let tasks = s

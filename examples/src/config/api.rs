@@ -33,7 +33,11 @@ pub(super) fn read(r: &mut Reader<'_>, purpose: Purpose, c: &mut Config) {
         c.webhook_secrets.push(s);
     }
     let limits = &mut c.delivery_limits;
-    limits.max_body_bytes = r.parse("MAX_PAYLOAD_BYTES", limits.max_body_bytes, "a size in bytes");
+    limits.max_body_bytes = r.parse(
+        "MAX_PAYLOAD_BYTES",
+        limits.max_body_bytes,
+        "a size in bytes",
+    );
     if limits.max_body_bytes == 0 {
         r.problem("MAX_PAYLOAD_BYTES", "must be greater than 0");
     }

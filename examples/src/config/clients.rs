@@ -15,10 +15,16 @@ pub(super) fn read(r: &mut Reader<'_>, c: &mut Config) {
     codegen_credentials(r, c);
     c.github.token = r.secret("GITHUB_TOKEN");
     c.github.app = github_app(r);
-    if let Some(url) = r.get("GITHUB_API_URL").and_then(|u| r.url("GITHUB_API_URL", &u)) {
+    if let Some(url) = r
+        .get("GITHUB_API_URL")
+        .and_then(|u| r.url("GITHUB_API_URL", &u))
+    {
         c.github.base_url = url;
     }
-    if let Some(url) = r.get("CODEGEN_API_URL").and_then(|u| r.url("CODEGEN_API_URL", &u)) {
+    if let Some(url) = r
+        .get("CODEGEN_API_URL")
+        .and_then(|u| r.url("CODEGEN_API_URL", &u))
+    {
         c.codegen.base_url = url;
     }
     let breaker = &mut c.github.breaker;
@@ -43,7 +49,11 @@ pub(super) fn read(r: &mut Reader<'_>, c: &mut Config) {
 fn codegen_credentials(r: &mut Reader<'_>, c: &mut Config) {
     match (r.secret("CODEGEN_TOKEN"), r.get("CODEGEN_ORG_ID")) {
         (Some(token), Some(org)) => {
-            match org.parse::<u64>().ok().and_then(|id| i64::try_from(id).ok()) {
+            match org
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| i64::try_from(id).ok())
+            {
                 Some(org_id) => {
                     c.codegen.token = Some(token);
                     c.codegen.org_id = Some(org_id);

@@ -368,7 +368,11 @@ fn the_readme_documents_every_variable_and_problems_name_only_known_ones() {
     }
     let err = load(
         Purpose::Serve(Role::All),
-        &[("LOG_LEVEL", "=="), ("REDIS_KEY_PREFIX", "a b"), ("ADMIN_TOKEN", "x")],
+        &[
+            ("LOG_LEVEL", "=="),
+            ("REDIS_KEY_PREFIX", "a b"),
+            ("ADMIN_TOKEN", "x"),
+        ],
     )
     .unwrap_err();
     for p in &err.problems {

@@ -37,8 +37,12 @@ pub(super) fn read(r: &mut Reader<'_>, purpose: Purpose, c: &mut Config) {
     c.cleanup_interval = r.secs("CLEANUP_INTERVAL_SECONDS", c.cleanup_interval);
     let retention = &mut c.api.retention;
     let days = "a whole number of days";
-    retention.processed_events =
-        r.duration("RETENTION_EVENTS_DAYS", retention.processed_events, DAY, days);
+    retention.processed_events = r.duration(
+        "RETENTION_EVENTS_DAYS",
+        retention.processed_events,
+        DAY,
+        days,
+    );
     retention.finished_tasks =
         r.duration("RETENTION_TASKS_DAYS", retention.finished_tasks, DAY, days);
 }

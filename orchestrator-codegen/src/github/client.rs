@@ -295,6 +295,19 @@ impl GitHubClient {
         decode(endpoint, &answer.body)
     }
 
+    /// [`request`](Self::request) with `POST` and a JSON body (a comment, a label, a check run, a
+    /// commit status).
+    pub async fn post(
+        &self,
+        endpoint: &str,
+        path: &[&str],
+        body: &Value,
+        installation_id: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        self.request(endpoint, Method::POST, path, Some(body), installation_id)
+            .await
+    }
+
     /// GET one JSON document.
     async fn get_json<T: DeserializeOwned>(
         &self,

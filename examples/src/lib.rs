@@ -70,6 +70,9 @@ pub use error::ServerError;
 pub use orchestrator::Orchestrator;
 pub use role::Role;
 pub use storage::{StoreBackend, migrate};
+/// The shutdown token a [`BackgroundService`] gets (tokio-util's), re-exported so a service
+/// needs no extra dependency to name it.
+pub use tokio_util::sync::CancellationToken;
 
 /// The corpus of payloads and signature vectors (`WEBHOOK_CORPUS_DIR`, else `../shared/corpus`
 /// beside the workspace).

@@ -1,8 +1,7 @@
 //! [`OrchestratorBuilder`]: configures an orchestrator and assembles it in named steps.
 //!
 //! The steps of [`build`](OrchestratorBuilder::build), in order: metrics and the observer ->
-//! the store ([`storage`](crate::storage): the database of `DATABASE_URL` or the embedder's
-//! store) -> the task queue (the store's own, or Redis Streams) -> the GitHub and Codegen
+//! the store (`storage.rs`: the database of `DATABASE_URL` or the embedder's store) -> the task queue (the store's own, or Redis Streams) -> the GitHub and Codegen
 //! clients with their breakers -> the ingest service (verifier, rules, group commit, replay
 //! guard) -> the HTTP state (API settings, health checks, shared rate limiter) -> the handler
 //! registry -> the background services.

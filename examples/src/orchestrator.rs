@@ -134,6 +134,7 @@ impl Orchestrator {
         let this = self.clone();
         async move {
             let role = this.inner.components.role;
+            let addr = listener.local_addr()?;
             let cancel = cancel_on(shutdown);
             let running = this.start_services(role, &cancel);
             let workers = role.runs_workers().then(|| {
@@ -145,7 +146,7 @@ impl Orchestrator {
             } else {
                 api::probes(this.inner.state.clone())
             };
-            tracing::info!(addr = %listener.local_addr()?, role = role.as_str(), "listening");
+            tracing::info!(%addr, role = role.as_str(), "listening");
             let served = serve::http(app, listener, cancel.clone(), this.grace()).await;
             // The HTTP server only ends on shutdown (or an accept error): stop everything else too.
             cancel.cancel();

@@ -36,7 +36,7 @@ use orchestrator_redis::RedisConfig;
 use orchestrator_sqlx::PoolOptions;
 
 use crate::role::Role;
-pub use crate::telemetry::{LogFormat, TelemetryConfig};
+use crate::telemetry::TelemetryConfig;
 
 mod api;
 mod clients;

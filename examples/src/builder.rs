@@ -238,7 +238,7 @@ impl OrchestratorBuilder {
             role = self.role.as_str(),
             "store ready"
         );
-        let queue = stores.queue(&config, self.clock.clone())?;
+        let queue = stores.queue(&config, self.clock.clone(), observer.clone())?;
         let clients = clients::build(&config, &self.clock, &observer)?;
         if self.role.serves_api() && config.webhook_secrets.is_empty() {
             tracing::warn!("no webhook secret is set: every delivery is refused with 401");

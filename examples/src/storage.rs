@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::GroupCommit;
+use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::{EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
@@ -101,6 +102,7 @@ impl Stores {
         &self,
         config: &Config,
         clock: Arc<dyn Clock>,
+        observer: Arc<dyn Observer>,
     ) -> Result<QueueParts, ServerError> {
         let Some(redis_config) = &config.redis else {
             return Ok(QueueParts {
@@ -117,7 +119,8 @@ impl Stores {
             self.tasks.clone(),
             clock,
         )
-        .map_err(redis)?;
+        .map_err(redis)?
+        .with_observer(observer);
         tracing::info!("task queue: Redis Streams");
         Ok(QueueParts {
             queue: Arc::new(queue),
@@ -200,6 +203,7 @@ mod tests {
         let parts = stores.queue(
             &Config::default(),
             Arc::new(orchestrator_core::clock::SystemClock),
+            Arc::new(orchestrator_core::observe::NoopObserver),
         );
         assert_eq!(parts.unwrap().queue.backend(), "memory");
         assert!(stores.any.downcast::<MemoryStore>().is_ok());

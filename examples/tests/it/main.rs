@@ -12,6 +12,7 @@
 mod builder;
 mod crash;
 mod pull_request;
+mod redis_flush;
 mod shutdown;
 mod support;
 mod tracing;

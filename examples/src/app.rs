@@ -199,6 +199,7 @@ pub async fn run(
             &mut registry,
             github.clone(),
             codegen.clone(),
+            store.clone(),
             HandlerConfig {
                 poll_initial: config.codegen_poll,
                 ..HandlerConfig::default()

@@ -9,6 +9,7 @@ use orchestrator_codegen::handlers::CodegenTrigger;
 use orchestrator_codegen::{CodegenClient, CodegenConfig, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskHandler};
+use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::task::{Task, TaskType};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -58,7 +59,12 @@ async fn mount_get(server: &MockServer, status: &str) {
 fn handler(server: &MockServer, config: HandlerConfig) -> (CodegenTrigger, Arc<Recorder>) {
     let (client, _clock, recorder) = codegen(server);
     (
-        CodegenTrigger::new(Arc::new(client), Arc::new(config), recorder.clone()),
+        CodegenTrigger::new(
+            Arc::new(client),
+            Arc::new(MemoryStore::new()),
+            Arc::new(config),
+            recorder.clone(),
+        ),
         recorder,
     )
 }
@@ -339,6 +345,7 @@ async fn without_credentials_the_run_is_skipped_with_a_clear_note() {
     let client = CodegenClient::new(config, clock_now(), recorder.clone()).unwrap();
     let h = CodegenTrigger::new(
         Arc::new(client),
+        Arc::new(MemoryStore::new()),
         Arc::new(HandlerConfig::default()),
         recorder.clone(),
     );
@@ -379,6 +386,7 @@ async fn a_creation_whose_answer_was_lost_is_not_retried() {
     let client = CodegenClient::new(config, clock_now(), recorder.clone()).unwrap();
     let h = CodegenTrigger::new(
         Arc::new(client),
+        Arc::new(MemoryStore::new()),
         Arc::new(HandlerConfig::default()),
         recorder.clone(),
     );

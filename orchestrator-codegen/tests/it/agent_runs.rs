@@ -403,3 +403,120 @@ async fn a_refused_creation_closes_its_intent_so_a_later_attempt_asks_again() {
     assert_eq!(states, [AgentRunState::NotCreated, AgentRunState::Created]);
     assert_eq!(posts(&server).await.len(), 2);
 }
+
+/// Through the worker: a killed worker left an intent without a run; the agent's list does not
+/// show one, so the task stops for a person (failed, `needs_attention`, nothing created); the
+/// operator's retry releases the intent and the next attempt creates exactly one run.
+#[tokio::test]
+async fn needs_attention_then_a_manual_retry_creates_exactly_one_run() {
+    use orchestrator_core::clock::{Clock, ManualClock};
+    use orchestrator_core::engine::{Worker, WorkerConfig};
+    use orchestrator_core::event::NewEvent;
+    use orchestrator_core::handler::HandlerRegistry;
+    use orchestrator_core::memory::{FakeAgent, FakeGitHub};
+    use orchestrator_core::observe::NoopObserver;
+    use orchestrator_core::store::{EventStore, RetryOutcome, TaskStore};
+    use orchestrator_core::task::{NewTask, TaskSpec, TaskStatus};
+
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store = Arc::new(MemoryStore::new());
+    let agent = Arc::new(FakeAgent::new());
+    agent.script_statuses(["COMPLETE"]);
+    let mut registry = HandlerRegistry::new();
+    orchestrator_codegen::register_handlers(
+        &mut registry,
+        Arc::new(FakeGitHub::new()),
+        agent.clone(),
+        store.clone(),
+        HandlerConfig::default(),
+        Arc::new(NoopObserver),
+    );
+    let worker = Worker::new(
+        store.clone(),
+        store.clone(),
+        registry,
+        clock.clone(),
+        WorkerConfig::default(),
+    );
+    let mut spec = TaskSpec::new(TaskType::CODEGEN_TRIGGER);
+    spec.repository = Some("octo/repo".into());
+    spec.pr_number = Some(12);
+    spec.commit_sha = Some("abc123".into());
+    spec.input_data =
+        json!({"source_task_type": "pull_request_analysis", "reasons": ["ready_for_review"]});
+    let new = NewTask::new(spec, 3, clock.now());
+    let task_id = new.task_id;
+    let event = NewEvent {
+        delivery_id: "d-1".into(),
+        event_type: "pull_request".into(),
+        action: Some("opened".into()),
+        source: "github".into(),
+        repository: Some("octo/repo".into()),
+        installation_id: None,
+        payload: bytes::Bytes::from_static(b"{}"),
+        headers: vec![],
+        received_at: clock.now(),
+        parse_error: None,
+        prepared: Default::default(),
+    };
+    store.ingest(event, vec![new]).await.unwrap();
+    // What a worker killed between storing the intent and recording the run leaves behind.
+    let intent = RunIntent {
+        task_id,
+        attempt: 1,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(12),
+        head_sha: Some("abc123".into()),
+        force: false,
+    };
+    store
+        .admit(&intent, &AgentRunPolicy::default(), clock.now())
+        .await
+        .unwrap();
+
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let task = store.get_task(task_id).await.unwrap().unwrap().task;
+    assert_eq!(
+        task.status,
+        TaskStatus::Pending,
+        "looked again after the grace"
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let task = store.get_task(task_id).await.unwrap().unwrap().task;
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(orchestrator_codegen::handlers::needs_attention(
+        task.output_data.as_ref()
+    ));
+    assert!(
+        task.error_message
+            .as_deref()
+            .unwrap()
+            .contains("needs attention"),
+        "{task:?}"
+    );
+    assert_eq!(agent.create_calls(), 0, "never created blindly");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(worker.run_once().await.unwrap(), 0, "no automatic retry");
+
+    assert!(matches!(
+        store.retry_task(task_id, clock.now()).await.unwrap(),
+        RetryOutcome::Scheduled(_)
+    ));
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(agent.create_calls(), 1, "the retry created one run");
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let task = store.get_task(task_id).await.unwrap().unwrap().task;
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    assert_eq!(task.codegen_task_id.as_deref(), Some("1001"));
+    assert_eq!(agent.create_calls(), 1);
+    let states: Vec<_> = store
+        .agent_runs(task_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, [AgentRunState::Released, AgentRunState::Created]);
+}

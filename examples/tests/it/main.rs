@@ -9,6 +9,8 @@
     unreachable_pub
 )]
 
+mod agent_runs;
+mod agent_stub;
 mod crash;
 mod pull_request;
 mod shutdown;

@@ -58,3 +58,19 @@ async fn force_travels_on_the_new_tasks_config_and_is_validated() {
     let (status, _) = app.post(&path).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_force_and_the_409() {
+    let app = TestApp::new();
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let op = &doc["paths"]["/api/v1/webhooks/events/{event_id}/reprocess"]["post"];
+    let params = op["parameters"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "force" && p["in"] == "query"),
+        "{op:#}"
+    );
+    assert!(op["responses"]["409"].is_object(), "{op:#}");
+}

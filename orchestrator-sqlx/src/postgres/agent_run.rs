@@ -20,56 +20,19 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::agent_run::{lock_key, parse_state, stale_intent};
+use crate::agent_run::{
+    BY_TASK, CREATED, HEAD_OPEN, INSERT, NOT_CREATED, TASK_OPEN, lock_key, parse_state,
+    stale_intent,
+};
 use crate::error::store_error;
 
-/// The columns every ledger read returns, in [`record`]'s order.
-macro_rules! run_columns {
-    () => {
-        "intent_id, task_id, attempt, repository, pr_number, head_sha, forced, state, run_id, \
-         web_url, note, created_at, updated_at"
-    };
-}
-
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
-
-const TASK_OPEN: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM agent_runs WHERE task_id = $1 AND state IN ('pending', 'created', 'unresolved') \
-     ORDER BY id DESC LIMIT 1"
-);
-
-const HEAD_OPEN: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    ", count(*) OVER () AS open FROM agent_runs \
-     WHERE repository = $1 AND pr_number = $2 AND head_sha = $3 \
-     AND state IN ('pending', 'created', 'unresolved') ORDER BY id DESC LIMIT 1"
-);
-
-const INSERT: &str = "INSERT INTO agent_runs (intent_id, task_id, attempt, repository, pr_number, \
-    head_sha, forced, state, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)";
-
-const CREATED: &str = "UPDATE agent_runs SET state = 'created', run_id = $2, \
-    web_url = COALESCE($3, web_url), updated_at = $4 \
-    WHERE intent_id = $1 AND state IN ('pending', 'unresolved', 'created') RETURNING id";
-
-const NOT_CREATED: &str = "UPDATE agent_runs SET state = 'not_created', note = $2, updated_at = $3 \
-    WHERE intent_id = $1 AND state = 'pending' RETURNING id";
 
 /// The intent and its task's marker in one statement.
 const UNRESOLVED: &str = "WITH r AS (UPDATE agent_runs SET state = 'unresolved', note = $2, \
     updated_at = $4 WHERE intent_id = $1 AND state IN ('pending', 'unresolved') RETURNING task_id), \
     t AS (UPDATE workflow_tasks w SET output_data = $3::jsonb, updated_at = $4 FROM r \
     WHERE w.task_id = r.task_id) SELECT count(*) FROM r";
-
-const BY_TASK: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM agent_runs WHERE task_id = $1 ORDER BY id"
-);
 
 /// An `agent_runs` row.
 fn record(row: &PgRow) -> Result<AgentRunRecord, StoreError> {

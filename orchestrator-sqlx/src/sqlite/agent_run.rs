@@ -17,55 +17,17 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::rows::{get, time, us};
-use crate::agent_run::{parse_state, stale_intent};
+use crate::agent_run::{
+    BY_TASK, CREATED, HEAD_OPEN, INSERT, NOT_CREATED, TASK_OPEN, parse_state, stale_intent,
+};
 use crate::error::store_error;
 use crate::plan::{count, to_i32};
-
-/// The columns every ledger read returns, in [`record`]'s order.
-macro_rules! run_columns {
-    () => {
-        "intent_id, task_id, attempt, repository, pr_number, head_sha, forced, state, run_id, \
-         web_url, note, created_at, updated_at"
-    };
-}
-
-const TASK_OPEN: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM agent_runs WHERE task_id = $1 AND state IN ('pending', 'created', 'unresolved') \
-     ORDER BY id DESC LIMIT 1"
-);
-
-const HEAD_OPEN: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    ", count(*) OVER () AS open FROM agent_runs \
-     WHERE repository = $1 AND pr_number = $2 AND head_sha = $3 \
-     AND state IN ('pending', 'created', 'unresolved') ORDER BY id DESC LIMIT 1"
-);
-
-const INSERT: &str = "INSERT INTO agent_runs (intent_id, task_id, attempt, repository, pr_number, \
-    head_sha, forced, state, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)";
-
-const CREATED: &str = "UPDATE agent_runs SET state = 'created', run_id = $2, \
-    web_url = COALESCE($3, web_url), updated_at = $4 \
-    WHERE intent_id = $1 AND state IN ('pending', 'unresolved', 'created') RETURNING task_id";
-
-const NOT_CREATED: &str = "UPDATE agent_runs SET state = 'not_created', note = $2, updated_at = $3 \
-    WHERE intent_id = $1 AND state = 'pending' RETURNING task_id";
 
 const UNRESOLVED: &str = "UPDATE agent_runs SET state = 'unresolved', note = $2, updated_at = $3 \
     WHERE intent_id = $1 AND state IN ('pending', 'unresolved') RETURNING task_id";
 
 const MARKER: &str =
     "UPDATE workflow_tasks SET output_data = $2, updated_at = $3 WHERE task_id = $1";
-
-const BY_TASK: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM agent_runs WHERE task_id = $1 ORDER BY id"
-);
 
 /// An `agent_runs` row.
 fn record(row: &SqliteRow) -> Result<AgentRunRecord, StoreError> {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::prompt::build_prompt;
-use super::{CodegenTriggerInput, input, reason_names};
+use super::{CodegenTriggerInput, reason_names};
 use crate::config::HandlerConfig;
 
 const NOT_CONFIGURED: &str = "CODEGEN_TOKEN and CODEGEN_ORG_ID are not set";
@@ -381,7 +381,7 @@ impl TaskHandler for CodegenTrigger {
                 json!({ "status": "skipped", "reason": NOT_CONFIGURED }),
             ));
         }
-        let input: CodegenTriggerInput = input(ctx)?;
+        let input: CodegenTriggerInput = ctx.input()?;
         let policy = self.config.run_policy;
         match self
             .runs

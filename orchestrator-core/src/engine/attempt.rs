@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::worker::SpanFactory;
 use crate::clock::{self, Clock};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::handler::{HandlerOutcome, HandlerRegistry, TaskContext, TaskProgress};
+use crate::event::WebhookEvent;
+use crate::handler::{HandlerOutcome, HandlerRegistry, NO_EVENT_STORE, TaskContext, TaskProgress};
 use crate::observe::Observer;
 use crate::queue::{Claim, Finish, TaskQueue};
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::store::{ExternalRun, TaskStore};
+use crate::store::{EventStore, ExternalRun, TaskStore};
 use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 
 /// Everything an attempt needs; cheap to clone into a spawned task.
@@ -25,6 +26,7 @@ use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 pub(super) struct Runner {
     pub(super) queue: Arc<dyn TaskQueue>,
     pub(super) store: Arc<dyn TaskStore>,
+    pub(super) events: Option<Arc<dyn EventStore>>,
     pub(super) registry: Arc<HandlerRegistry>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) observer: Arc<dyn Observer>,
@@ -33,9 +35,11 @@ pub(super) struct Runner {
     pub(super) lease: Duration,
 }
 
-/// [`TaskProgress`] backed by [`TaskStore::record_external_run`].
+/// [`TaskProgress`] backed by [`TaskStore::record_external_run`] and, when the worker has one,
+/// [`EventStore::get_event`].
 struct StoreProgress {
     store: Arc<dyn TaskStore>,
+    events: Option<Arc<dyn EventStore>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -46,6 +50,13 @@ impl TaskProgress for StoreProgress {
             .store
             .record_external_run(task_id, run, self.clock.now())
             .await?)
+    }
+
+    async fn event(&self, event_id: i64) -> Result<Option<WebhookEvent>, TaskError> {
+        match &self.events {
+            Some(events) => Ok(events.get_event(event_id).await?),
+            None => Err(TaskError::permanent(NO_EVENT_STORE)),
+        }
     }
 }
 
@@ -96,15 +107,19 @@ impl Runner {
         };
         let progress = Arc::new(StoreProgress {
             store: self.store.clone(),
+            events: self.events.clone(),
             clock: self.clock.clone(),
         });
+        // Fired with `cancel` (shutdown past its grace) or when the lease is lost.
+        let given_up = cancel.child_token();
         let ctx = TaskContext::new(
             claim.task.clone(),
             claim.attempt,
             claim.execution_id,
             self.clock.now(),
             progress,
-        );
+        )
+        .with_cancellation(given_up.clone());
         let mut handle = AbortOnDrop(tokio::spawn(
             async move { handler.handle(&ctx).await }.instrument(tracing::Span::current()),
         ));
@@ -123,6 +138,7 @@ impl Runner {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!("lease lost while the handler ran; abandoning the attempt");
+                            given_up.cancel();
                             return;
                         }
                         Err(err) => tracing::warn!(error = %err, "extending the lease failed"),

@@ -10,6 +10,7 @@
 mod concurrency;
 mod plans;
 mod sqlite_payloads;
+mod sqlite_writer;
 mod suite;
 mod support;
 

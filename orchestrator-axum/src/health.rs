@@ -3,6 +3,8 @@
 //! The database decides between up and down: when it fails the answer is 503 `unhealthy`.
 //! Anything else that is not healthy (queue, an open breaker, an added check such as GitHub
 //! reachability) makes the service `degraded`, still 200, because deliveries are still stored.
+//! Whatever is not healthy says why under `reasons`, in words safe for an unauthenticated
+//! endpoint (the failure's details go to the log).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use futures::future::join_all;
 use http::StatusCode;
 use orchestrator_core::breaker::BreakerState;
 use orchestrator_core::clock::{self, Clock};
+use orchestrator_core::error::{StoreError, StoreErrorKind};
 use serde::Serialize;
 
 use crate::dto::HealthResponse;
@@ -102,10 +105,29 @@ impl<C: HealthCheck> HealthCheck for CachedCheck<C> {
     }
 }
 
-async fn timed<F: Future<Output = HealthStatus>>(check: F) -> HealthStatus {
+/// A check's status and, when it is not healthy, why (one short sentence for operators).
+type Verdict = (HealthStatus, Option<String>);
+
+async fn timed<F: Future<Output = Verdict>>(check: F) -> Verdict {
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
-        .unwrap_or(HealthStatus::Unhealthy)
+        .unwrap_or_else(|_| {
+            let why = format!("no answer within {} s", CHECK_TIMEOUT.as_secs());
+            (HealthStatus::Unhealthy, Some(why))
+        })
+}
+
+/// Why a store call failed, in words fit for an unauthenticated endpoint: the kind only (the
+/// driver's message, with host names and the like, goes to the log).
+fn store_reason(what: &str, err: &StoreError) -> String {
+    match err.kind() {
+        StoreErrorKind::Unavailable => {
+            format!("{what} unreachable: no connection could be made or used (see the log)")
+        }
+        StoreErrorKind::Conflict | StoreErrorKind::Internal => {
+            format!("{what} answered with an error (see the log)")
+        }
+    }
 }
 
 /// Runs every check and says what `/health` answers.
@@ -113,10 +135,13 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
     let now = state.clock().now();
     let database = timed(async {
         match state.tasks().ping().await {
-            Ok(()) => HealthStatus::Healthy,
+            Ok(()) => (HealthStatus::Healthy, None),
             Err(err) => {
                 tracing::error!(error = %err, "health: database ping failed");
-                HealthStatus::Unhealthy
+                (
+                    HealthStatus::Unhealthy,
+                    Some(store_reason("database", &err)),
+                )
             }
         }
     });
@@ -127,35 +152,48 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
                     use orchestrator_core::observe::Observer;
                     metrics.queue_depth(state.queue().backend(), depth);
                 }
-                HealthStatus::Healthy
+                (HealthStatus::Healthy, None)
             }
             Err(err) => {
                 tracing::warn!(error = %err, "health: queue depth failed");
-                HealthStatus::Unhealthy
+                let what = format!("task queue ({})", state.queue().backend());
+                (HealthStatus::Unhealthy, Some(store_reason(&what, &err)))
             }
         }
     });
-    let extras = join_all(
-        state
-            .health_checks()
-            .iter()
-            .map(|c| async move { (c.name().to_owned(), timed(c.check()).await) }),
-    );
+    let extras = join_all(state.health_checks().iter().map(|c| async move {
+        let verdict = timed(async {
+            match c.check().await {
+                HealthStatus::Healthy => (HealthStatus::Healthy, None),
+                other => (other, Some("check failed (see the log)".to_owned())),
+            }
+        })
+        .await;
+        (c.name().to_owned(), verdict)
+    }));
     let (database, queue, extras) = futures::join!(database, queue, extras);
 
     let mut checks = BTreeMap::new();
-    checks.insert("database".to_owned(), database.as_str().to_owned());
-    checks.insert("celery".to_owned(), queue.as_str().to_owned());
-    let mut overall = if database == HealthStatus::Unhealthy {
+    let mut reasons = BTreeMap::new();
+    let mut overall = if database.0 == HealthStatus::Unhealthy {
         HealthStatus::Unhealthy
-    } else if queue == HealthStatus::Healthy {
+    } else if queue.0 == HealthStatus::Healthy {
         HealthStatus::Healthy
     } else {
         HealthStatus::Degraded
     };
-    for (name, status) in extras {
+    for (name, (status, why)) in [
+        ("database".to_owned(), database),
+        ("celery".to_owned(), queue),
+    ]
+    .into_iter()
+    .chain(extras)
+    {
         if status != HealthStatus::Healthy {
             overall = overall.max(HealthStatus::Degraded);
+        }
+        if let Some(why) = why {
+            reasons.insert(name.clone(), why);
         }
         checks.insert(name, status.as_str().to_owned());
     }
@@ -167,6 +205,14 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
     for b in snapshot {
         if b.state != BreakerState::Closed {
             overall = overall.max(HealthStatus::Degraded);
+            reasons.insert(
+                format!("breaker:{}", b.name),
+                format!(
+                    "{} circuit breaker {}: calls to it wait (tasks are deferred, no attempt used)",
+                    b.name,
+                    b.state.as_str()
+                ),
+            );
         }
         breakers.insert(b.name, b.state.as_str().to_owned());
     }
@@ -180,6 +226,7 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
         status: overall.as_str().to_owned(),
         timestamp: now,
         checks,
+        reasons,
         breakers,
         queue_backend: state.queue().backend().to_owned(),
         uptime,

@@ -355,6 +355,8 @@ fn queue_config(config: &Config) -> orchestrator_redis::QueueConfig {
     let defaults = orchestrator_redis::QueueConfig::default();
     orchestrator_redis::QueueConfig {
         visibility_timeout: defaults.visibility_timeout.max(config.worker_lease),
+        sweep_after: config.redis_queue.sweep_after,
+        sweep_interval: config.redis_queue.sweep_interval(),
         ..defaults
     }
 }

@@ -13,6 +13,9 @@ use std::time::Duration;
 use reqwest::Url;
 
 mod read;
+mod redis_queue;
+
+pub use redis_queue::RedisQueueSettings;
 
 /// The embedded default database: a SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://orchestrator.db?mode=rwc";
@@ -216,6 +219,8 @@ pub struct Config {
     pub ingest_batch_max: usize,
     /// `REDIS_KEY_PREFIX`: prefix of every Redis key (several deployments can share a Redis).
     pub redis_key_prefix: String,
+    /// `REDIS_SWEEP_AFTER_SECONDS`: the Redis queue's sweeper.
+    pub redis_queue: RedisQueueSettings,
     /// `CODEGEN_POLL_SECONDS`: first wait before reading a Codegen run again (doubles up to 5 min).
     pub codegen_poll: Duration,
 }

@@ -12,7 +12,7 @@ use super::*;
 const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
 /// Reads variables and collects problems.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<ConfigProblem>,
 }
@@ -25,7 +25,7 @@ impl Reader<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
         self.problems.push(ConfigProblem {
             variable,
             message: message.into(),
@@ -70,7 +70,7 @@ impl Reader<'_> {
         }
     }
 
-    fn secs(&mut self, name: &'static str, default: u64) -> Duration {
+    pub(super) fn secs(&mut self, name: &'static str, default: u64) -> Duration {
         self.duration(name, default, 1, "a whole number of seconds")
     }
 
@@ -413,6 +413,7 @@ impl Config {
         if redis_key_prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
             r.problem("REDIS_KEY_PREFIX", "must contain no spaces or braces");
         }
+        let redis_queue = RedisQueueSettings::read(&mut r);
         let codegen_poll = r.secs("CODEGEN_POLL_SECONDS", 30);
         if codegen_poll < Duration::from_secs(1) {
             r.problem("CODEGEN_POLL_SECONDS", "must be at least 1");
@@ -459,6 +460,7 @@ impl Config {
                 sqlite_compress_payloads,
                 ingest_batch_max,
                 redis_key_prefix,
+                redis_queue,
                 codegen_poll,
             }),
             _ => Err(ConfigError {

@@ -340,3 +340,24 @@ fn durations_too_large_for_timers_are_refused_instead_of_panicking_later() {
     assert_eq!(ok.retention_events, Duration::from_secs(30 * 24 * 3600));
     assert!(ok.cleanup_interval.is_zero());
 }
+
+#[test]
+fn the_redis_sweep_is_tunable_and_its_interval_follows() {
+    let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
+    let c = load(Purpose::Serve(Role::All), &[secret]).unwrap();
+    assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(300));
+    assert_eq!(c.redis_queue.sweep_interval(), Duration::from_secs(60));
+    let c = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "5")],
+    )
+    .unwrap();
+    assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(5));
+    assert_eq!(c.redis_queue.sweep_interval(), Duration::from_secs(1));
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "0")],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REDIS_SWEEP_AFTER_SECONDS"]);
+}

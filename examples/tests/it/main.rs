@@ -10,6 +10,7 @@
 )]
 
 mod crash;
+mod faults;
 mod pull_request;
 mod shutdown;
 mod support;

@@ -108,11 +108,12 @@ impl<C: HealthCheck> HealthCheck for CachedCheck<C> {
 /// A check's status and, when it is not healthy, why (one short sentence for operators).
 type Verdict = (HealthStatus, Option<String>);
 
-async fn timed<F: Future<Output = Verdict>>(check: F) -> Verdict {
+/// Runs the check of `what`, unhealthy when it takes longer than [`CHECK_TIMEOUT`].
+async fn timed<F: Future<Output = Verdict>>(what: &str, check: F) -> Verdict {
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
         .unwrap_or_else(|_| {
-            let why = format!("no answer within {} s", CHECK_TIMEOUT.as_secs());
+            let why = format!("{what} did not answer within {} s", CHECK_TIMEOUT.as_secs());
             (HealthStatus::Unhealthy, Some(why))
         })
 }
@@ -133,7 +134,7 @@ fn store_reason(what: &str, err: &StoreError) -> String {
 /// Runs every check and says what `/health` answers.
 pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
     let now = state.clock().now();
-    let database = timed(async {
+    let database = timed("database", async {
         match state.tasks().ping().await {
             Ok(()) => (HealthStatus::Healthy, None),
             Err(err) => {
@@ -145,7 +146,8 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
             }
         }
     });
-    let queue = timed(async {
+    let queue_name = format!("task queue ({})", state.queue().backend());
+    let queue = timed(&queue_name, async {
         match state.queue().depth(now).await {
             Ok(depth) => {
                 if let Some(metrics) = state.metrics() {
@@ -156,16 +158,21 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, "health: queue depth failed");
-                let what = format!("task queue ({})", state.queue().backend());
-                (HealthStatus::Unhealthy, Some(store_reason(&what, &err)))
+                (
+                    HealthStatus::Unhealthy,
+                    Some(store_reason(&queue_name, &err)),
+                )
             }
         }
     });
     let extras = join_all(state.health_checks().iter().map(|c| async move {
-        let verdict = timed(async {
+        let verdict = timed(c.name(), async {
             match c.check().await {
                 HealthStatus::Healthy => (HealthStatus::Healthy, None),
-                other => (other, Some("check failed (see the log)".to_owned())),
+                other => {
+                    let why = format!("{} {} (see the log)", c.name(), other.as_str());
+                    (other, Some(why))
+                }
             }
         })
         .await;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Role;
+use crate::role::Role;
 
 /// GitHub webhook orchestrator: receives, stores and processes GitHub deliveries.
 #[derive(Debug, Parser)]

@@ -1,34 +1,78 @@
 //! # orchestrator-server
 //!
-//! The reference server: the orchestrator's crates wired into the service the spec describes.
-//! One binary runs the HTTP API, the task workers, or both (`serve --role all|api|worker`),
-//! applies migrations (`migrate`) and can sign and post a payload file like GitHub (`send`).
+//! The reference server, and the builder that embeds the same orchestrator in any Rust
+//! application. One binary runs the HTTP API, the task workers, or both (`serve --role
+//! all|api|worker`), applies migrations (`migrate`) and can sign and post a payload file like
+//! GitHub (`send`); its `main` is a few lines over [`Orchestrator::builder`].
 //!
 //! With only `GITHUB_WEBHOOK_SECRET` set it runs on the embedded default: a SQLite file, the
 //! database-backed queue and workers in the same process. `DATABASE_URL=postgres://...`
 //! switches to PostgreSQL, `REDIS_URL` to the Redis Streams queue.
 //!
+//! ```no_run
+//! use orchestrator_server::Orchestrator;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let orchestrator = Orchestrator::builder()
+//!     .webhook_secret("change-me")
+//!     .database_url("sqlite://orchestrator.db?mode=rwc")
+//!     .build()
+//!     .await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! orchestrator.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `docs/embedding.md` walks through the examples: the receiver and workers inside an existing
+//! axum application, a task type of your own, and the whole pipeline on the in-memory store.
+//!
 //! ## Layout
-//! - [`config`]: every environment variable, validated at start-up (one message per problem).
+//! - [`builder`]: [`OrchestratorBuilder`], the settings and the build steps, in order:
+//!   `storage.rs` (the store, its queue, group commit: the one place that knows the store
+//!   traits), `clients.rs` (GitHub, Codegen, breakers), `ingest.rs` (verifier, rules, ingest
+//!   service, replay guard), `api.rs` (the routes' state, the full API, a worker's probes),
+//!   `workers.rs` (handler registry, worker), [`background`] (the scheduled services).
+//! - [`orchestrator`]: [`Orchestrator`], the built result: `router`, `layer`, `run_workers`,
+//!   `serve`; `serve.rs`: HTTP serving with the shutdown drain.
+//! - [`components`]: [`Components`], what handler factories and background services get.
+//! - [`config`]: every environment variable, validated at start-up (one message per problem),
+//!   composed of the crates' own config structs; [`role`]: [`Role`].
 //! - [`cli`]: the subcommands; [`send`]: the signed test delivery.
-//! - [`app`]: builds the store, queue, clients, handlers, API and workers from a [`Config`] and
-//!   runs them until shutdown ([`run`]), so tests start the same server in-process or as a binary.
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
-//! - [`health`]: the server's extra health checks (queue, GitHub reachability, breakers).
+//! - [`health`]: the server's extra health check (GitHub reachability).
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
 
-pub mod app;
+mod api;
+pub mod background;
+pub mod builder;
 pub mod cli;
+mod clients;
+pub mod components;
 pub mod config;
 pub mod error;
 pub mod health;
+mod ingest;
+pub mod orchestrator;
+pub mod role;
 pub mod send;
+mod serve;
 pub mod shutdown;
+mod storage;
 pub mod telemetry;
+mod workers;
 
-pub use app::{migrate, run};
-pub use config::{Config, Role};
+pub use background::BackgroundService;
+pub use builder::OrchestratorBuilder;
+pub use components::Components;
+pub use config::Config;
 pub use error::ServerError;
+pub use orchestrator::Orchestrator;
+pub use role::Role;
+pub use storage::{StoreBackend, migrate};
+/// The shutdown token a [`BackgroundService`] gets (tokio-util's), re-exported so a service
+/// needs no extra dependency to name it.
+pub use tokio_util::sync::CancellationToken;
 
 /// The corpus of payloads and signature vectors (`WEBHOOK_CORPUS_DIR`, else `../shared/corpus`
 /// beside the workspace).

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use orchestrator_server::cli::{Cli, Command};
 use orchestrator_server::config::{Config, Purpose};
-use orchestrator_server::{ServerError, send, shutdown, telemetry};
+use orchestrator_server::{Orchestrator, ServerError, send, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,26 +21,25 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
     match cli.command() {
         Command::Serve { role } => {
-            let config = Config::from_env(Purpose::Serve(role))?;
-            let telemetry = telemetry::init(&config)?;
-            let listener = tokio::net::TcpListener::bind(config.bind_addr)
-                .await
-                .map_err(|e| {
-                    ServerError::Usage(format!(
-                        "cannot listen on BIND_ADDR {}: {e}",
-                        config.bind_addr
-                    ))
-                })?;
-            let result = orchestrator_server::run(config, role, listener, shutdown::signal()).await;
-            if let Err(e) = &result {
+            let builder = Orchestrator::builder().role(role).from_env()?;
+            let telemetry = telemetry::init(&builder.current_config().telemetry)?;
+            let addr = builder.current_config().bind_addr;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                ServerError::Usage(format!("cannot listen on BIND_ADDR {addr}: {e}"))
+            })?;
+            let served = match builder.build().await {
+                Ok(orchestrator) => orchestrator.serve(listener, shutdown::signal()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &served {
                 tracing::error!(error = %e, "server stopped with an error");
             }
             telemetry.shutdown();
-            result.map(|()| ExitCode::SUCCESS)
+            served.map(|()| ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let config = Config::from_env(Purpose::Migrate)?;
-            let _telemetry = telemetry::init(&config)?;
+            let _telemetry = telemetry::init(&config.telemetry)?;
             orchestrator_server::migrate(&config).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -19,8 +19,53 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{Config, LogFormat};
+use reqwest::Url;
+
 use crate::error::ServerError;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log aggregation).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Logs and traces (`LOG_LEVEL`, `LOG_FORMAT`, `ENABLE_TRACING`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// An `EnvFilter` directive such as `info` or `orchestrator=debug,info` (default `info`).
+    pub log_level: String,
+    /// Default: text on a terminal, else JSON.
+    pub log_format: LogFormat,
+    /// Whether spans are exported when an endpoint is set (default true).
+    pub enable_tracing: bool,
+    /// The OTLP/HTTP collector's base URL; spans go to `/v1/traces`.
+    pub otlp_endpoint: Option<Url>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: "info".to_owned(),
+            log_format: if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                LogFormat::Text
+            } else {
+                LogFormat::Json
+            },
+            enable_tracing: true,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Whether spans are exported (tracing on and an endpoint set).
+    pub fn exporting(&self) -> bool {
+        self.enable_tracing && self.otlp_endpoint.is_some()
+    }
+}
 
 /// Keeps the exporter alive; [`Telemetry::shutdown`] flushes the spans still buffered.
 #[derive(Debug, Default)]
@@ -45,7 +90,7 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber (once per process; a second call is an error).
-pub fn init(config: &Config) -> Result<Telemetry, ServerError> {
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, ServerError> {
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| ServerError::Usage(format!("LOG_LEVEL: {e}")))?;
     let provider = match (&config.otlp_endpoint, config.enable_tracing) {

@@ -28,6 +28,18 @@ impl AdminToken {
     }
 }
 
+/// Compared in constant time, like a request's token.
+impl PartialEq for AdminToken {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            self.0.as_bytes(),
+            other.0.as_bytes(),
+        ))
+    }
+}
+
+impl Eq for AdminToken {}
+
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AdminToken(<redacted>)")

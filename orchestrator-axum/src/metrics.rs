@@ -40,6 +40,7 @@ pub struct Metrics {
     github_api_rate_limit_remaining: IntGauge,
     codegen_agent_tasks_total: IntCounterVec,
     circuit_breaker_state: IntGaugeVec,
+    redis_queue_resets_total: IntCounterVec,
 }
 
 fn counter(
@@ -173,6 +174,12 @@ impl Metrics {
                 "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                 &["name"],
             )?,
+            redis_queue_resets_total: counter(
+                r,
+                "redis_queue_resets_total",
+                "Times the Redis queue found its data lost and re-published the store's runnable tasks, by signal (group_missing, stream_drained)",
+                &["reason"],
+            )?,
             registry,
         })
     }
@@ -296,6 +303,12 @@ impl Observer for Metrics {
             .with_label_values(&[name])
             .set(state.as_gauge());
     }
+
+    fn queue_reset(&self, reason: &str) {
+        self.redis_queue_resets_total
+            .with_label_values(&[reason])
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +343,7 @@ mod tests {
         );
         m.set_database_connections(4);
         m.breaker("github", BreakerState::Open);
+        m.queue_reset("group_missing");
         let text = m.render();
         for line in [
             r#"webhook_events_total{event_type="pull_request",status="accepted"} 1"#,
@@ -339,6 +353,7 @@ mod tests {
             r#"task_queue_size{state="running"} 2"#,
             "database_connections_active 4",
             r#"circuit_breaker_state{name="github"} 2"#,
+            r#"redis_queue_resets_total{reason="group_missing"} 1"#,
             r#"webhook_processing_duration_seconds_count{event_type="pull_request"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -3,46 +3,14 @@
 //! The server reads the environment (`GITHUB_TOKEN`, `GITHUB_APP_ID`, `GITHUB_API_URL`,
 //! `CODEGEN_TOKEN`, `CODEGEN_ORG_ID`, `CODEGEN_API_URL`, ...) and fills these structs; this crate
 //! never reads the environment itself. Secrets are held in [`Secret`], whose `Debug` is redacted,
-//! so no config type can leak a token into a log line.
+//! so no config type can leak a token into a log line. [`Secret`] is the core's
+//! (`orchestrator_core::secret::Secret`), re-exported here.
 
 use std::time::Duration;
 
 use orchestrator_core::breaker::BreakerConfig;
+pub use orchestrator_core::secret::Secret;
 use url::Url;
-
-/// A secret string (token, private key). `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is sent or parsed.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
 
 /// Bounds on one HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,9 @@
 //! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
 //! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
+//! - [`secret`]: [`secret::Secret`], the redacted string every crate keeps tokens and keys in.
+//! - [`prelude`]: the names an embedder needs (handlers, rules, task model, memory store,
+//!   clocks, `async_trait`) in one `use orchestrator_core::prelude::*`.
 
 pub mod agent;
 pub mod breaker;
@@ -34,9 +37,11 @@ pub mod handler;
 pub mod memory;
 pub mod observe;
 pub mod payload;
+pub mod prelude;
 pub mod queue;
 pub mod retry;
 pub mod routing;
+pub mod secret;
 pub mod signature;
 pub mod store;
 pub mod task;

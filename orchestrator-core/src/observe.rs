@@ -73,6 +73,11 @@ pub trait Observer: Send + Sync + 'static {
 
     /// A circuit breaker changed state.
     fn breaker(&self, _name: &str, _state: BreakerState) {}
+
+    /// A broker queue found that the broker lost its messages (its stream or consumer group
+    /// vanished, or its stream ran empty while the store still had old runnable tasks) and
+    /// re-published the store's runnable tasks at once (`redis_queue_resets_total{reason}`).
+    fn queue_reset(&self, _reason: &str) {}
 }
 
 /// Observes nothing.

@@ -141,8 +141,18 @@ pub struct QueueConfig {
     pub sweep_after: Duration,
     /// Least time (queue clock) between two automatic sweeps from `requeue_expired`.
     pub sweep_interval: Duration,
-    /// Tasks re-published per sweep at most.
+    /// Tasks re-published per sweep at most (per reset: this many due ones plus this many
+    /// scheduled for later).
     pub sweep_limit: u32,
+    /// When the stream and the due part of the delayed set are empty while the store has a
+    /// runnable, due task unchanged for this long, Redis lost its message (a restart without
+    /// persistence, a failover that lost writes, a process that died before publishing): the
+    /// queue re-publishes every runnable task at once instead of waiting for `sweep_after`.
+    /// Keep it above the time between a commit and its publish.
+    pub lost_after: Duration,
+    /// Least time (queue clock) between two of those checks in one process, and between two
+    /// resets (every runnable task re-published) across all processes sharing the queue.
+    pub lost_check_interval: Duration,
     /// Task references kept in memory while Redis is unreachable, published when it returns
     /// (older ones are dropped; the sweeper finds them).
     pub backlog_limit: usize,
@@ -162,6 +172,8 @@ impl Default for QueueConfig {
             sweep_after: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(60),
             sweep_limit: 1000,
+            lost_after: Duration::from_secs(10),
+            lost_check_interval: Duration::from_secs(5),
             backlog_limit: 10_000,
         }
     }

@@ -245,10 +245,15 @@ pub(crate) fn is_connection_error(err: &RedisError) -> bool {
     )
 }
 
-/// Whether `err` says the consumer group (or its stream) does not exist.
-pub(crate) fn is_nogroup(err: &Error) -> bool {
+/// Whether `err` says the consumer group (or its stream) does not exist: `NOGROUP`, or
+/// `UNBLOCKED` (the stream was deleted, e.g. by `FLUSHDB`, while a read was blocked on it).
+pub(crate) fn is_group_lost(err: &Error) -> bool {
     match err {
-        Error::Command(e) => e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP"),
+        Error::Command(e) => {
+            matches!(e.code(), Some("NOGROUP" | "UNBLOCKED"))
+                || e.to_string().contains("NOGROUP")
+                || e.to_string().contains("UNBLOCKED")
+        }
         _ => false,
     }
 }

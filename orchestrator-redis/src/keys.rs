@@ -16,6 +16,9 @@ pub struct QueueKeys {
     pub dead: String,
     /// When the last sweep ran, shared by all processes (`<prefix>:{<queue>}:swept`).
     pub swept: String,
+    /// When the last reset ran (every runnable task re-published after Redis lost the queue's
+    /// data), shared by all processes (`<prefix>:{<queue>}:reset`).
+    pub reset: String,
 }
 
 impl QueueKeys {
@@ -26,6 +29,7 @@ impl QueueKeys {
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
             swept: format!("{prefix}:{{{queue}}}:swept"),
+            reset: format!("{prefix}:{{{queue}}}:reset"),
         }
     }
 }
@@ -51,6 +55,7 @@ mod tests {
         assert_eq!(keys.delayed, "wo:{tasks}:delayed");
         assert_eq!(keys.dead, "wo:{tasks}:dead");
         assert_eq!(keys.swept, "wo:{tasks}:swept");
+        assert_eq!(keys.reset, "wo:{tasks}:reset");
         assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
         assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
     }

@@ -24,6 +24,11 @@
 //!   a hot loop), a missing consumer group (`NOGROUP`) is recreated from id 0, and publishing
 //!   failures leave the tasks in the store (plus an in-memory backlog) so the API keeps
 //!   answering and publishing catches up.
+//! - Redis losing its data (restart without persistence, `FLUSHDB`, a lossy failover): the
+//!   process that recreates the missing group, or one whose claim finds the stream dry while
+//!   the store has old runnable tasks, re-publishes every runnable task from the store at once
+//!   (due ones to the stream, later ones to the delayed set), once per interval across
+//!   processes; running tasks come back through their lease.
 //! - Needs Redis 6.2 or newer (`XPENDING ... IDLE`); keys of one queue share a hash tag.
 //! - Not kept: task priority (the stream is first in, first out; the database queue orders by
 //!   priority).
@@ -34,7 +39,8 @@
 //! - [`keys`]: every key name.
 //! - [`stream`]: [`TaskStream`], the Redis side of the queue (publish, read, takeover, ack,
 //!   depth); [`delay`] its delayed set and mover; [`dead_letter`] its dead-letter stream.
-//! - [`queue`]: [`RedisQueue`], the stream paired with a task store; [`sweeper`] re-publishes.
+//! - [`queue`]: [`RedisQueue`], the stream paired with a task store; [`sweeper`] re-publishes;
+//!   [`loss`] notices lost queue data and resets.
 //! - [`replay_guard`] and [`rate_limit`]: the shared guards for the HTTP layer.
 //! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA).
 //! - [`error`]: the crate's error, mapped onto the core's store error kinds.
@@ -45,6 +51,7 @@ pub mod dead_letter;
 pub mod delay;
 pub mod error;
 pub mod keys;
+pub mod loss;
 pub mod queue;
 pub mod rate_limit;
 pub mod replay_guard;
@@ -59,4 +66,4 @@ pub use queue::RedisQueue;
 pub use rate_limit::{Decision, Rate, RedisRateLimiter};
 pub use replay_guard::ReplayGuard;
 pub use stream::{Delivery, TaskStream};
-pub use sweeper::Sweeper;
+pub use sweeper::{Republished, Sweeper};

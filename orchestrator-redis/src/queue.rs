@@ -12,6 +12,8 @@
 //! While Redis is unreachable the store keeps working: publishes fail fast (backoff), their
 //! task references wait in a bounded in-memory backlog that the next successful call sends,
 //! and the [`Sweeper`] re-publishes whatever was lost (the process died after the commit).
+//! When Redis itself lost the queue's data, [`crate::loss`] notices (a missing consumer group,
+//! or a stream that ran dry while the store has old runnable tasks) and re-publishes at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::clock::{self, Clock};
 use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
 use orchestrator_core::store::{FinishReport, TaskStore};
 use orchestrator_core::task::TaskStatus;
@@ -28,8 +31,9 @@ use orchestrator_core::task::TaskStatus;
 use crate::config::QueueConfig;
 use crate::connection::RedisConnection;
 use crate::error::{Error, Result};
+use crate::loss::LossWatch;
 use crate::stream::{Delivery, TaskStream};
-use crate::sweeper::Sweeper;
+use crate::sweeper::{Sweeper, interval_passed};
 
 /// A task queue on Redis Streams over a [`TaskStore`].
 pub struct RedisQueue {
@@ -37,6 +41,7 @@ pub struct RedisQueue {
     store: Arc<dyn TaskStore>,
     clock: Arc<dyn Clock>,
     sweeper: Sweeper,
+    loss: LossWatch,
     backlog: Mutex<Backlog>,
     last_reclaim: Mutex<Option<Instant>>,
     last_sweep: Mutex<Option<DateTime<Utc>>>,
@@ -77,15 +82,23 @@ impl RedisQueue {
     ) -> Result<Self> {
         let stream = Arc::new(TaskStream::new(conn, config)?);
         let sweeper = Sweeper::new(stream.clone(), store.clone());
+        let loss = LossWatch::new(stream.clone(), store.clone(), sweeper.clone());
         Ok(Self {
             stream,
             store,
             clock,
             sweeper,
+            loss,
             backlog: Mutex::new(Backlog::default()),
             last_reclaim: Mutex::new(None),
             last_sweep: Mutex::new(None),
         })
+    }
+
+    /// Reports resets after lost queue data to `observer` (`queue_reset`).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.loss.observer = observer;
+        self
     }
 
     /// The Redis side alone (keys, dead letters, raw operations).
@@ -261,7 +274,13 @@ impl TaskQueue for RedisQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let deliveries = match self.deliveries(worker, max, now).await {
+        let deliveries = self.deliveries(worker, max, now).await;
+        self.loss.after_group_ops(now).await;
+        let deliveries = match deliveries {
+            Ok(d) if d.is_empty() => {
+                self.loss.after_empty_claim(now).await;
+                d
+            }
             Ok(d) => d,
             Err(Error::BackingOff { retry_in }) => {
                 // Pace a caller that loops on errors; a blocking read would have waited too.
@@ -362,11 +381,11 @@ impl TaskQueue for RedisQueue {
             .store
             .extend_lease(claim, clock::add(now, lease))
             .await?;
-        if held
-            && let Some(entry) = &claim.receipt
-            && let Err(err) = self.stream.touch(&claim.worker_id, entry).await
-        {
-            tracing::warn!(error = %err, "refreshing the message of a running task failed");
+        if held && let Some(entry) = &claim.receipt {
+            if let Err(err) = self.stream.touch(&claim.worker_id, entry).await {
+                tracing::warn!(error = %err, "refreshing the message of a running task failed");
+            }
+            self.loss.after_group_ops(now).await;
         }
         Ok(held)
     }
@@ -382,17 +401,7 @@ impl TaskQueue for RedisQueue {
             .collect();
         let _ = self.send(now, &[], &tasks).await;
         let mut count = freed.len() as u64;
-        let sweep_due = {
-            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
-            let interval = chrono::Duration::from_std(self.stream.config().sweep_interval)
-                .unwrap_or(chrono::Duration::MAX);
-            let due = last.is_none_or(|at| now.signed_duration_since(at) >= interval);
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        let sweep_due = sweep_due
+        let sweep_due = interval_passed(&self.last_sweep, self.stream.config().sweep_interval, now)
             && match self.sweeper.take_turn(now).await {
                 Ok(turn) => turn,
                 Err(err) => {
@@ -410,7 +419,10 @@ impl TaskQueue for RedisQueue {
     }
 
     async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        Ok(self.stream.depth(now).await?)
+        let depth = self.stream.depth(now).await;
+        // An API process measuring the queue may be the one that finds the group gone.
+        self.loss.after_group_ops(now).await;
+        Ok(depth?)
     }
 
     fn backend(&self) -> &'static str {

@@ -5,12 +5,15 @@
 //!
 //! Every entry carries one field, `task` = the task id. Acknowledged entries are deleted
 //! (`XACK` + `XDEL`), so the stream holds exactly the messages not yet done; if the consumer
-//! group disappears (`NOGROUP`: a Redis restart without persistence, an operator's mistake) it
-//! is recreated reading from id `0`, which redelivers everything still unfinished and nothing
-//! that was finished.
+//! group disappears (`NOGROUP`: a Redis restart without persistence, an operator's mistake; or
+//! `UNBLOCKED`: the stream was deleted under a blocked read) it is recreated reading from id
+//! `0`, which redelivers everything still unfinished and nothing that was finished. A group
+//! this process had to create is noted ([`TaskStream::take_group_created`]): the messages it
+//! had are gone, and [`RedisQueue`](crate::RedisQueue) re-publishes from the store.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -20,7 +23,7 @@ use redis::{Script, Value};
 use uuid::Uuid;
 
 use crate::config::QueueConfig;
-use crate::connection::{RedisConnection, Slot, is_nogroup};
+use crate::connection::{RedisConnection, Slot, is_group_lost};
 use crate::error::{Error, Result};
 use crate::keys::QueueKeys;
 
@@ -43,6 +46,10 @@ pub struct TaskStream {
     pub(crate) move_script: Script,
     reclaim_script: Script,
     readers: Mutex<HashMap<String, Arc<Slot>>>,
+    /// A group operation of this process has succeeded.
+    group_used: AtomicBool,
+    /// This process created the missing group; `true` when it had used the group before.
+    group_created: Mutex<Option<bool>>,
 }
 
 impl std::fmt::Debug for TaskStream {
@@ -66,6 +73,8 @@ impl TaskStream {
             move_script: Script::new(include_str!("scripts/move_due.lua")),
             reclaim_script: Script::new(include_str!("scripts/reclaim.lua")),
             readers: Mutex::new(HashMap::new()),
+            group_used: AtomicBool::new(false),
+            group_created: Mutex::new(None),
         })
     }
 
@@ -86,6 +95,29 @@ impl TaskStream {
 
     /// Creates the consumer group (and the stream) if missing, reading from the start.
     pub async fn ensure_group(&self) -> Result<()> {
+        self.create_group().await.map(drop)
+    }
+
+    /// Whether this process created the consumer group because it was missing, since the last
+    /// call: `Some(true)` when the group had worked for this process before (Redis lost it),
+    /// `Some(false)` when it was missing from the first use (a first start, or a loss while no
+    /// process was running). Only the process whose `XGROUP CREATE` succeeded sees it.
+    pub fn take_group_created(&self) -> Option<bool> {
+        self.group_created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Notes again a group creation taken with [`take_group_created`](Self::take_group_created)
+    /// whose recovery failed, so that the next call retries it.
+    pub(crate) fn note_group_created(&self, used_before: bool) {
+        let mut created = self.group_created.lock().unwrap_or_else(|e| e.into_inner());
+        *created = Some(created.unwrap_or(false) || used_before);
+    }
+
+    /// Creates the consumer group if missing; true when this call created it.
+    async fn create_group(&self) -> Result<bool> {
         let (stream, group) = (&self.keys.stream, &self.config.group);
         let created = self
             .conn
@@ -103,27 +135,36 @@ impl TaskStream {
         match created {
             Ok(()) => {
                 tracing::info!(stream = %stream, group = %group, "created consumer group");
-                Ok(())
+                Ok(true)
             }
-            Err(Error::Command(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(Error::Command(e)) if e.code() == Some("BUSYGROUP") => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Runs `op`; when Redis says the group is missing, recreates it and runs `op` once more.
+    /// Runs `op`; when Redis says the group is missing, recreates it (noting it when this
+    /// process created it) and runs `op` once more.
     pub(crate) async fn grouped<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        match op().await {
-            Err(err) if is_nogroup(&err) => {
-                tracing::warn!(stream = %self.keys.stream, "consumer group missing; recreating it");
-                self.ensure_group().await?;
+        let done = match op().await {
+            Err(err) if is_group_lost(&err) => {
+                // Not a warning: every first start looks like this; a loss is reported (once,
+                // by the process that resets) in `crate::loss`.
+                tracing::info!(stream = %self.keys.stream, "consumer group missing; recreating it");
+                if self.create_group().await? {
+                    self.note_group_created(self.group_used.load(Ordering::Relaxed));
+                }
                 op().await
             }
             other => other,
+        };
+        if done.is_ok() {
+            self.group_used.store(true, Ordering::Relaxed);
         }
+        done
     }
 
     /// In one round trip: acknowledges and deletes `acks`, appends the due `tasks` to the stream
@@ -263,8 +304,8 @@ impl TaskStream {
     /// is not taken over.
     pub async fn touch(&self, consumer: &str, entry_id: &str) -> Result<()> {
         let (stream, group) = (&self.keys.stream, &self.config.group);
-        self.conn
-            .run(|mut c| async move {
+        self.grouped(|| {
+            self.conn.run(|mut c| async move {
                 redis::cmd("XCLAIM")
                     .arg(stream)
                     .arg(group)
@@ -275,7 +316,8 @@ impl TaskStream {
                     .query_async::<()>(&mut c)
                     .await
             })
-            .await
+        })
+        .await
     }
 }
 

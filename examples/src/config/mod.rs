@@ -1,63 +1,108 @@
 //! Configuration from the environment, validated once at start-up.
 //!
+//! The settings are the crates' own configuration structs, composed: [`PoolOptions`]
+//! (orchestrator-sqlx), [`RedisConfig`] (orchestrator-redis), [`ApiConfig`] and its
+//! [`RateLimit`](orchestrator_axum::RateLimit)s (orchestrator-axum), [`GitHubConfig`],
+//! [`CodegenConfig`] and [`HandlerConfig`] (orchestrator-codegen), [`RetryPolicy`],
+//! [`WorkerConfig`], [`DeliveryLimits`] and [`Secret`] (orchestrator-core). The server adds only
+//! what no crate owns: where to listen, the cleanup schedule and the logs ([`TelemetryConfig`]).
+//! [`Config::default`] is the configuration of an empty environment (every default in one
+//! place); the readers start from it.
+//!
 //! Every variable is read through one lookup function (the process environment in `main`, a
 //! map in tests). All problems are collected and reported together, one line each, so an
 //! operator fixes a deployment in one round instead of one variable per restart. Which
 //! variables are required depends on what the process does ([`Purpose`]): an API process needs
 //! the webhook secret, a worker does not; `migrate` needs only the database.
+//!
+//! ## Layout
+//! - `read.rs`: the reader (parsing, ranges, collecting problems).
+//! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
+//!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
+//!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
+//!   traces).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::Url;
+use orchestrator_axum::ApiConfig;
+use orchestrator_codegen::{CodegenConfig, GitHubConfig, HandlerConfig};
+use orchestrator_core::delivery::DeliveryLimits;
+use orchestrator_core::engine::WorkerConfig;
+use orchestrator_core::retry::RetryPolicy;
+use orchestrator_core::secret::Secret;
+use orchestrator_redis::{QueueConfig, RedisConfig};
+use orchestrator_sqlx::PoolOptions;
 
+use crate::role::Role;
+use crate::telemetry::TelemetryConfig;
+
+mod api;
+mod clients;
 mod read;
-mod redis_queue;
-
-pub use redis_queue::RedisQueueSettings;
+mod storage;
+mod telemetry;
+mod worker;
 
 /// The embedded default database: a SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://orchestrator.db?mode=rwc";
 /// The default listen address.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
-/// GitHub's REST API.
-pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
-/// The Codegen API.
-pub const DEFAULT_CODEGEN_API_URL: &str = "https://api.codegen.com";
 
-/// Which parts of the service a `serve` process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Role {
-    /// HTTP API and workers in one process (the default).
-    #[default]
-    All,
-    /// Only the HTTP API (receiver, query and admin endpoints).
-    Api,
-    /// Only the task workers (and the scheduled cleanup).
-    Worker,
-}
-
-impl Role {
-    /// Whether this role serves HTTP requests.
-    pub fn serves_api(self) -> bool {
-        matches!(self, Role::All | Role::Api)
-    }
-
-    /// Whether this role runs task workers.
-    pub fn runs_workers(self) -> bool {
-        matches!(self, Role::All | Role::Worker)
-    }
-
-    /// The role's name, as on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::All => "all",
-            Role::Api => "api",
-            Role::Worker => "worker",
-        }
-    }
-}
+/// Every variable the server reads. Problems are reported in this order, whatever the order
+/// in which the readers meet them (the order they have always been reported in: what a process
+/// cannot start without first).
+const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_WEBHOOK_SECRET_PREVIOUS",
+    "CODEGEN_TOKEN",
+    "CODEGEN_ORG_ID",
+    "ADMIN_TOKEN",
+    "SECRET_KEY",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_API_URL",
+    "CODEGEN_API_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "JAEGER_ENDPOINT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ENABLE_METRICS",
+    "ENABLE_TRACING",
+    "BIND_ADDR",
+    "MAX_PAYLOAD_BYTES",
+    "RATE_LIMIT_WEBHOOK_PER_SECOND",
+    "RATE_LIMIT_WEBHOOK_BURST",
+    "RATE_LIMIT_API_PER_MINUTE",
+    "RATE_LIMIT_API_BURST",
+    "RETRY_MAX_RETRIES",
+    "RETRY_BASE_DELAY_SECONDS",
+    "RETRY_MAX_DELAY_SECONDS",
+    "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+    "CIRCUIT_BREAKER_RECOVERY_SECONDS",
+    "WORKER_CONCURRENCY",
+    "SHUTDOWN_GRACE_SECONDS",
+    "CLEANUP_INTERVAL_SECONDS",
+    "RETENTION_EVENTS_DAYS",
+    "RETENTION_TASKS_DAYS",
+    "DATABASE_MAX_CONNECTIONS",
+    "SQLITE_SYNCHRONOUS",
+    "WORKER_LEASE_SECONDS",
+    "DUPLICATE_DELIVERY_STATUS",
+    "TRUSTED_PROXY_HEADER",
+    "METRICS_REQUIRE_TOKEN",
+    "DATABASE_DURABLE_QUEUE_WRITES",
+    "SQLITE_COMPRESS_PAYLOADS",
+    "INGEST_BATCH_MAX",
+    "REDIS_KEY_PREFIX",
+    "REDIS_SWEEP_AFTER_SECONDS",
+    "CODEGEN_POLL_SECONDS",
+];
 
 /// What the configuration is loaded for; decides which variables are required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,157 +117,76 @@ pub enum Purpose {
     Probe,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (for log aggregation).
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
-/// A secret value whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Codegen API credentials (both or neither must be set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodegenCredentials {
-    /// `CODEGEN_TOKEN`.
-    pub token: Secret,
-    /// `CODEGEN_ORG_ID`.
-    pub org_id: u64,
-}
-
-/// GitHub App credentials (both or neither must be set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitHubApp {
-    /// `GITHUB_APP_ID`.
-    pub app_id: u64,
-    /// `GITHUB_APP_PRIVATE_KEY`: the PEM text (or read from the file the variable names).
-    pub private_key: Secret,
-}
-
-/// A token-bucket limit; `per_period == 0` turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Requests allowed per period.
-    pub per_period: u32,
-    /// Requests allowed at once above the steady rate.
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// Whether the limit is enforced.
-    pub fn enabled(&self) -> bool {
-        self.per_period > 0
-    }
-}
-
-/// The validated configuration of the server.
-#[derive(Debug, Clone, PartialEq)]
+/// The validated configuration of the server: the crates' settings, composed.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL` (`sqlite:` or `postgres:`).
     pub database_url: Secret,
-    /// `GITHUB_WEBHOOK_SECRET` plus `GITHUB_WEBHOOK_SECRET_PREVIOUS` during a rotation.
-    pub webhook_secrets: Vec<Secret>,
-    /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID`; `None` skips Codegen runs.
-    pub codegen: Option<CodegenCredentials>,
-    /// `SECRET_KEY`: the admin token when `ADMIN_TOKEN` is not set.
-    pub secret_key: Option<Secret>,
-    /// `ADMIN_TOKEN`: bearer token of the admin endpoints.
-    pub admin_token: Option<Secret>,
-    /// `REDIS_URL` (or `CELERY_BROKER_URL`): switches the queue to Redis Streams.
-    pub redis_url: Option<Secret>,
-    /// `GITHUB_TOKEN`.
-    pub github_token: Option<Secret>,
-    /// `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY`.
-    pub github_app: Option<GitHubApp>,
-    /// `GITHUB_API_URL`.
-    pub github_api_url: Url,
-    /// `CODEGEN_API_URL`.
-    pub codegen_api_url: Url,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `JAEGER_ENDPOINT`).
-    pub otlp_endpoint: Option<Url>,
-    /// `LOG_LEVEL`: an `EnvFilter` directive such as `info` or `orchestrator=debug,info`.
-    pub log_level: String,
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
-    /// `ENABLE_METRICS`.
-    pub enable_metrics: bool,
-    /// `ENABLE_TRACING`.
-    pub enable_tracing: bool,
-    /// `BIND_ADDR`.
-    pub bind_addr: SocketAddr,
-    /// `MAX_PAYLOAD_BYTES`.
-    pub max_payload_bytes: usize,
-    /// `RATE_LIMIT_WEBHOOK_PER_SECOND` / `RATE_LIMIT_WEBHOOK_BURST`.
-    pub webhook_rate_limit: RateLimit,
-    /// `RATE_LIMIT_API_PER_MINUTE` / `RATE_LIMIT_API_BURST`.
-    pub api_rate_limit: RateLimit,
-    /// `RETRY_MAX_RETRIES`.
-    pub retry_max_retries: u32,
-    /// `RETRY_BASE_DELAY_SECONDS`.
-    pub retry_base_delay: Duration,
-    /// `RETRY_MAX_DELAY_SECONDS`.
-    pub retry_max_delay: Duration,
-    /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`.
-    pub breaker_failure_threshold: u32,
-    /// `CIRCUIT_BREAKER_RECOVERY_SECONDS`.
-    pub breaker_recovery: Duration,
-    /// `WORKER_CONCURRENCY`.
-    pub worker_concurrency: usize,
-    /// `SHUTDOWN_GRACE_SECONDS`: how long running tasks and in-flight HTTP requests may finish
-    /// at shutdown.
-    pub shutdown_grace: Duration,
-    /// `CLEANUP_INTERVAL_SECONDS` (0 turns the schedule off).
-    pub cleanup_interval: Duration,
-    /// `RETENTION_EVENTS_DAYS`: processed events are kept this long.
-    pub retention_events: Duration,
-    /// `RETENTION_TASKS_DAYS`: finished tasks are kept this long.
-    pub retention_tasks: Duration,
-    /// `DATABASE_MAX_CONNECTIONS`.
-    pub database_max_connections: u32,
-    /// `SQLITE_SYNCHRONOUS=normal` trades power-loss durability of the last commits for speed.
-    pub sqlite_synchronous_full: bool,
-    /// `WORKER_LEASE_SECONDS`: how long a claimed task stays with a worker that stops answering.
-    pub worker_lease: Duration,
-    /// `DUPLICATE_DELIVERY_STATUS`: 409 (the spec) or 200 (acknowledge GitHub redeliveries).
-    pub duplicate_conflict: bool,
-    /// `TRUSTED_PROXY_HEADER`: the client-address header a trusted reverse proxy sets.
-    pub trusted_proxy_header: Option<String>,
-    /// `METRICS_REQUIRE_TOKEN`: whether `/metrics` needs the admin token too.
-    pub metrics_require_token: bool,
-    /// `DATABASE_DURABLE_QUEUE_WRITES`: PostgreSQL claims and finishes wait for the WAL flush.
-    pub durable_queue_writes: bool,
-    /// `SQLITE_COMPRESS_PAYLOADS`: SQLite stores large payloads zstd-compressed.
-    pub sqlite_compress_payloads: bool,
+    /// `DATABASE_MAX_CONNECTIONS`, `SQLITE_SYNCHRONOUS`, `SQLITE_COMPRESS_PAYLOADS`,
+    /// `DATABASE_DURABLE_QUEUE_WRITES`.
+    pub pool: PoolOptions,
     /// `INGEST_BATCH_MAX`: most deliveries committed together (group commit; 0 or 1 turns it off).
     pub ingest_batch_max: usize,
-    /// `REDIS_KEY_PREFIX`: prefix of every Redis key (several deployments can share a Redis).
-    pub redis_key_prefix: String,
-    /// `REDIS_SWEEP_AFTER_SECONDS`: the Redis queue's sweeper.
-    pub redis_queue: RedisQueueSettings,
-    /// `CODEGEN_POLL_SECONDS`: first wait before reading a Codegen run again (doubles up to 5 min).
-    pub codegen_poll: Duration,
+    /// `REDIS_URL` (or `CELERY_BROKER_URL`) and `REDIS_KEY_PREFIX`: the Redis Streams queue and
+    /// the shared guards; `None` keeps the queue in the database.
+    pub redis: Option<RedisConfig>,
+    /// `REDIS_SWEEP_AFTER_SECONDS`: the Redis queue's sweeper (its visibility timeout follows
+    /// `WORKER_LEASE_SECONDS` when the queue is built).
+    pub redis_queue: QueueConfig,
+    /// `GITHUB_WEBHOOK_SECRET` plus `GITHUB_WEBHOOK_SECRET_PREVIOUS` during a rotation.
+    pub webhook_secrets: Vec<Secret>,
+    /// `MAX_PAYLOAD_BYTES`.
+    pub delivery_limits: DeliveryLimits,
+    /// `ADMIN_TOKEN` (else `SECRET_KEY`), `DUPLICATE_DELIVERY_STATUS`, `RATE_LIMIT_*`,
+    /// `TRUSTED_PROXY_HEADER`, `METRICS_REQUIRE_TOKEN`, `RETENTION_*_DAYS`.
+    pub api: ApiConfig,
+    /// `BIND_ADDR`.
+    pub bind_addr: SocketAddr,
+    /// `GITHUB_TOKEN`, `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY`, `GITHUB_API_URL`,
+    /// `CIRCUIT_BREAKER_*`.
+    pub github: GitHubConfig,
+    /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
+    /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
+    pub codegen: CodegenConfig,
+    /// `CODEGEN_POLL_SECONDS`.
+    pub handlers: HandlerConfig,
+    /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
+    pub retry: RetryPolicy,
+    /// `WORKER_CONCURRENCY`, `WORKER_LEASE_SECONDS`, `SHUTDOWN_GRACE_SECONDS` (also how long
+    /// in-flight HTTP requests may finish at shutdown).
+    pub worker: WorkerConfig,
+    /// `CLEANUP_INTERVAL_SECONDS` (zero turns the schedule off).
+    pub cleanup_interval: Duration,
+    /// `ENABLE_METRICS`.
+    pub enable_metrics: bool,
+    /// `LOG_LEVEL`, `LOG_FORMAT`, `ENABLE_TRACING`, `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The configuration of an empty environment: the embedded SQLite file, the database queue, no
+/// webhook secret (every delivery is refused until one is set), the admin API locked.
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::new(DEFAULT_DATABASE_URL),
+            pool: PoolOptions::default(),
+            ingest_batch_max: 64,
+            redis: None,
+            redis_queue: QueueConfig::default(),
+            webhook_secrets: Vec::new(),
+            delivery_limits: DeliveryLimits::default(),
+            api: ApiConfig::default(),
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            github: GitHubConfig::default(),
+            codegen: CodegenConfig::default(),
+            handlers: HandlerConfig::default(),
+            retry: RetryPolicy::default(),
+            worker: WorkerConfig::default(),
+            cleanup_interval: Duration::from_secs(3600),
+            enable_metrics: true,
+            telemetry: TelemetryConfig::default(),
+        }
+    }
 }
 
 /// One problem with one variable.
@@ -237,7 +201,8 @@ pub struct ConfigProblem {
 /// All problems found at start-up; `Display` prints one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
-    /// The problems, in the order the variables are documented.
+    /// The problems, required and connection settings first (a fixed order of the variables,
+    /// whatever order they were read in).
     pub problems: Vec<ConfigProblem>,
 }
 
@@ -252,6 +217,40 @@ impl fmt::Display for ConfigError {
             writeln!(f, "  {}: {}", p.variable, p.message)?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(purpose: Purpose) -> Result<Self, ConfigError> {
+        Self::from_lookup(purpose, &|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` and validates them for `purpose`: [`Config::default`]
+    /// with every variable that is set applied to it.
+    pub fn from_lookup(
+        purpose: Purpose,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut r = read::Reader::new(lookup);
+        let mut config = Config::default();
+        storage::read(&mut r, &mut config);
+        api::read(&mut r, purpose, &mut config);
+        clients::read(&mut r, &mut config);
+        worker::read(&mut r, purpose, &mut config);
+        telemetry::read(&mut r, &mut config);
+        r.finish(config)
+    }
+
+    /// Whether the database is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+
+    /// How long in-flight requests and running tasks may finish at shutdown
+    /// (`SHUTDOWN_GRACE_SECONDS`).
+    pub fn shutdown_grace(&self) -> Duration {
+        self.worker.shutdown_grace
     }
 }
 

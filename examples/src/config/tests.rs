@@ -2,6 +2,11 @@
 
 use std::collections::HashMap;
 
+use orchestrator_axum::config::AdminToken;
+use orchestrator_axum::{DuplicatePolicy, RateLimit};
+use orchestrator_core::breaker::BreakerConfig;
+use orchestrator_sqlx::SqliteDurability;
+
 use super::*;
 
 fn load(purpose: Purpose, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -25,35 +30,28 @@ fn only_the_webhook_secret_gives_the_embedded_default() {
     .unwrap();
     assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
     assert!(c.is_sqlite());
-    assert!(c.redis_url.is_none());
-    assert!(c.codegen.is_none());
+    assert!(c.redis.is_none());
+    assert!(c.codegen.token.is_none() && c.codegen.org_id.is_none());
     assert_eq!(c.bind_addr.to_string(), DEFAULT_BIND_ADDR);
-    assert_eq!(c.max_payload_bytes, 1024 * 1024);
-    assert_eq!(
-        c.webhook_rate_limit,
-        RateLimit {
-            per_period: 10,
-            burst: 20
-        }
-    );
-    assert_eq!(
-        c.api_rate_limit,
-        RateLimit {
-            per_period: 100,
-            burst: 50
-        }
-    );
-    assert_eq!(c.retry_max_retries, 3);
-    assert_eq!(c.retry_base_delay, Duration::from_secs(1));
-    assert_eq!(c.retry_max_delay, Duration::from_secs(300));
-    assert_eq!(c.breaker_failure_threshold, 5);
-    assert_eq!(c.breaker_recovery, Duration::from_secs(30));
-    assert_eq!(c.github_api_url.as_str(), "https://api.github.com/");
-    assert!(c.enable_metrics && c.enable_tracing);
-    assert_eq!(c.worker_lease, Duration::from_secs(60));
+    assert_eq!(c.delivery_limits.max_body_bytes, 1024 * 1024);
+    assert_eq!(c.api.rate_limits.webhook, RateLimit::per_second(10, 20));
+    assert_eq!(c.api.rate_limits.api, RateLimit::per_minute(100, 50));
+    assert_eq!(c.retry.max_retries, 3);
+    assert_eq!(c.retry.backoff.base, Duration::from_secs(1));
+    assert_eq!(c.retry.backoff.max, Duration::from_secs(300));
+    let breaker = BreakerConfig {
+        failure_threshold: 5,
+        recovery: Duration::from_secs(30),
+    };
+    assert_eq!((c.github.breaker, c.codegen.breaker), (breaker, breaker));
+    assert_eq!(c.github.base_url.as_str(), "https://api.github.com/");
+    assert!(c.enable_metrics && c.telemetry.enable_tracing);
+    assert_eq!(c.worker.lease, Duration::from_secs(60));
     assert_eq!(c.ingest_batch_max, 64);
-    assert!(c.sqlite_synchronous_full && c.duplicate_conflict && !c.durable_queue_writes);
-    assert!(c.sqlite_compress_payloads);
+    assert_eq!(c.pool.sqlite_durability, SqliteDurability::Full);
+    assert_eq!(c.api.duplicate_policy, DuplicatePolicy::Conflict);
+    assert!(!c.pool.durable_queue_writes);
+    assert!(c.pool.sqlite_compress_payloads);
 }
 
 #[test]
@@ -92,7 +90,8 @@ fn choices_outside_their_set_are_refused() {
         ],
     )
     .unwrap();
-    assert!(!c.sqlite_synchronous_full && !c.duplicate_conflict);
+    assert_eq!(c.pool.sqlite_durability, SqliteDurability::Normal);
+    assert_eq!(c.api.duplicate_policy, DuplicatePolicy::Acknowledge);
     assert_eq!(c.ingest_batch_max, 0);
 }
 
@@ -154,7 +153,8 @@ fn codegen_needs_both_values_and_a_numeric_org() {
         &[("CODEGEN_TOKEN", "tok"), ("CODEGEN_ORG_ID", "42")],
     )
     .unwrap();
-    assert_eq!(c.codegen.unwrap().org_id, 42);
+    assert_eq!(c.codegen.org_id, Some(42));
+    assert_eq!(c.codegen.token.unwrap().expose(), "tok");
     let err = load(Purpose::Serve(Role::Worker), &[("CODEGEN_ORG_ID", "42")]).unwrap_err();
     assert_eq!(variables(&err), vec!["CODEGEN_TOKEN"]);
     let err = load(
@@ -172,7 +172,7 @@ fn redis_url_and_its_celery_alias_select_the_redis_queue() {
         &[("CELERY_BROKER_URL", "redis://r:6379/1")],
     )
     .unwrap();
-    assert_eq!(c.redis_url.unwrap().expose(), "redis://r:6379/1");
+    assert_eq!(c.redis.unwrap().url, "redis://r:6379/1");
     let err = load(
         Purpose::Serve(Role::Worker),
         &[
@@ -191,7 +191,10 @@ fn jaeger_endpoint_is_an_alias_of_the_otlp_endpoint() {
         &[("JAEGER_ENDPOINT", "http://jaeger:4318")],
     )
     .unwrap();
-    assert_eq!(c.otlp_endpoint.unwrap().as_str(), "http://jaeger:4318/");
+    assert_eq!(
+        c.telemetry.otlp_endpoint.unwrap().as_str(),
+        "http://jaeger:4318/"
+    );
     let c = load(
         Purpose::Serve(Role::Worker),
         &[
@@ -200,7 +203,7 @@ fn jaeger_endpoint_is_an_alias_of_the_otlp_endpoint() {
         ],
     )
     .unwrap();
-    assert_eq!(c.otlp_endpoint.unwrap().host_str(), Some("o"));
+    assert_eq!(c.telemetry.otlp_endpoint.unwrap().host_str(), Some("o"));
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn zero_turns_a_rate_limit_off() {
         ],
     )
     .unwrap();
-    assert!(!c.webhook_rate_limit.enabled());
+    assert!(!c.api.rate_limits.webhook.is_enabled());
     let err = load(
         Purpose::Serve(Role::All),
         &[
@@ -234,7 +237,7 @@ fn github_app_key_is_read_inline_or_from_a_file() {
         &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", pem)],
     )
     .unwrap();
-    assert_eq!(c.github_app.as_ref().unwrap().app_id, 7);
+    assert_eq!(c.github.app.as_ref().unwrap().app_id, 7);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.pem");
     std::fs::write(&path, pem).unwrap();
@@ -246,7 +249,7 @@ fn github_app_key_is_read_inline_or_from_a_file() {
         ],
     )
     .unwrap();
-    assert_eq!(c.github_app.unwrap().private_key.expose(), pem);
+    assert_eq!(c.github.app.unwrap().private_key_pem.expose(), pem);
     let err = load(
         Purpose::Serve(Role::Worker),
         &[("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", "/nope")],
@@ -299,10 +302,7 @@ fn short_admin_tokens_are_refused_and_secret_key_is_the_fallback() {
         ],
     )
     .unwrap();
-    assert_eq!(
-        c.effective_admin_token().unwrap().expose(),
-        "0123456789abcdef"
-    );
+    assert_eq!(c.api.admin_token, AdminToken::new("0123456789abcdef"));
 }
 
 #[test]
@@ -337,8 +337,47 @@ fn durations_too_large_for_timers_are_refused_instead_of_panicking_later() {
         ],
     )
     .unwrap();
-    assert_eq!(ok.retention_events, Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(
+        ok.api.retention.processed_events,
+        Duration::from_secs(30 * 24 * 3600)
+    );
     assert!(ok.cleanup_interval.is_zero());
+}
+
+#[test]
+fn an_empty_environment_is_the_default_configuration() {
+    let read = load(Purpose::Serve(Role::Worker), &[]).unwrap();
+    let default = Config::default();
+    // Everything but the generated worker id.
+    let shown = |c: &Config| {
+        let mut c = c.clone();
+        c.worker.worker_id.clear();
+        format!("{c:?}")
+    };
+    assert_eq!(shown(&read), shown(&default));
+}
+
+#[test]
+fn the_readme_documents_every_variable_and_problems_name_only_known_ones() {
+    let readme = include_str!("../../../README.md");
+    for variable in VARIABLES {
+        assert!(
+            readme.contains(&format!("`{variable}`")),
+            "{variable} is missing from the README's table"
+        );
+    }
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[
+            ("LOG_LEVEL", "=="),
+            ("REDIS_KEY_PREFIX", "a b"),
+            ("ADMIN_TOKEN", "x"),
+        ],
+    )
+    .unwrap_err();
+    for p in &err.problems {
+        assert!(VARIABLES.contains(&p.variable), "{}", p.variable);
+    }
 }
 
 #[test]
@@ -346,14 +385,14 @@ fn the_redis_sweep_is_tunable_and_its_interval_follows() {
     let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
     let c = load(Purpose::Serve(Role::All), &[secret]).unwrap();
     assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(300));
-    assert_eq!(c.redis_queue.sweep_interval(), Duration::from_secs(60));
+    assert_eq!(c.redis_queue.sweep_interval, Duration::from_secs(60));
     let c = load(
         Purpose::Serve(Role::All),
         &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "5")],
     )
     .unwrap();
     assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(5));
-    assert_eq!(c.redis_queue.sweep_interval(), Duration::from_secs(1));
+    assert_eq!(c.redis_queue.sweep_interval, Duration::from_secs(1));
     let err = load(
         Purpose::Serve(Role::All),
         &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "0")],

@@ -1,6 +1,6 @@
 //! End-to-end tests: the real `orchestrator-server` binary, started as a process on SQLite and
 //! on PostgreSQL, with wiremock standing in for GitHub and Codegen, driven through the public
-//! HTTP API only.
+//! HTTP API only; and the `Orchestrator` builder in-process (`builder.rs`).
 
 #![allow(
     clippy::unwrap_used,
@@ -9,9 +9,11 @@
     unreachable_pub
 )]
 
+mod builder;
 mod crash;
 mod faults;
 mod pull_request;
+mod redis_flush;
 mod shutdown;
 mod support;
 mod tracing;

@@ -474,3 +474,73 @@ impl Drop for TestRedis {
         }
     }
 }
+
+/// A `redis-server` of the test's own (free port, no persistence), killed on drop: for tests
+/// that flush Redis, which must never touch the shared one. Without the binary the test is
+/// skipped with a message, unless `CI` is set: then it fails.
+pub struct PrivateRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Option<Self> {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let spawned = Command::new(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("cannot start {binary} (CI is set): {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot start {binary}: {e}");
+                return None;
+            }
+        };
+        let redis = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while redis.cli(&["ping"]) != "PONG" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against it; its trimmed output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

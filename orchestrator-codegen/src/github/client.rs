@@ -18,6 +18,7 @@ use orchestrator_core::observe::Observer;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use url::Url;
 
 use super::app_auth::{AppAuth, InstallationToken};
@@ -136,13 +137,23 @@ impl GitHubClient {
         let id = installation.to_string();
         let url = self.url(&["app", "installations", &id, "access_tokens"]);
         let answer = self
-            .send(TOKEN_EXCHANGE, Method::POST, url, Some(&jwt), None, None)
+            .send(
+                TOKEN_EXCHANGE,
+                Method::POST,
+                url,
+                Some(&jwt),
+                None,
+                None,
+                None,
+            )
             .await?;
         let token: InstallationToken = decode(TOKEN_EXCHANGE, &answer.body)?;
         Ok(app.store(installation, token))
     }
 
-    /// One request through quota guard, breaker, metrics and status mapping.
+    /// One request (with a JSON `body`, when given) through quota guard, breaker, metrics and
+    /// status mapping.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         endpoint: &str,
@@ -151,6 +162,7 @@ impl GitHubClient {
         auth: Option<&Secret>,
         quota_key: QuotaKey,
         installation: Option<i64>,
+        body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
         let now = self.clock.now();
         // `/rate_limit` costs no quota, and the token exchange draws from the App's own quota.
@@ -166,6 +178,9 @@ impl GitHubClient {
             .header("X-GitHub-Api-Version", API_VERSION);
         if let Some(secret) = auth {
             request = request.header(AUTHORIZATION, format!("Bearer {}", secret.expose()));
+        }
+        if let Some(body) = body {
+            request = request.json(body);
         }
         let response = match request.send().await {
             Ok(response) => response,
@@ -262,6 +277,57 @@ impl GitHubClient {
         ClientError::new(ClientErrorKind::Permanent, code, message)
     }
 
+    /// Any REST call that [`GitHubApi`] does not cover, for custom task types (e.g.
+    /// `POST repos/{owner}/{repo}/issues/{number}/labels`), with everything the built-in calls
+    /// get: the App installation's token (else the personal token), the quota floor, the circuit
+    /// breaker, the metrics and the status mapping (so `?` in a handler retries, defers or fails
+    /// the task as it should).
+    ///
+    /// `endpoint` names the call in `github_api_requests_total` (a fixed name such as
+    /// `issues.add_labels`, never a value from a payload). `path` is the URL path below the API
+    /// base, one item per segment; each is percent-encoded, so a value read from a payload
+    /// cannot change the path. `body` is sent as JSON. Answers the response's JSON (`null` for
+    /// an empty body).
+    pub async fn request(
+        &self,
+        endpoint: &str,
+        method: Method,
+        path: &[&str],
+        body: Option<&Value>,
+        installation_id: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        let (key, auth) = self.credential(installation_id).await?;
+        let url = self.url(path);
+        let answer = self
+            .send(
+                endpoint,
+                method,
+                url,
+                auth.as_ref(),
+                key,
+                installation_id,
+                body,
+            )
+            .await?;
+        if answer.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        decode(endpoint, &answer.body)
+    }
+
+    /// [`request`](Self::request) with `POST` and a JSON body (a comment, a label, a check run, a
+    /// commit status).
+    pub async fn post(
+        &self,
+        endpoint: &str,
+        path: &[&str],
+        body: &Value,
+        installation_id: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        self.request(endpoint, Method::POST, path, Some(body), installation_id)
+            .await
+    }
+
     /// GET one JSON document.
     async fn get_json<T: DeserializeOwned>(
         &self,
@@ -271,7 +337,15 @@ impl GitHubClient {
     ) -> Result<T, ClientError> {
         let (key, auth) = self.credential(installation).await?;
         let answer = self
-            .send(endpoint, Method::GET, url, auth.as_ref(), key, installation)
+            .send(
+                endpoint,
+                Method::GET,
+                url,
+                auth.as_ref(),
+                key,
+                installation,
+                None,
+            )
             .await?;
         decode(endpoint, &answer.body)
     }
@@ -297,6 +371,7 @@ impl GitHubClient {
                     auth.as_ref(),
                     key,
                     installation,
+                    None,
                 )
                 .await?;
             all.extend(items(decode(endpoint, &answer.body)?));

@@ -13,7 +13,7 @@ use orchestrator_core::task::TaskType;
 use serde_json::json;
 
 use super::classify::TriggerReason;
-use super::{CodegenTriggerInput, FailingCheck, analysis_outcome, input, reason_names, repo};
+use super::{CodegenTriggerInput, FailingCheck, analysis_outcome, reason_names};
 use crate::config::HandlerConfig;
 
 /// The `check_failure_analysis` handler.
@@ -33,8 +33,8 @@ impl CheckFailureAnalysis {
 #[async_trait]
 impl TaskHandler for CheckFailureAnalysis {
     async fn handle(&self, ctx: &TaskContext) -> Result<HandlerOutcome, TaskError> {
-        let check: CheckRunInput = input(ctx)?;
-        let repo = repo(ctx)?;
+        let check: CheckRunInput = ctx.input()?;
+        let repo = ctx.repo()?;
         let run = self
             .github
             .check_run(check.installation_id, &repo, check.check_run_id)

@@ -12,7 +12,7 @@ use orchestrator_core::task::TaskType;
 use serde_json::json;
 
 use super::classify::TriggerReason;
-use super::{CodegenTriggerInput, FailingCheck, analysis_outcome, input, reason_names, repo};
+use super::{CodegenTriggerInput, FailingCheck, analysis_outcome, reason_names};
 use crate::config::HandlerConfig;
 
 /// The `check_suite_failure_analysis` handler.
@@ -32,8 +32,8 @@ impl CheckSuiteFailureAnalysis {
 #[async_trait]
 impl TaskHandler for CheckSuiteFailureAnalysis {
     async fn handle(&self, ctx: &TaskContext) -> Result<HandlerOutcome, TaskError> {
-        let suite: CheckSuiteInput = input(ctx)?;
-        let repo = repo(ctx)?;
+        let suite: CheckSuiteInput = ctx.input()?;
+        let repo = ctx.repo()?;
         let runs = self
             .github
             .check_suite_runs(suite.installation_id, &repo, suite.check_suite_id)

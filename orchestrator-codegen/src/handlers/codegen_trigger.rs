@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::prompt::build_prompt;
-use super::{CodegenTriggerInput, input, reason_names};
+use super::{CodegenTriggerInput, reason_names};
 use crate::config::HandlerConfig;
 
 const NOT_CONFIGURED: &str = "CODEGEN_TOKEN and CODEGEN_ORG_ID are not set";
@@ -123,7 +123,7 @@ impl CodegenTrigger {
 
     /// Starts the run and records it before anything else can go wrong.
     async fn start(&self, ctx: &TaskContext) -> Result<(Progress, AgentRun), TaskError> {
-        let input: CodegenTriggerInput = input(ctx)?;
+        let input: CodegenTriggerInput = ctx.input()?;
         let run = match self.agent.create_run(&Self::request(ctx, &input)).await {
             Ok(run) => run,
             Err(err) => {

@@ -22,11 +22,10 @@ use std::sync::Arc;
 
 use orchestrator_core::agent::CodingAgent;
 use orchestrator_core::error::TaskError;
-use orchestrator_core::github::{CheckRun, GitHubApi, RepoRef};
+use orchestrator_core::github::{CheckRun, GitHubApi};
 use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext};
 use orchestrator_core::observe::Observer;
 use orchestrator_core::task::{TaskSpec, TaskType};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -128,25 +127,6 @@ pub fn register_handlers(
         TaskType::CODEGEN_TRIGGER,
         CodegenTrigger::new(agent, config, observer),
     );
-}
-
-/// Reads the task's `input_data` as `T`; a malformed input can never succeed, so it is permanent.
-pub(crate) fn input<T: DeserializeOwned>(ctx: &TaskContext) -> Result<T, TaskError> {
-    serde_json::from_value(ctx.task.input_data.clone()).map_err(|e| {
-        TaskError::permanent(format!(
-            "invalid input_data for {}: {e}",
-            ctx.task.task_type
-        ))
-    })
-}
-
-/// The task's repository.
-pub(crate) fn repo(ctx: &TaskContext) -> Result<RepoRef, TaskError> {
-    ctx.task
-        .repository
-        .as_deref()
-        .and_then(RepoRef::parse)
-        .ok_or_else(|| TaskError::permanent("task has no valid repository (owner/name)"))
 }
 
 /// A finished analysis: its output, plus a `codegen_trigger` follow-up when asked.

@@ -17,7 +17,7 @@ use orchestrator_core::task::TaskType;
 use serde_json::json;
 
 use super::classify::{FileCounts, FileKind, TriggerReason, classify_file};
-use super::{CodegenTriggerInput, analysis_outcome, input, reason_names, repo};
+use super::{CodegenTriggerInput, analysis_outcome, reason_names};
 use crate::config::HandlerConfig;
 
 /// Most changed files listed in the `codegen_trigger` input.
@@ -58,8 +58,8 @@ pub(crate) fn pr_reasons(
 #[async_trait]
 impl TaskHandler for PullRequestAnalysis {
     async fn handle(&self, ctx: &TaskContext) -> Result<HandlerOutcome, TaskError> {
-        let pr: PullRequestInput = input(ctx)?;
-        let repo = repo(ctx)?;
+        let pr: PullRequestInput = ctx.input()?;
+        let repo = ctx.repo()?;
         if pr.draft && pr.action != "ready_for_review" {
             let output = json!({
                 "action": pr.action,

@@ -12,7 +12,6 @@ use orchestrator_core::routing::input::PushInput;
 use serde_json::json;
 
 use super::classify::{FileCounts, classify_file};
-use super::input;
 use crate::config::HandlerConfig;
 
 /// The `push_analysis` handler.
@@ -31,7 +30,7 @@ impl PushAnalysis {
 #[async_trait]
 impl TaskHandler for PushAnalysis {
     async fn handle(&self, ctx: &TaskContext) -> Result<HandlerOutcome, TaskError> {
-        let push: PushInput = input(ctx)?;
+        let push: PushInput = ctx.input()?;
         let mut added = BTreeSet::new();
         let mut modified = BTreeSet::new();
         let mut removed = BTreeSet::new();

@@ -353,3 +353,82 @@ async fn without_credentials_requests_go_out_unauthenticated() {
     .0;
     assert!(!format!("{with_token:?}").contains("ghp_hidden"));
 }
+
+#[tokio::test]
+async fn request_sends_any_call_with_the_clients_credentials_and_maps_its_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/octo/repo/issues/12/labels"))
+        .and(header("authorization", "Bearer ghp_testtoken"))
+        .and(header("x-github-api-version", "2022-11-28"))
+        .and(wiremock::matchers::body_json(json!({"labels": ["triage"]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"name": "triage"}])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/repos/octo/repo/issues/12/labels/needs%20info"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/octo/gone/issues/1/labels"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&server)
+        .await;
+
+    let (client, _clock, recorder) = github(&server);
+    let labels = ["repos", "octo", "repo", "issues", "12", "labels"];
+    let answer = client
+        .request(
+            "issues.add_labels",
+            reqwest::Method::POST,
+            &labels,
+            Some(&json!({"labels": ["triage"]})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, json!([{"name": "triage"}]));
+    // A segment is one segment: its space and slash are encoded, never a new path.
+    let one = [
+        "repos",
+        "octo",
+        "repo",
+        "issues",
+        "12",
+        "labels",
+        "needs info",
+    ];
+    let empty = client
+        .request(
+            "issues.remove_label",
+            reqwest::Method::DELETE,
+            &one,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty, serde_json::Value::Null);
+    let gone = ["repos", "octo", "gone", "issues", "1", "labels"];
+    let err = client
+        .request(
+            "issues.add_labels",
+            reqwest::Method::POST,
+            &gone,
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ClientErrorKind::Permanent);
+    assert_eq!(
+        recorder.requests(),
+        [
+            ("issues.add_labels".to_owned(), 200),
+            ("issues.remove_label".to_owned(), 204),
+            ("issues.add_labels".to_owned(), 404)
+        ]
+    );
+}

@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::worker::SpanFactory;
 use crate::clock::{self, Clock};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::handler::{HandlerOutcome, HandlerRegistry, TaskContext, TaskProgress};
+use crate::event::WebhookEvent;
+use crate::handler::{HandlerOutcome, HandlerRegistry, NO_EVENT_STORE, TaskContext, TaskProgress};
 use crate::observe::Observer;
 use crate::queue::{Claim, Finish, TaskQueue};
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::store::{ExternalRun, TaskStore};
+use crate::store::{EventStore, ExternalRun, TaskStore};
 use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 
 /// First pause before recording an attempt's outcome again (the store was unavailable).
@@ -30,6 +31,7 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 pub(super) struct Runner {
     pub(super) queue: Arc<dyn TaskQueue>,
     pub(super) store: Arc<dyn TaskStore>,
+    pub(super) events: Option<Arc<dyn EventStore>>,
     pub(super) registry: Arc<HandlerRegistry>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) observer: Arc<dyn Observer>,
@@ -38,9 +40,11 @@ pub(super) struct Runner {
     pub(super) lease: Duration,
 }
 
-/// [`TaskProgress`] backed by [`TaskStore::record_external_run`].
+/// [`TaskProgress`] backed by [`TaskStore::record_external_run`] and, when the worker has one,
+/// [`EventStore::get_event`].
 struct StoreProgress {
     store: Arc<dyn TaskStore>,
+    events: Option<Arc<dyn EventStore>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -51,6 +55,13 @@ impl TaskProgress for StoreProgress {
             .store
             .record_external_run(task_id, run, self.clock.now())
             .await?)
+    }
+
+    async fn event(&self, event_id: i64) -> Result<Option<WebhookEvent>, TaskError> {
+        match &self.events {
+            Some(events) => Ok(events.get_event(event_id).await?),
+            None => Err(TaskError::permanent(NO_EVENT_STORE)),
+        }
     }
 }
 
@@ -103,15 +114,19 @@ impl Runner {
         };
         let progress = Arc::new(StoreProgress {
             store: self.store.clone(),
+            events: self.events.clone(),
             clock: self.clock.clone(),
         });
+        // Fired with `cancel` (shutdown past its grace) or when the lease is lost.
+        let given_up = cancel.child_token();
         let ctx = TaskContext::new(
             claim.task.clone(),
             claim.attempt,
             claim.execution_id,
             self.clock.now(),
             progress,
-        );
+        )
+        .with_cancellation(given_up.clone());
         let mut handle = AbortOnDrop(tokio::spawn(
             async move { handler.handle(&ctx).await }.instrument(tracing::Span::current()),
         ));
@@ -133,6 +148,7 @@ impl Runner {
                         Ok(true) => held_until = clock::add(now, self.lease),
                         Ok(false) => {
                             tracing::warn!("lease lost while the handler ran; abandoning the attempt");
+                            given_up.cancel();
                             return;
                         }
                         Err(err) => tracing::warn!(error = %err, "extending the lease failed"),

@@ -18,7 +18,7 @@ use crate::handler::HandlerRegistry;
 use crate::observe::{NoopObserver, Observer};
 use crate::queue::TaskQueue;
 use crate::retry::RetryPolicy;
-use crate::store::TaskStore;
+use crate::store::{EventStore, TaskStore};
 use crate::task::Task;
 
 /// Worker settings.
@@ -55,6 +55,7 @@ pub type SpanFactory = Arc<dyn Fn(&Task) -> tracing::Span + Send + Sync>;
 pub struct Worker {
     queue: Arc<dyn TaskQueue>,
     store: Arc<dyn TaskStore>,
+    events: Option<Arc<dyn EventStore>>,
     registry: Arc<HandlerRegistry>,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
@@ -83,6 +84,7 @@ impl Worker {
         Self {
             queue,
             store,
+            events: None,
             registry: Arc::new(registry),
             clock,
             config,
@@ -95,6 +97,16 @@ impl Worker {
     /// Sets the retry policy.
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Lets handlers read the delivery of their task ([`TaskContext::event`],
+    /// [`TaskContext::payload`]) from `events`.
+    ///
+    /// [`TaskContext::event`]: crate::handler::TaskContext::event
+    /// [`TaskContext::payload`]: crate::handler::TaskContext::payload
+    pub fn with_events(mut self, events: Arc<dyn EventStore>) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -114,6 +126,7 @@ impl Worker {
         Runner {
             queue: self.queue.clone(),
             store: self.store.clone(),
+            events: self.events.clone(),
             registry: self.registry.clone(),
             clock: self.clock.clone(),
             observer: self.observer.clone(),

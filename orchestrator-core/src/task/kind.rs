@@ -40,6 +40,30 @@ impl TaskType {
         Self::CODEGEN_TRIGGER,
     ];
 
+    /// A task type from a literal, usable in a `const`:
+    /// `const LABEL_ISSUE: TaskType = TaskType::from_static("label_issue");`.
+    ///
+    /// # Panics
+    /// When `name` is not a valid task type (1-64 characters of `a-z`, `0-9`, `_`, `.`, `-`);
+    /// in a `const` that is a compile error.
+    pub const fn from_static(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        assert!(
+            !bytes.is_empty() && bytes.len() <= 64,
+            "a task type has 1-64 characters"
+        );
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-',
+                "a task type uses only a-z, 0-9, '_', '.', '-'"
+            );
+            i += 1;
+        }
+        TaskType(Cow::Borrowed(name))
+    }
+
     /// A validated user-defined (or built-in) task type.
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidTaskType> {
         let name = name.into();
@@ -86,5 +110,25 @@ impl std::str::FromStr for TaskType {
     type Err = InvalidTaskType;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         TaskType::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const LABEL_ISSUE: TaskType = TaskType::from_static("label_issue");
+
+    #[test]
+    fn a_static_task_type_equals_the_validated_one() {
+        assert_eq!(LABEL_ISSUE, TaskType::new("label_issue").unwrap());
+        assert_eq!(
+            TaskType::from_static("push_analysis"),
+            TaskType::PUSH_ANALYSIS
+        );
+        assert!(std::panic::catch_unwind(|| TaskType::from_static("Bad Name")).is_err());
+        assert!(std::panic::catch_unwind(|| TaskType::from_static("")).is_err());
     }
 }

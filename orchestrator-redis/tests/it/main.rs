@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod delivery;
+mod flush;
 mod guards;
 mod postgres;
 mod queue;

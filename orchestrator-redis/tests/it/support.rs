@@ -1,9 +1,11 @@
-//! Test helpers: a real Redis with a unique key prefix per test (keys deleted on drop), a store
-//! and a manual clock, and a TCP proxy that can cut the line to Redis.
+//! Test helpers: a real Redis with a unique key prefix per test (keys deleted on drop), a
+//! private `redis-server` for tests that flush it, a store and a manual clock, and a TCP proxy
+//! that can cut the line to Redis.
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -44,6 +46,11 @@ impl TestRedis {
             };
             panic!("Redis at {url} is unreachable{ci}: {err}. Start Redis or set TEST_REDIS_URL.");
         }
+        Self::on(url)
+    }
+
+    /// A fresh prefix on the Redis at `url` (a [`PrivateRedis`] the test started).
+    pub(crate) fn on(url: String) -> Self {
         let prefix = format!("test-{}", Uuid::new_v4().simple());
         Self { url, prefix }
     }
@@ -151,7 +158,11 @@ pub(crate) fn fast_config() -> QueueConfig {
 impl Harness {
     /// A harness with `config` over a fresh prefix.
     pub(crate) fn new(config: QueueConfig) -> Self {
-        let redis = TestRedis::new();
+        Self::on(TestRedis::new(), config)
+    }
+
+    /// A harness with `config` over `redis`.
+    pub(crate) fn on(redis: TestRedis, config: QueueConfig) -> Self {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::default());
         let queue = Arc::new(
@@ -305,5 +316,138 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A `redis-server` of the test's own on a free port, without persistence, killed on drop. Tests
+/// that flush or restart Redis use it: the shared Redis serves other tests at the same time.
+pub(crate) struct PrivateRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The server binary (`REDIS_SERVER_BIN`, default `redis-server` on the `PATH`).
+fn redis_server_bin() -> String {
+    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// Starts `redis-server` on `port`, keeping its (unused) files in `dir`.
+fn spawn_redis_server(port: u16, dir: &std::path::Path) -> std::io::Result<Child> {
+    Command::new(redis_server_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it answers. Without a `redis-server` binary it returns `None`
+    /// after saying so, unless `CI` is set: then the test fails loudly.
+    pub(crate) fn start() -> Option<Self> {
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let child = match spawn_redis_server(port, dir.path()) {
+                Ok(child) => child,
+                Err(err) if std::env::var_os("CI").is_some() => {
+                    panic!("cannot start {} (CI is set): {err}", redis_server_bin())
+                }
+                Err(err) => {
+                    eprintln!(
+                        "SKIPPED: cannot start {}: {err}; install redis-server or set REDIS_SERVER_BIN",
+                        redis_server_bin()
+                    );
+                    return None;
+                }
+            };
+            let mut redis = Self { child, port, dir };
+            if redis.wait_ready() {
+                return Some(redis);
+            }
+            // Probably lost the port to another process between picking and binding: again.
+        }
+        panic!(
+            "{} did not start on a free port in 3 tries",
+            redis_server_bin()
+        );
+    }
+
+    /// Kills the server and starts a new one on the same port: a restart without persistence.
+    pub(crate) fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_redis_server(self.port, self.dir.path()).unwrap();
+        assert!(
+            self.wait_ready(),
+            "redis-server did not come back on {}",
+            self.port
+        );
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            let ping = redis::Client::open(self.url().as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ping.is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+    /// Its `redis://` URL.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain synchronous connection to it.
+    pub(crate) fn raw(&self) -> redis::Connection {
+        redis::Client::open(self.url().as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// `FLUSHDB`: what a restart without persistence leaves.
+    pub(crate) fn flush(&self) {
+        let _: () = redis::cmd("FLUSHDB").query(&mut self.raw()).unwrap();
+    }
+
+    /// Waits until a client is blocked in `XREADGROUP`.
+    pub(crate) fn wait_for_blocked_read(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut self.raw())
+                .unwrap();
+            if list
+                .lines()
+                .any(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b"))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no read blocked: {list}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -131,9 +131,8 @@ fn store_reason(what: &str, err: &StoreError) -> String {
     }
 }
 
-/// Runs every check and says what `/health` answers.
-pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
-    let now = state.clock().now();
+/// Runs every check at once: the database's, the queue's and the added ones, by name.
+async fn run_checks(state: &AppState, now: DateTime<Utc>) -> Vec<(String, Verdict)> {
     let database = timed("database", async {
         match state.tasks().ping().await {
             Ok(()) => (HealthStatus::Healthy, None),
@@ -179,24 +178,28 @@ pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
         (c.name().to_owned(), verdict)
     }));
     let (database, queue, extras) = futures::join!(database, queue, extras);
-
-    let mut checks = BTreeMap::new();
-    let mut reasons = BTreeMap::new();
-    let mut overall = if database.0 == HealthStatus::Unhealthy {
-        HealthStatus::Unhealthy
-    } else if queue.0 == HealthStatus::Healthy {
-        HealthStatus::Healthy
-    } else {
-        HealthStatus::Degraded
-    };
-    for (name, (status, why)) in [
+    [
         ("database".to_owned(), database),
         ("celery".to_owned(), queue),
     ]
     .into_iter()
     .chain(extras)
-    {
-        if status != HealthStatus::Healthy {
+    .collect()
+}
+
+/// Runs every check and says what `/health` answers.
+pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
+    let now = state.clock().now();
+    let verdicts = run_checks(state, now).await;
+
+    let mut checks = BTreeMap::new();
+    let mut reasons = BTreeMap::new();
+    // Only the database decides between up and down; anything else not healthy is degraded.
+    let mut overall = HealthStatus::Healthy;
+    for (name, (status, why)) in verdicts {
+        if name == "database" && status == HealthStatus::Unhealthy {
+            overall = HealthStatus::Unhealthy;
+        } else if status != HealthStatus::Healthy {
             overall = overall.max(HealthStatus::Degraded);
         }
         if let Some(why) = why {

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::sleep_until;
 use crate::support::ledger::{assert_acknowledged_stored, assert_ran_once, wait_finished};
 use crate::support::standin::{CodegenStand, GitHubStand};
@@ -38,24 +40,7 @@ async fn a_codegen_5xx_storm_opens_the_breaker_defers_tasks_and_all_finish_after
     let storm = traffic.now();
     let stormed = Instant::now();
     // The breaker opens: /health and the metric say so.
-    let opened = Instant::now();
-    loop {
-        let (status, health) = server.health().await;
-        if health["breakers"]["codegen"] == "open" {
-            assert_eq!(status, 200, "{health:#}");
-            assert_eq!(health["status"], "degraded", "{health:#}");
-            assert!(
-                health["reasons"]["breaker:codegen"].is_string(),
-                "{health:#}"
-            );
-            break;
-        }
-        assert!(
-            opened.elapsed() < Duration::from_secs(10),
-            "the breaker did not open: {health:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_open(&server).await;
     let gauge = server
         .metric("circuit_breaker_state{name=\"codegen\"}")
         .await;
@@ -91,8 +76,52 @@ async fn a_codegen_5xx_storm_opens_the_breaker_defers_tasks_and_all_finish_after
             .collect::<Vec<_>>()
     );
     // Deferrals used no attempt: only the calls before the one that opened the breaker did.
-    let mut retries = 0;
-    let mut waited = 0;
+    let (retries, waited) = attempts_used_and_breaker_waits(&server, &tasks).await;
+    assert!(
+        retries < THRESHOLD as u64,
+        "{retries} attempts used by the storm"
+    );
+    assert!(
+        waited >= 5,
+        "{waited} attempts deferred by the open breaker"
+    );
+
+    // Recovered: closed again.
+    let (_, health) = server.health().await;
+    assert_eq!(health["breakers"]["codegen"], "closed", "{health:#}");
+    let gauge = server
+        .metric("circuit_breaker_state{name=\"codegen\"}")
+        .await;
+    assert_eq!(gauge, Some(0.0));
+    db.drop_db().await;
+}
+
+/// Waits (at most 10 s) until `/health` shows the Codegen breaker open, and checks what it says.
+async fn wait_until_open(server: &Server) {
+    let started = Instant::now();
+    loop {
+        let (status, health) = server.health().await;
+        if health["breakers"]["codegen"] == "open" {
+            assert_eq!(status, 200, "{health:#}");
+            assert_eq!(health["status"], "degraded", "{health:#}");
+            assert!(
+                health["reasons"]["breaker:codegen"].is_string(),
+                "{health:#}"
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the breaker did not open: {health:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Over the `codegen_trigger` tasks: attempts used (retries), and executions deferred by the
+/// open breaker.
+async fn attempts_used_and_breaker_waits(server: &Server, tasks: &[Value]) -> (u64, usize) {
+    let (mut retries, mut waited) = (0, 0);
     for task in tasks.iter().filter(|t| t["task_type"] == "codegen_trigger") {
         let detail = server
             .get(&format!(
@@ -113,21 +142,5 @@ async fn a_codegen_5xx_storm_opens_the_breaker_defers_tasks_and_all_finish_after
             })
             .count();
     }
-    assert!(
-        retries < THRESHOLD as u64,
-        "{retries} attempts used by the storm"
-    );
-    assert!(
-        waited >= 5,
-        "{waited} attempts deferred by the open breaker"
-    );
-
-    // Recovered: closed again.
-    let (_, health) = server.health().await;
-    assert_eq!(health["breakers"]["codegen"], "closed", "{health:#}");
-    let gauge = server
-        .metric("circuit_breaker_state{name=\"codegen\"}")
-        .await;
-    assert_eq!(gauge, Some(0.0));
-    db.drop_db().await;
+    (retries, waited)
 }

@@ -50,33 +50,11 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     proxy.cut().await;
     let cut = traffic.now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // Replay guard down: the database's unique delivery id still answers the redelivery.
-    assert_eq!(
-        api.post_delivery("ping", "redis-early", &ping, None).await,
-        Some(409)
-    );
-    // Shared rate limiter down: the in-process limiter limits a burst from one client.
-    let burst = futures::future::join_all((0..BURST).map(|i| {
-        let (api, ping) = (&api, &ping);
-        async move {
-            let id = format!("burst-{i}");
-            api.post_delivery("ping", &id, ping, Some("10.9.9.9")).await
-        }
-    }))
-    .await;
-    let limited = burst.iter().filter(|s| **s == Some(429)).count();
-    let accepted = burst.iter().filter(|s| **s == Some(200)).count();
-    assert!(
-        limited > 0 && accepted >= 50 && limited + accepted == BURST,
-        "burst while Redis was away: {burst:?}"
-    );
-    let (status, health) = api.health().await;
-    assert_eq!(status, 200, "degraded, still receiving: {health:#}");
-    assert_eq!(health["checks"]["celery"], "unhealthy", "{health:#}");
-    assert!(health["reasons"]["celery"].is_string(), "{health:#}");
+    fallbacks_while_redis_is_away(&api, &ping).await;
 
     // An API process dies while Redis is away: the task references it held in memory for Redis
-    // are gone with it, and only the sweeper can bring those tasks back.
+    // are gone with it, and only a re-publication from the database (the sweeper) brings those
+    // tasks back.
     sleep_until(&traffic, cut + OUTAGE / 2).await;
     let crashed = traffic.now();
     api.crash();
@@ -89,31 +67,7 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     tokio::time::sleep(Duration::from_secs(4)).await;
     let sent = traffic.stop().await;
 
-    // Receiving never stopped: every delivery was accepted, except those the crash cut off or
-    // that went to the dead process before the traffic moved to the new one.
-    let moved = traffic_moved(&sent, crashed);
-    let lost: Vec<_> = sent
-        .iter()
-        .filter(|s| !s.acknowledged())
-        .filter(|s| !(s.status.is_none() && s.answered >= crashed && s.sent <= moved))
-        .collect();
-    assert!(lost.is_empty(), "not accepted: {lost:#?}");
-    let crashed_api_window = sent
-        .iter()
-        .filter(|s| s.acknowledged() && s.answered > cut && s.answered < crashed)
-        .count();
-    assert!(
-        crashed_api_window >= 5,
-        "deliveries the crashed API accepted while Redis was away: {crashed_api_window}"
-    );
-    let accepted_during = sent
-        .iter()
-        .filter(|s| s.acknowledged() && s.answered > cut && s.answered < back)
-        .count();
-    assert!(
-        accepted_during >= 10,
-        "accepted while Redis was away: {accepted_during}"
-    );
+    assert_received_throughout(&sent, cut, crashed, back);
 
     // A delivery stored while the guard was away is still a duplicate once it is back.
     let during = sent
@@ -153,6 +107,62 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     }
     drop((worker, api, api2));
     db.drop_db().await;
+}
+
+/// Receiving never stopped while Redis was away (`cut..back`): every delivery was accepted,
+/// except those the crash of the first API process (at `crashed`) cut off or that went to it
+/// before the traffic moved to the new one; and that process did accept some while Redis was
+/// away, whose tasks it alone knew about.
+fn assert_received_throughout(sent: &[Sent], cut: Duration, crashed: Duration, back: Duration) {
+    let moved = traffic_moved(sent, crashed);
+    let lost: Vec<_> = sent
+        .iter()
+        .filter(|s| !s.acknowledged())
+        .filter(|s| !(s.status.is_none() && s.answered >= crashed && s.sent <= moved))
+        .collect();
+    assert!(lost.is_empty(), "not accepted: {lost:#?}");
+    let crashed_api_window = sent
+        .iter()
+        .filter(|s| s.acknowledged() && s.answered > cut && s.answered < crashed)
+        .count();
+    assert!(
+        crashed_api_window >= 5,
+        "deliveries the crashed API accepted while Redis was away: {crashed_api_window}"
+    );
+    let accepted_during = sent
+        .iter()
+        .filter(|s| s.acknowledged() && s.answered > cut && s.answered < back)
+        .count();
+    assert!(
+        accepted_during >= 10,
+        "accepted while Redis was away: {accepted_during}"
+    );
+}
+
+/// With Redis away, an API process still answers a redelivery from the database (409), limits
+/// a burst from one client in-process (429s, no 5xx), and says it is degraded.
+async fn fallbacks_while_redis_is_away(api: &Server, ping: &[u8]) {
+    // Replay guard down: the database's unique delivery id still answers the redelivery.
+    assert_eq!(
+        api.post_delivery("ping", "redis-early", ping, None).await,
+        Some(409)
+    );
+    // Shared rate limiter down: the in-process limiter limits a burst from one client.
+    let burst = futures::future::join_all((0..BURST).map(|i| async move {
+        let id = format!("burst-{i}");
+        api.post_delivery("ping", &id, ping, Some("10.9.9.9")).await
+    }))
+    .await;
+    let limited = burst.iter().filter(|s| **s == Some(429)).count();
+    let accepted = burst.iter().filter(|s| **s == Some(200)).count();
+    assert!(
+        limited > 0 && accepted >= 50 && limited + accepted == BURST,
+        "burst while Redis was away: {burst:?}"
+    );
+    let (status, health) = api.health().await;
+    assert_eq!(status, 200, "degraded, still receiving: {health:#}");
+    assert_eq!(health["checks"]["celery"], "unhealthy", "{health:#}");
+    assert!(health["reasons"]["celery"].is_string(), "{health:#}");
 }
 
 /// When the traffic started sending to the new process: the first send after `crashed` that

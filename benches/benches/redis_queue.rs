@@ -147,6 +147,7 @@ fn delivery() -> (NewEvent, Vec<NewTask>) {
         payload: Bytes::from_static(b"{}"),
         headers: Vec::new(),
         received_at: now,
+        parse_error: None,
         prepared: Default::default(),
     };
     (

@@ -60,6 +60,7 @@ fn delivery(payload: &Bytes) -> (NewEvent, Vec<NewTask>) {
             ("x-github-delivery".into(), id),
         ],
         received_at: now,
+        parse_error: None,
         prepared: Default::default(),
     };
     (event, vec![noop_task()])

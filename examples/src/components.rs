@@ -72,6 +72,11 @@ impl Components {
         &self.stores.tasks
     }
 
+    /// The agent-run ledger (at most one Codegen run per creation; one per PR head SHA).
+    pub fn agent_runs(&self) -> &Arc<dyn orchestrator_core::store::agent_run::AgentRunStore> {
+        &self.stores.agent_runs
+    }
+
     /// The task queue (the database's, or Redis Streams).
     pub fn queue(&self) -> &Arc<dyn TaskQueue> {
         &self.queue

@@ -15,6 +15,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::{EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
@@ -22,16 +23,19 @@ use orchestrator_sqlx::{PoolOptions, SqlStore};
 use crate::config::Config;
 use crate::error::ServerError;
 
-/// What the builder needs from a store: events, tasks, and the queue over its own task table.
-pub trait StoreBackend: EventStore + TaskStore + TaskQueue {}
+/// What the builder needs from a store: events, tasks, the queue over its own task table, and
+/// the agent-run ledger (`codegen_trigger` records every Codegen run creation in it first).
+pub trait StoreBackend: EventStore + TaskStore + TaskQueue + AgentRunStore {}
 
-impl<T: EventStore + TaskStore + TaskQueue> StoreBackend for T {}
+impl<T: EventStore + TaskStore + TaskQueue + AgentRunStore> StoreBackend for T {}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub(crate) events: Arc<dyn EventStore>,
     pub(crate) tasks: Arc<dyn TaskStore>,
+    /// The agent-run ledger.
+    pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -53,6 +57,7 @@ impl Stores {
         Self {
             events: store.clone(),
             tasks: store.clone(),
+            agent_runs: store.clone(),
             own_queue: store,
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,

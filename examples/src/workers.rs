@@ -25,6 +25,7 @@ pub(crate) fn registry(
             &mut registry,
             components.github.clone(),
             components.codegen.clone(),
+            components.stores.agent_runs.clone(),
             config.handlers.clone(),
             components.observer.clone(),
         );

@@ -42,7 +42,9 @@ pub struct AcceptedResponse {
 /// The `result` of [`AcceptedResponse`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AcceptedResult {
-    /// `queued` (tasks created), `stored` (no task needed) or `duplicate`.
+    /// `queued` (tasks created), `stored` (no task needed), `stored_unparsed` (a genuine
+    /// delivery whose typed view failed: stored with its parse error, no tasks, reprocessable
+    /// after an upgrade) or `duplicate`.
     pub status: String,
     /// The first task created, if any.
     pub task_id: Option<Uuid>,
@@ -117,8 +119,11 @@ pub struct EventDetailDto {
     pub processing_started_at: Option<DateTime<Utc>>,
     /// When its last task finished.
     pub processing_completed_at: Option<DateTime<Utc>>,
-    /// The error of a task of it that failed for good.
+    /// The error of a task of it that failed for good (or why it was stored unparsed).
     pub error_message: Option<String>,
+    /// Why its payload's typed view failed when it was received: it was stored unparsed, with no
+    /// tasks (`null` once a reprocess parsed it, and for every delivery that parsed).
+    pub parse_error: Option<String>,
     /// How often it was reprocessed.
     pub retry_count: u32,
     /// When it was received.
@@ -170,6 +175,7 @@ impl From<WebhookEvent> for EventDetailDto {
             processing_started_at: e.processing_started_at,
             processing_completed_at: e.processing_completed_at,
             error_message: e.error_message,
+            parse_error: e.parse_error,
             retry_count: e.retry_count,
             created_at: e.created_at,
             updated_at: e.updated_at,
@@ -358,6 +364,16 @@ pub struct EventListQuery {
     pub event_type: Option<String>,
     /// Only processed (`true`) or unprocessed (`false`) events.
     pub processed: Option<bool>,
+}
+
+/// Query of `POST /api/v1/webhooks/events/{event_id}/reprocess`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReprocessQuery {
+    /// `true`: the new tasks may create a Codegen agent run even for a pull-request head SHA
+    /// that already has one (by default a head SHA gets at most one run). The flag travels on the
+    /// new tasks' `config` (`"force": true`) and on to their `codegen_trigger` follow-ups.
+    pub force: Option<bool>,
 }
 
 /// Query of `GET /api/v1/tasks`.

@@ -30,6 +30,7 @@ pub struct Metrics {
     webhook_events_total: IntCounterVec,
     webhook_processing_duration_seconds: HistogramVec,
     webhook_errors_total: IntCounterVec,
+    webhook_parse_failures_total: IntCounterVec,
     workflow_tasks_total: IntCounterVec,
     workflow_task_duration_seconds: HistogramVec,
     workflow_task_retries_total: IntCounterVec,
@@ -114,6 +115,12 @@ impl Metrics {
                 "webhook_errors_total",
                 "Webhook deliveries refused or not stored, by reason",
                 &["reason"],
+            )?,
+            webhook_parse_failures_total: counter(
+                r,
+                "webhook_parse_failures_total",
+                "Genuine deliveries whose typed view failed, stored unparsed (no tasks), by event type",
+                &["event_type"],
             )?,
             workflow_tasks_total: counter(
                 r,
@@ -244,6 +251,12 @@ impl Observer for Metrics {
         }
     }
 
+    fn parse_failure(&self, event_type: &str) {
+        self.webhook_parse_failures_total
+            .with_label_values(&[event_type])
+            .inc();
+    }
+
     fn tasks_created(&self, task_type: &TaskType, count: u64) {
         self.workflow_tasks_total
             .with_label_values(&[task_type.as_str(), "created"])
@@ -332,6 +345,7 @@ mod tests {
             Duration::from_millis(1),
         );
         m.tasks_created(&TaskType::PULL_REQUEST_ANALYSIS, 2);
+        m.parse_failure("pull_request");
         m.queue_depth(
             "memory",
             QueueDepth {
@@ -348,6 +362,7 @@ mod tests {
         for line in [
             r#"webhook_events_total{event_type="pull_request",status="accepted"} 1"#,
             r#"webhook_errors_total{reason="signature_mismatch"} 1"#,
+            r#"webhook_parse_failures_total{event_type="pull_request"} 1"#,
             r#"workflow_tasks_total{status="created",task_type="pull_request_analysis"} 2"#,
             r#"celery_queue_size{queue="memory"} 4"#,
             r#"task_queue_size{state="running"} 2"#,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use orchestrator_core::breaker::BreakerConfig;
 pub use orchestrator_core::secret::Secret;
+use orchestrator_core::store::agent_run::AgentRunPolicy;
 use url::Url;
 
 /// Bounds on one HTTP request.
@@ -145,6 +146,15 @@ pub struct HandlerConfig {
     pub max_wait: Duration,
     /// Priority of the `codegen_trigger` follow-ups (higher runs first).
     pub trigger_priority: i32,
+    /// The rules of agent-run creation (at most one run per pull-request head SHA by default).
+    pub run_policy: AgentRunPolicy,
+    /// A run whose creation answer was lost and that the agent's run list does not show is
+    /// looked for again until the intent is this old (60 s), before the task stops for a person:
+    /// the list may lag behind the creation.
+    pub reconcile_grace: Duration,
+    /// While the agent's run list cannot be read (5xx, rate limit, open breaker), looking for a
+    /// lost run is retried until the intent is this old (1 h); then the task stops for a person.
+    pub reconcile_max_wait: Duration,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -195,6 +205,9 @@ impl Default for HandlerConfig {
             poll_max: Duration::from_secs(300),
             max_wait: Duration::from_secs(2 * 60 * 60),
             trigger_priority: 5,
+            run_policy: AgentRunPolicy::default(),
+            reconcile_grace: Duration::from_secs(60),
+            reconcile_max_wait: Duration::from_secs(60 * 60),
         }
     }
 }

@@ -14,9 +14,11 @@
 //! attempt. GitHub quota works the same way: `X-RateLimit-Remaining` of every response feeds
 //! `github_api_rate_limit_remaining`, and below a floor calls are deferred until the reset.
 //! GitHub App authentication signs an RS256 JWT and caches one installation token per
-//! installation until shortly before it expires. Agent runs are never fired and forgotten: the
-//! run id is stored before the handler returns, so a retry never creates a second run, and the
-//! run is followed with `Waiting` outcomes (no worker slot held) until it ends or times out.
+//! installation until shortly before it expires. Agent runs are never fired and forgotten, and
+//! created at most once: an intent is committed to the agent-run ledger before the request is
+//! sent and the run id right after, a retry that finds an intent without a run id looks the run
+//! up by its metadata (or stops the task for a person) instead of creating another, and the run
+//! is followed with `Waiting` outcomes (no worker slot held) until it ends or times out.
 //!
 //! ## Layout
 //! - [`config`]: validated settings ([`GitHubConfig`], [`CodegenConfig`], [`HandlerConfig`]);
@@ -28,10 +30,13 @@
 //! - [`handlers`]: one handler per built-in task type, the classification rules, the prompt, and
 //!   [`register_handlers`].
 //! - [`error`]: what can fail while building a client.
+//! - `failpoint.rs`: crash-test failpoints, compiled in only with the `failpoints` feature (a
+//!   testing aid).
 
 pub mod codegen;
 pub mod config;
 pub mod error;
+mod failpoint;
 pub mod github;
 pub mod handlers;
 mod http;
@@ -40,4 +45,4 @@ pub use codegen::CodegenClient;
 pub use config::{CodegenConfig, GitHubAppConfig, GitHubConfig, HandlerConfig, Secret, Timeouts};
 pub use error::Error;
 pub use github::GitHubClient;
-pub use handlers::{CodegenTriggerInput, FailingCheck, register_handlers};
+pub use handlers::{CodegenTriggerInput, FailingCheck, NEEDS_ATTENTION, register_handlers};

@@ -1,8 +1,9 @@
 //! The coding agent (the Codegen API) as the `codegen_trigger` handler needs it.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::ClientError;
 
@@ -125,6 +126,22 @@ impl AgentRun {
     }
 }
 
+/// What a look-up of recent runs by their metadata found
+/// ([`CodingAgent::find_run_by_metadata`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunSearch {
+    /// Exactly one run carries the metadata.
+    Found(AgentRun),
+    /// Every run created since the given time was looked at, and none carries the metadata.
+    NotFound,
+    /// The search could not decide (more runs than it pages through, several matching runs);
+    /// why, for a person.
+    Inconclusive(String),
+    /// This agent cannot list its runs.
+    Unsupported,
+}
+
 /// The coding agent.
 #[async_trait]
 pub trait CodingAgent: Send + Sync + 'static {
@@ -133,6 +150,19 @@ pub trait CodingAgent: Send + Sync + 'static {
 
     /// Reads a run.
     async fn get_run(&self, run_id: i64) -> Result<AgentRun, ClientError>;
+
+    /// Looks among the runs created since `created_since` for the one whose `metadata` holds
+    /// every key of `metadata` with the same value. The `codegen_trigger` handler uses it to find
+    /// a run whose creation answer it lost (the process died, or the answer never came), so it
+    /// never creates a second one. The default cannot list runs: [`RunSearch::Unsupported`].
+    async fn find_run_by_metadata(
+        &self,
+        metadata: &Map<String, Value>,
+        created_since: DateTime<Utc>,
+    ) -> Result<RunSearch, ClientError> {
+        let _ = (metadata, created_since);
+        Ok(RunSearch::Unsupported)
+    }
 
     /// False when no credentials are configured: handlers then skip the run with a clear note.
     fn is_configured(&self) -> bool {

@@ -94,6 +94,7 @@ pub struct ClientError {
     kind: ClientErrorKind,
     status: Option<u16>,
     message: String,
+    outcome_unknown: bool,
     #[source]
     source: Option<BoxError>,
 }
@@ -105,8 +106,23 @@ impl ClientError {
             kind,
             status,
             message: message.into(),
+            outcome_unknown: false,
             source: None,
         }
+    }
+
+    /// Marks a request whose effect is unknown: it may have reached the upstream and taken
+    /// effect, but no (usable) answer came back, e.g. a run creation that timed out after it was
+    /// sent. A caller with a record of what it asked for reconciles instead of asking again.
+    pub fn with_outcome_unknown(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
+    }
+
+    /// Whether the request may have taken effect although it failed (see
+    /// [`with_outcome_unknown`](Self::with_outcome_unknown)).
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.outcome_unknown
     }
 
     /// Attaches the underlying error.

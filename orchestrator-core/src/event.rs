@@ -29,6 +29,10 @@ pub struct NewEvent {
     pub headers: Vec<(String, String)>,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
+    /// Why the typed view of a genuine (signed) JSON payload failed, when it did: the event is
+    /// stored unparsed, with no tasks, unprocessed and with this as its error, so it can be
+    /// reprocessed after an upgrade. `None` for every delivery that parsed.
+    pub parse_error: Option<String>,
     /// What the store worked out from this delivery before it reached the store's serial
     /// section (see [`EventStore::prepare`](crate::store::EventStore::prepare)); empty when
     /// built, and stores must accept events that were never prepared.
@@ -106,14 +110,24 @@ pub struct WebhookEvent {
     pub processing_started_at: Option<DateTime<Utc>>,
     /// When its last task finished.
     pub processing_completed_at: Option<DateTime<Utc>>,
-    /// The error of a task of it that failed for good.
+    /// The error of a task of it that failed for good (or, for an event stored unparsed, why).
     pub error_message: Option<String>,
+    /// Why its payload's typed view failed when it was received (stored unparsed, no tasks);
+    /// cleared once a reprocess parses it.
+    pub parse_error: Option<String>,
     /// How often it was reprocessed.
     pub retry_count: u32,
     /// Insert time.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// The `error_message` an event stored unparsed starts with.
+    pub fn unparsed_message(parse_error: &str) -> String {
+        format!("stored unparsed: {parse_error}")
+    }
 }
 
 /// One row of the event list.

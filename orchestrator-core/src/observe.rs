@@ -48,6 +48,10 @@ pub trait Observer: Send + Sync + 'static {
     ) {
     }
 
+    /// A genuine (signed) delivery whose typed view failed was stored unparsed
+    /// (`webhook_parse_failures_total{event_type}`; the label is the verified event name).
+    fn parse_failure(&self, _event_type: &str) {}
+
     /// Tasks were created (`workflow_tasks_total{status="created"}`).
     fn tasks_created(&self, _task_type: &TaskType, _count: u64) {}
 
@@ -68,7 +72,9 @@ pub trait Observer: Send + Sync + 'static {
     fn github_rate_limit(&self, _remaining: u64) {}
 
     /// A coding-agent run reached `outcome` (`codegen_agent_tasks_total`): `created`,
-    /// `rejected` (refused for good), `completed`, `failed`, `cancelled`, `timeout`, `skipped`.
+    /// `rejected` (refused for good), `completed`, `failed`, `cancelled`, `timeout`, `skipped`,
+    /// `duplicate` (the pull request's head SHA already has a run), `reconciled` (a run whose
+    /// creation answer was lost was found again), `needs_attention` (it could not be found).
     fn codegen_run(&self, _outcome: &str) {}
 
     /// A circuit breaker changed state.

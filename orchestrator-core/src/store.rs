@@ -4,6 +4,11 @@
 //! caused in one transaction, so an acknowledged delivery is never without its tasks, and a
 //! duplicate delivery id changes nothing. Time is always passed in (`now`) so that adapters and
 //! the in-memory store agree with the injected [`Clock`](crate::clock::Clock).
+//!
+//! Optional abilities are small traits of their own in `store/`: [`agent_run`] (the ledger that
+//! keeps coding-agent runs at most once).
+
+pub mod agent_run;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,11 +81,23 @@ pub enum IngestOutcome {
 
 /// What [`EventStore::reprocess_event`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReprocessOutcome {
-    /// The event.
-    pub event_id: i64,
-    /// The tasks created for this run.
-    pub task_ids: Vec<Uuid>,
+pub enum ReprocessOutcome {
+    /// The new tasks are committed and the event is open again.
+    Reprocessed {
+        /// The event.
+        event_id: i64,
+        /// The tasks created for this run.
+        task_ids: Vec<Uuid>,
+    },
+    /// The event still has tasks that are not terminal; nothing was written.
+    Busy {
+        /// The event.
+        event_id: i64,
+        /// Its open tasks (pending, running or retrying), by row id.
+        open_tasks: Vec<Uuid>,
+    },
+    /// No event has that id.
+    NotFound,
 }
 
 /// What [`TaskStore::retry_task`] did.
@@ -208,13 +225,16 @@ pub trait EventStore: Send + Sync + 'static {
     async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError>;
 
     /// Adds a fresh set of `tasks` for a stored event, marks it unprocessed, clears its error and
-    /// counts one more retry, in one transaction. `None` when no event has that id.
+    /// parse error and counts one more retry, in one transaction -- only when none of its tasks
+    /// is open (pending, running, retrying): otherwise nothing is written and the open tasks are
+    /// named ([`ReprocessOutcome::Busy`]). The check and the write are one atomic step, so two
+    /// racing reprocess requests never both add tasks.
     async fn reprocess_event(
         &self,
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError>;
+    ) -> Result<ReprocessOutcome, StoreError>;
 }
 
 /// Storage of tasks and their executions, including the state changes that queues drive.
@@ -227,7 +247,9 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskDetail>, StoreError>;
 
     /// An operator's retry: a failed or cancelled task becomes pending, due at `now`, with its
-    /// retry count reset; its event becomes unprocessed again.
+    /// retry count reset; its event becomes unprocessed again. Its unresolved agent-run intents
+    /// are released in the same transaction (see [`agent_run`]), so the retried task creates
+    /// exactly one new run.
     async fn retry_task(
         &self,
         task_id: Uuid,

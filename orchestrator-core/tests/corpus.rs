@@ -399,8 +399,9 @@ fn a_form_encoded_corpus_delivery_verifies_and_parses_like_json() {
 }
 
 #[test]
-fn an_event_header_that_does_not_match_the_payload_is_refused_or_ignored_never_a_panic() {
-    // A push payload announced as pull_request lacks `pull_request`: refused (400).
+fn an_event_header_that_does_not_match_the_payload_is_a_shape_error_or_ignored_never_a_panic() {
+    // A push payload announced as pull_request lacks `pull_request`: a shape error (the
+    // receiver stores such a genuine delivery unparsed, with no task).
     let err =
         ParsedEvent::parse("pull_request", &load("push/with-new-branch.payload.json")).unwrap_err();
     assert_eq!(err.as_str(), "payload_shape");

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use orchestrator_core::breaker::{BreakerConfig, CircuitBreaker};
 use orchestrator_core::clock::{self, Clock, ManualClock};
 use orchestrator_core::delivery::{DeliveryError, DeliveryLimits};
-use orchestrator_core::engine::{IngestError, Ingestor, Worker, WorkerConfig};
+use orchestrator_core::engine::{IngestError, Ingestor, ReprocessOptions, Worker, WorkerConfig};
 use orchestrator_core::error::{StoreError, StoreErrorKind, TaskError};
 use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext, TaskHandler};
 use orchestrator_core::memory::MemoryStore;
@@ -24,7 +24,8 @@ use orchestrator_core::retry::{Backoff, RetryPolicy};
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::signature::{SignatureError, SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, FinishReport, Page, RetryOutcome, TaskFilter, TaskStore,
+    EventFilter, EventStore, ExternalRun, FinishReport, Page, ReprocessOutcome, RetryOutcome,
+    TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, TaskDetail, TaskSpec, TaskStatus, TaskType};
 use serde_json::{Value, json};
@@ -621,14 +622,39 @@ async fn a_failed_publish_still_accepts_the_durable_delivery() {
 }
 
 #[tokio::test]
-async fn reprocess_routes_the_stored_payload_again() {
+async fn reprocess_routes_the_stored_payload_again_once_the_event_has_finished() {
     let h = harness();
     let first = h.deliver("d-1").await;
     let event_id = h.task(first[0]).await.task.webhook_event_id.unwrap();
-    assert!(h.ingestor.reprocess(12345).await.unwrap().is_none());
-    let outcome = h.ingestor.reprocess(event_id).await.unwrap().unwrap();
-    assert_eq!(outcome.task_ids.len(), 2);
-    assert!(outcome.task_ids.iter().all(|id| !first.contains(id)));
+    let none = ReprocessOptions::default();
+    assert_eq!(
+        h.ingestor.reprocess(12345, none).await.unwrap(),
+        ReprocessOutcome::NotFound
+    );
+    // Its tasks are still open: refused, naming them, and nothing changes.
+    assert_eq!(
+        h.ingestor.reprocess(event_id, none).await.unwrap(),
+        ReprocessOutcome::Busy {
+            event_id,
+            open_tasks: first.clone()
+        }
+    );
+    let event = h.store.get_event(event_id).await.unwrap().unwrap();
+    assert_eq!(event.retry_count, 0);
+    // Once they finished it runs the routing again; `force` travels on the new tasks' config.
+    let worker = h.worker(registry(|_, _| Ok(HandlerOutcome::done(json!({})))));
+    assert_eq!(worker.run_once().await.unwrap(), 2);
+    let forced = ReprocessOptions { force: true };
+    let ReprocessOutcome::Reprocessed { task_ids, .. } =
+        h.ingestor.reprocess(event_id, forced).await.unwrap()
+    else {
+        panic!("not reprocessed")
+    };
+    assert_eq!(task_ids.len(), 2);
+    assert!(task_ids.iter().all(|id| !first.contains(id)));
+    for id in &task_ids {
+        assert_eq!(h.task(*id).await.task.config["force"], json!(true));
+    }
     let event = h.store.get_event(event_id).await.unwrap().unwrap();
     assert_eq!((event.retry_count, event.processed), (1, false));
     let tasks = h

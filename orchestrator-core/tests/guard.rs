@@ -80,7 +80,7 @@ impl EventStore for CountingStore {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         self.inner.reprocess_event(id, tasks, now).await
     }
 }

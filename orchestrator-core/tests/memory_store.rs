@@ -14,8 +14,8 @@ use orchestrator_core::github::{GitHubApi, PullRequestFile, RepoRef};
 use orchestrator_core::memory::{FakeAgent, FakeGitHub, MemoryStore};
 use orchestrator_core::queue::{Claim, Finish, TaskQueue};
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, RetentionPolicy, RetryOutcome,
-    TaskFilter, TaskStore,
+    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
+    RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskSpec, TaskStatus, TaskType};
 use serde_json::json;
@@ -42,6 +42,7 @@ fn event(delivery: &str, event_type: &str, at: DateTime<Utc>) -> NewEvent {
         payload: Bytes::from_static(br#"{"action":"opened"}"#),
         headers: vec![("x-github-event".to_owned(), event_type.to_owned())],
         received_at: at,
+        parse_error: None,
         prepared: Default::default(),
     }
 }
@@ -566,7 +567,22 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
     let store = MemoryStore::new();
     let now = t0();
     let (event_id, ids) = ingest(&store, "d-1", vec![task_new()], now).await;
+    // While a task is open nothing is added, and the open task is named.
+    assert_eq!(
+        store
+            .reprocess_event(event_id, vec![task("x", 0, now)], now)
+            .await
+            .unwrap(),
+        ReprocessOutcome::Busy {
+            event_id,
+            open_tasks: ids.clone()
+        }
+    );
     let c = claim_one(&store, "w", now).await;
+    assert!(matches!(
+        store.reprocess_event(event_id, vec![], now).await.unwrap(),
+        ReprocessOutcome::Busy { .. }
+    ));
     store
         .finish(
             &c,
@@ -577,21 +593,20 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
         )
         .await
         .unwrap();
-    assert!(
-        store
-            .reprocess_event(999, vec![], now)
-            .await
-            .unwrap()
-            .is_none()
+    assert_eq!(
+        store.reprocess_event(999, vec![], now).await.unwrap(),
+        ReprocessOutcome::NotFound
     );
 
     let later = clock::add(now, secs(60));
-    let outcome = store
+    let ReprocessOutcome::Reprocessed { task_ids, .. } = store
         .reprocess_event(event_id, vec![task("a", 0, later)], later)
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(outcome.task_ids.len(), 1);
+    else {
+        panic!("not reprocessed")
+    };
+    assert_eq!(task_ids.len(), 1);
     let stored = store.get_event(event_id).await.unwrap().unwrap();
     assert!(!stored.processed);
     assert_eq!(
@@ -607,12 +622,7 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
         TaskStatus::Failed,
         "old tasks are kept as they were"
     );
-    let fresh = store
-        .get_task(outcome.task_ids[0])
-        .await
-        .unwrap()
-        .unwrap()
-        .task;
+    let fresh = store.get_task(task_ids[0]).await.unwrap().unwrap().task;
     assert_eq!(
         (fresh.webhook_event_id, fresh.created_at),
         (Some(event_id), later)
@@ -631,11 +641,13 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
         )
         .await
         .unwrap();
-    store
-        .reprocess_event(event_id, vec![], later)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(matches!(
+        store
+            .reprocess_event(event_id, vec![], later)
+            .await
+            .unwrap(),
+        ReprocessOutcome::Reprocessed { .. }
+    ));
     let stored = store.get_event(event_id).await.unwrap().unwrap();
     assert!(stored.processed);
     assert_eq!(stored.retry_count, 2);

@@ -325,6 +325,7 @@ proptest! {
                     payload: bytes::Bytes::from_static(b"{}"),
                     headers: vec![],
                     received_at: clock.now(),
+                    parse_error: None,
                     prepared: Default::default(),
                 };
                 store.ingest(event, tasks).await.unwrap();

@@ -95,6 +95,7 @@ macro_rules! both {
         }
     };
 }
+pub(crate) use both;
 
 #[async_trait]
 impl EventStore for SqlStore {
@@ -129,7 +130,7 @@ impl EventStore for SqlStore {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         both!(self, s => s.reprocess_event(id, tasks, now).await)
     }
 }

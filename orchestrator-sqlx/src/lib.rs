@@ -37,7 +37,10 @@
 //!   leases, `stats.rs` figures and retention, `rows.rs` decoding).
 //! - `sqlite/`: [`SqliteStore`], the same files.
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
+//!   implementation; each database's statements in its `agent_run.rs`.
 
+mod agent_run;
 mod any;
 pub mod config;
 mod error;

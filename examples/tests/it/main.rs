@@ -9,6 +9,8 @@
     unreachable_pub
 )]
 
+mod agent_runs;
+mod agent_stub;
 mod builder;
 mod crash;
 mod faults;

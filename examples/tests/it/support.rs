@@ -235,6 +235,18 @@ impl Server {
         None
     }
 
+    /// Waits up to `limit` for the process to exit on its own; its exit status, or `None`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Posts `body` as GitHub would, signed with [`SECRET`], under a fresh delivery id.
     pub async fn deliver(&self, event: &str, body: &[u8]) -> (u16, Value) {
         let signature = orchestrator_server::send::sign(SECRET.as_bytes(), body);

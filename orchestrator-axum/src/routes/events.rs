@@ -3,9 +3,13 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use orchestrator_core::store::EventFilter;
+use orchestrator_core::engine::{ReprocessError, ReprocessOptions};
+use orchestrator_core::store::{EventFilter, ReprocessOutcome};
+use uuid::Uuid;
 
-use crate::dto::{ErrorBody, EventDetailDto, EventListQuery, EventSummaryDto, ReprocessResponse};
+use crate::dto::{
+    ErrorBody, EventDetailDto, EventListQuery, EventSummaryDto, ReprocessQuery, ReprocessResponse,
+};
 use crate::error::ApiError;
 use crate::routes::{bad_query, page};
 use crate::state::AppState;
@@ -67,37 +71,69 @@ pub(crate) async fn get(
     }
 }
 
-/// Routes a stored event again and queues the new tasks.
+/// Routes a stored event again and queues the new tasks. Only a finished event (no open task)
+/// is reprocessed; its new tasks never create a second Codegen run for a pull-request head SHA
+/// that already has one, unless `force=true`. An event stored unparsed is parsed again.
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/events/{event_id}/reprocess",
     tag = "events",
-    params(("event_id" = i64, Path, description = "Event id")),
+    params(("event_id" = i64, Path, description = "Event id"), ReprocessQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ReprocessResponse),
+        (status = 400, description = "Invalid parameters", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The event still has open (pending, running or retrying) tasks, named in the error; or its stored payload still does not parse. Nothing was changed", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
 pub(crate) async fn reprocess(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    query: Result<Query<ReprocessQuery>, QueryRejection>,
 ) -> Result<Json<ReprocessResponse>, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
     let id = event_id(&raw)?;
-    let Some(outcome) = state.ingestor().reprocess(id).await? else {
-        return Err(ApiError::NotFound(format!("event {id} not found")));
+    let options = ReprocessOptions {
+        force: query.force.unwrap_or(false),
     };
-    tracing::info!(
-        event_id = id,
-        tasks = outcome.task_ids.len(),
-        "event reprocessed"
-    );
-    Ok(Json(ReprocessResponse {
-        status: "reprocessing".to_owned(),
-        task_id: outcome.task_ids.first().copied(),
-        task_ids: outcome.task_ids,
-        event_id: outcome.event_id,
-    }))
+    let outcome = match state.ingestor().reprocess(id, options).await {
+        Ok(outcome) => outcome,
+        Err(err @ ReprocessError::Unparsable { .. }) => {
+            return Err(ApiError::Conflict(err.to_string()));
+        }
+        Err(ReprocessError::Store(err)) => return Err(err.into()),
+    };
+    match outcome {
+        ReprocessOutcome::Reprocessed { event_id, task_ids } => {
+            tracing::info!(event_id, tasks = task_ids.len(), "event reprocessed");
+            Ok(Json(ReprocessResponse {
+                status: "reprocessing".to_owned(),
+                task_id: task_ids.first().copied(),
+                task_ids,
+                event_id,
+            }))
+        }
+        ReprocessOutcome::Busy {
+            event_id,
+            open_tasks,
+        } => Err(ApiError::Conflict(format!(
+            "event {event_id} still has open tasks ({}); reprocess it once they have finished, or \
+             retry or cancel them instead; nothing was changed",
+            name_tasks(&open_tasks)
+        ))),
+        ReprocessOutcome::NotFound => Err(ApiError::NotFound(format!("event {id} not found"))),
+    }
+}
+
+/// Task ids for a message: the first 20, then how many more.
+fn name_tasks(ids: &[Uuid]) -> String {
+    const SHOWN: usize = 20;
+    let mut names: Vec<String> = ids.iter().take(SHOWN).map(Uuid::to_string).collect();
+    if ids.len() > SHOWN {
+        names.push(format!("and {} more", ids.len() - SHOWN));
+    }
+    names.join(", ")
 }

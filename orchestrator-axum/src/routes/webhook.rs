@@ -27,8 +27,8 @@ use crate::state::AppState;
     ),
     request_body(content = Object, description = "The GitHub webhook payload", content_type = "application/json"),
     responses(
-        (status = 200, description = "Stored (or a duplicate, when so configured)", body = AcceptedResponse),
-        (status = 400, description = "Invalid headers or body", body = ErrorBody),
+        (status = 200, description = "Stored (or a duplicate, when so configured). A signed JSON object whose typed view fails is stored unparsed: `result.status` is `stored_unparsed`, no task is created, and the event can be reprocessed after an upgrade", body = AcceptedResponse),
+        (status = 400, description = "Invalid headers, or a body that is not JSON (a form body without a payload field)", body = ErrorBody),
         (status = 401, description = "Missing or invalid signature", body = ErrorBody),
         (status = 409, description = "Duplicate delivery id", body = ErrorBody),
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
@@ -68,6 +68,8 @@ pub(crate) async fn receive(
     }
     let result_status = if receipt.duplicate {
         "duplicate"
+    } else if receipt.parse_error.is_some() {
+        "stored_unparsed"
     } else if receipt.task_ids.is_empty() {
         "stored"
     } else {

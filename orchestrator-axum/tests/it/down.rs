@@ -50,7 +50,7 @@ impl EventStore for DownStore {
         _: i64,
         _: Vec<NewTask>,
         _: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         self.err()
     }
 }

@@ -108,6 +108,11 @@ impl TestApp {
         json(resp).await
     }
 
+    /// The app clock's time.
+    pub fn store_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Claims every due task and fails it for good; their ids.
     pub async fn fail_all_due(&self) -> Vec<Uuid> {
         let now = self.clock.now();

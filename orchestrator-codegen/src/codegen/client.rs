@@ -1,18 +1,24 @@
 //! The reqwest implementation of [`CodingAgent`] over the Codegen API.
 //!
 //! `POST /v1/organizations/{org_id}/agent/run` starts a run, `GET .../agent/run/{id}` reads it,
-//! both with `Authorization: Bearer <CODEGEN_TOKEN>`. Status mapping: 5xx and transport failures
-//! are retryable (honouring `Retry-After`), 429 is rate limiting (the task waits without using an
+//! `GET .../agent/runs` lists the organisation's runs (newest first; see `search.rs`), all with
+//! `Authorization: Bearer <CODEGEN_TOKEN>`. Status mapping: 5xx and transport failures are
+//! retryable (honouring `Retry-After`), 429 is rate limiting (the task waits without using an
 //! attempt), 400/401/402/403/404/422 are permanent. A run creation that may have reached the
-//! server but got no answer (timeout, broken body) is permanent too: the run may exist, and a
-//! retry would start a second one. Only 5xx, 429 and transport failures count
-//! against the breaker: a 404 says nothing about the service's health. A retryable failure that
-//! leaves the breaker open (it opened it, or it was the probe) waits for the breaker instead,
-//! like the calls the breaker refuses: the dependency is down, the task is not at fault.
+//! server but got no usable answer (a timeout or broken body after sending, a 504 from a gateway,
+//! a success whose body does not decode) is permanent and marked
+//! [outcome unknown](ClientError::is_outcome_unknown): the run may exist, so it must be looked
+//! up, never asked for again. Only 5xx, 429 and transport failures count against the breaker: a
+//! 404 says nothing about the service's health.
+//! A retryable failure that leaves the breaker open (it opened it, or it was the probe) waits
+//! for the breaker instead, like the calls the breaker refuses: the dependency is down, the task
+//! is not at fault.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_core::agent::RunSearch;
 use orchestrator_core::agent::{AgentPullRequest, AgentRun, AgentRunRequest, CodingAgent};
 use orchestrator_core::breaker::CircuitBreaker;
 use orchestrator_core::clock::Clock;
@@ -20,8 +26,11 @@ use orchestrator_core::error::{ClientError, ClientErrorKind};
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use url::Url;
 
+use super::search::{PAGE_SIZE, Search, Step, WirePage};
 use crate::config::{CodegenConfig, Secret};
 use crate::error::Error;
 use crate::http::{self, BreakerPermit};
@@ -46,15 +55,30 @@ impl std::fmt::Debug for CodegenClient {
 
 /// The run as sent: every field but `id` may be null, `github_pull_requests` included.
 #[derive(Deserialize)]
-struct WireRun {
+pub(super) struct WireRun {
     id: i64,
     organization_id: Option<i64>,
     status: Option<String>,
-    created_at: Option<String>,
+    pub(super) created_at: Option<String>,
     web_url: Option<String>,
     result: Option<String>,
     summary: Option<String>,
     github_pull_requests: Option<Vec<AgentPullRequest>>,
+    /// What the run was created with (read only to find a run again).
+    #[serde(default)]
+    pub(super) metadata: Option<Value>,
+}
+
+/// One request to the agent API.
+struct Call<'a> {
+    /// What it does, for messages (`create run`).
+    what: &'a str,
+    method: Method,
+    /// Path segments after `v1/organizations/{org_id}`.
+    path: &'a [&'a str],
+    query: &'a [(&'a str, String)],
+    /// The body of a run creation (the one request that is not idempotent).
+    create: Option<&'a AgentRunRequest>,
 }
 
 impl From<WireRun> for AgentRun {
@@ -96,13 +120,7 @@ impl CodegenClient {
         self.breaker.clone()
     }
 
-    async fn call(
-        &self,
-        what: &str,
-        method: Method,
-        tail: &[&str],
-        body: Option<&AgentRunRequest>,
-    ) -> Result<AgentRun, ClientError> {
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ClientError> {
         let Some((token, org_id)) = &self.credentials else {
             return Err(ClientError::new(
                 ClientErrorKind::NotConfigured,
@@ -110,22 +128,27 @@ impl CodegenClient {
                 "Codegen is not configured: CODEGEN_TOKEN and CODEGEN_ORG_ID are not set",
             ));
         };
+        let what = call.what;
         let org = org_id.to_string();
-        let mut segments = vec!["v1", "organizations", org.as_str(), "agent", "run"];
-        segments.extend_from_slice(tail);
-        let url = http::endpoint(&self.base, &segments);
+        let mut segments = vec!["v1", "organizations", org.as_str()];
+        segments.extend_from_slice(call.path);
+        let mut url = http::endpoint(&self.base, &segments);
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
         let permit = BreakerPermit::acquire(&self.breaker)?;
         let mut request = self
             .http
-            .request(method, url)
+            .request(call.method, url)
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
-        if let Some(body) = body {
+        if let Some(body) = call.create {
             request = request.json(body);
         }
         // Creating a run is not idempotent: once the request may have reached the server, a
         // lost answer must not be retried, or a retried task would start a second run.
-        let creates = body.is_some();
+        let creates = call.create.is_some();
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
@@ -153,6 +176,12 @@ impl CodegenClient {
                 http::error_message(&text)
             );
             let retry_after = http::retry_after(&headers, self.clock.now());
+            // A gateway that timed out waiting for the service says nothing about whether the
+            // service went on to create the run.
+            if creates && status == StatusCode::GATEWAY_TIMEOUT {
+                return Err(ClientError::new(ClientErrorKind::Permanent, code, message)
+                    .with_outcome_unknown());
+            }
             let kind = if status == StatusCode::TOO_MANY_REQUESTS {
                 ClientErrorKind::RateLimited { retry_after }
             } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
@@ -165,16 +194,20 @@ impl CodegenClient {
                 ClientError::new(kind, code, message),
             ));
         }
-        serde_json::from_str::<WireRun>(&text)
-            .map(AgentRun::from)
-            .map_err(|e| {
-                ClientError::new(
-                    ClientErrorKind::Permanent,
-                    Some(status.as_u16()),
-                    format!("Codegen {what}: unexpected response body"),
-                )
-                .with_source(e)
-            })
+        serde_json::from_str::<T>(&text).map_err(|e| {
+            let err = ClientError::new(
+                ClientErrorKind::Permanent,
+                Some(status.as_u16()),
+                format!("Codegen {what}: unexpected response body"),
+            )
+            .with_source(e);
+            // The run was created; only its answer is unreadable.
+            if creates {
+                err.with_outcome_unknown()
+            } else {
+                err
+            }
+        })
     }
 }
 
@@ -195,22 +228,63 @@ fn lost_answer(ambiguous: bool, what: &str, err: reqwest::Error) -> ClientError 
         None,
         format!(
             "Codegen {what}: request {cause} after it was sent; the run may have been created, so \
-             it is not retried (look for it in Codegen before retrying the task by hand)"
+             it is not asked for again (it is looked up by its metadata instead)"
         ),
     )
+    .with_outcome_unknown()
     .with_source(err)
 }
 
 #[async_trait]
 impl CodingAgent for CodegenClient {
     async fn create_run(&self, request: &AgentRunRequest) -> Result<AgentRun, ClientError> {
-        self.call("create run", Method::POST, &[], Some(request))
-            .await
+        let call = Call {
+            what: "create run",
+            method: Method::POST,
+            path: &["agent", "run"],
+            query: &[],
+            create: Some(request),
+        };
+        self.call::<WireRun>(call).await.map(AgentRun::from)
     }
 
     async fn get_run(&self, run_id: i64) -> Result<AgentRun, ClientError> {
         let id = run_id.to_string();
-        self.call("get run", Method::GET, &[&id], None).await
+        let call = Call {
+            what: "get run",
+            method: Method::GET,
+            path: &["agent", "run", &id],
+            query: &[],
+            create: None,
+        };
+        self.call::<WireRun>(call).await.map(AgentRun::from)
+    }
+
+    /// Pages through `GET .../agent/runs` (newest first) until every run created since
+    /// `created_since` was seen; see `search.rs`.
+    async fn find_run_by_metadata(
+        &self,
+        metadata: &Map<String, Value>,
+        created_since: DateTime<Utc>,
+    ) -> Result<RunSearch, ClientError> {
+        let mut search = Search::new(metadata, created_since);
+        loop {
+            let query = [
+                ("skip", search.skip().to_string()),
+                ("limit", PAGE_SIZE.to_string()),
+            ];
+            let call = Call {
+                what: "list runs",
+                method: Method::GET,
+                path: &["agent", "runs"],
+                query: &query,
+                create: None,
+            };
+            let page: WirePage = self.call(call).await?;
+            if let Step::Done(found) = search.page(page) {
+                return Ok(found);
+            }
+        }
     }
 
     fn is_configured(&self) -> bool {

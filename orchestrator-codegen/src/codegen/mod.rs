@@ -2,5 +2,6 @@
 //! [`CodingAgent`](orchestrator_core::agent::CodingAgent).
 
 mod client;
+mod search;
 
 pub use client::CodegenClient;

@@ -1,11 +1,23 @@
 //! `codegen_trigger`: starts one agent run for the task and follows it to its end.
 //!
-//! Exactly one run per task: the run id is persisted with `record_external_run` (on this task
-//! and its parent) before the handler returns, and every later call (a retried attempt, or the
-//! next poll) finds it in `codegen_task_id` / the progress state in `output_data` and reads the
-//! run instead of creating one. A creation whose answer was lost after the request went out
-//! fails permanently (the client says so) instead of being retried into a second run; a poll
-//! that reveals the run's `web_url` later records it too. Following the run returns
+//! At most one run per creation, even when a worker dies mid-call: before the request is sent,
+//! the agent-run ledger ([`AgentRunStore`]) commits an intent (task, attempt, time, repository,
+//! pull request, head SHA), and the request carries the task id and the intent id in the run's
+//! `metadata`; the run id is recorded in the ledger and on the task (and its parent) as soon as
+//! the answer arrives. Every later call (a retried attempt, the next poll) finds the run in
+//! `codegen_task_id` / the progress state in `output_data`, or the ledger hands the task's open
+//! intent back: with a run id it is followed; without one (the worker died after sending, or
+//! the answer was lost) the run is looked up by its metadata (`reconcile.rs`) and adopted, or,
+//! if it cannot be found with certainty, the task stops for a person (`failed`, output
+//! `"status": "needs_attention"`, no automatic retry). A run is never created blindly. A lost
+//! creation answer is therefore no longer a permanent failure: the intent stays pending and the
+//! next attempt (a deferral, no attempt used) reconciles it.
+//!
+//! The ledger also applies the per-head-SHA rule in the same transaction that stores the intent:
+//! a pull request's head SHA gets at most one run (the task completes `skipped`) unless the task
+//! was forced (`"force": true` in its config, from reprocess with `?force=true`).
+//!
+//! A poll that reveals the run's `web_url` later records it too. Following the run returns
 //! [`HandlerOutcome::Waiting`] with a doubling delay (`poll_initial` .. `poll_max`), so no worker
 //! slot is held and no attempt is used while the agent works; after `max_wait` the task completes
 //! with status `timeout`. Transient errors while polling also wait (within `max_wait`, an
@@ -22,6 +34,9 @@ use orchestrator_core::error::{ClientErrorKind, TaskError};
 use orchestrator_core::handler::{HandlerOutcome, TaskContext, TaskHandler};
 use orchestrator_core::observe::Observer;
 use orchestrator_core::store::ExternalRun;
+use orchestrator_core::store::agent_run::{
+    Admission, AgentRunRecord, AgentRunState, AgentRunStore, Refusal, RunIntent, is_forced,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -31,17 +46,21 @@ use crate::config::HandlerConfig;
 
 const NOT_CONFIGURED: &str = "CODEGEN_TOKEN and CODEGEN_ORG_ID are not set";
 
+/// The run `metadata` key holding the creation attempt's intent id (beside `task_id`).
+pub(super) const INTENT_METADATA_KEY: &str = "agent_run_intent";
+
 /// The `codegen_trigger` handler.
 #[derive(Clone)]
 pub struct CodegenTrigger {
-    agent: Arc<dyn CodingAgent>,
-    config: Arc<HandlerConfig>,
-    observer: Arc<dyn Observer>,
+    pub(super) agent: Arc<dyn CodingAgent>,
+    pub(super) runs: Arc<dyn AgentRunStore>,
+    pub(super) config: Arc<HandlerConfig>,
+    pub(super) observer: Arc<dyn Observer>,
 }
 
 /// What `output_data` holds while the run is followed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Progress {
+pub(super) struct Progress {
     /// Always `in_progress` while waiting.
     status: String,
     run_id: i64,
@@ -53,17 +72,35 @@ struct Progress {
     agent_status: Option<String>,
 }
 
+impl Progress {
+    /// Following `run_id` from `started_at` on.
+    fn new(run_id: i64, web_url: Option<String>, started_at: DateTime<Utc>) -> Self {
+        Self {
+            status: IN_PROGRESS.to_owned(),
+            run_id,
+            web_url,
+            started_at,
+            polls: 0,
+            poll_errors: 0,
+            agent_status: None,
+        }
+    }
+}
+
 const IN_PROGRESS: &str = "in_progress";
 
 impl CodegenTrigger {
-    /// A handler starting runs on `agent`; outcomes are counted on `observer`.
+    /// A handler starting runs on `agent`, each recorded in the ledger `runs` before it is
+    /// asked for; outcomes are counted on `observer`.
     pub fn new(
         agent: Arc<dyn CodingAgent>,
+        runs: Arc<dyn AgentRunStore>,
         config: Arc<HandlerConfig>,
         observer: Arc<dyn Observer>,
     ) -> Self {
         Self {
             agent,
+            runs,
             config,
             observer,
         }
@@ -87,18 +124,30 @@ impl CodegenTrigger {
             .trim()
             .parse::<i64>()
             .ok()?;
-        Some(Progress {
-            status: IN_PROGRESS.to_owned(),
+        Some(Progress::new(
             run_id,
-            web_url: ctx.task.codegen_task_url.clone(),
-            started_at: ctx.task.started_at.unwrap_or(ctx.now),
-            polls: 0,
-            poll_errors: 0,
-            agent_status: None,
-        })
+            ctx.task.codegen_task_url.clone(),
+            ctx.task.started_at.unwrap_or(ctx.now),
+        ))
     }
 
-    fn request(ctx: &TaskContext, input: &CodegenTriggerInput) -> AgentRunRequest {
+    /// What the ledger records before the request is sent.
+    fn intent(ctx: &TaskContext) -> RunIntent {
+        RunIntent {
+            task_id: ctx.task.task_id,
+            attempt: ctx.attempt,
+            repository: ctx.task.repository.clone(),
+            pr_number: ctx.task.pr_number,
+            head_sha: ctx.task.commit_sha.clone(),
+            force: is_forced(&ctx.task.config),
+        }
+    }
+
+    fn request(
+        ctx: &TaskContext,
+        input: &CodegenTriggerInput,
+        intent: &AgentRunRecord,
+    ) -> AgentRunRequest {
         let repository = ctx
             .task
             .repository
@@ -110,9 +159,11 @@ impl CodegenTrigger {
             metadata: Some(json!({
                 "source": "webhook-orchestrator",
                 "task_id": ctx.task.task_id,
+                INTENT_METADATA_KEY: intent.intent_id,
                 "parent_task_id": ctx.task.parent_task_id,
                 "repository": ctx.task.repository,
                 "pr_number": ctx.task.pr_number,
+                "head_sha": ctx.task.commit_sha,
                 "trigger_reasons": reason_names(&input.reasons),
             })),
             repo_id: setting("repo_id").and_then(|v| v.as_i64()),
@@ -121,41 +172,134 @@ impl CodegenTrigger {
         }
     }
 
-    /// Starts the run and records it before anything else can go wrong.
-    async fn start(&self, ctx: &TaskContext) -> Result<(Progress, AgentRun), TaskError> {
-        let input: CodegenTriggerInput = ctx.input()?;
-        let run = match self.agent.create_run(&Self::request(ctx, &input)).await {
-            Ok(run) => run,
+    /// Asks for the run of the admitted `intent` and records its answer.
+    async fn create(
+        &self,
+        ctx: &TaskContext,
+        input: &CodegenTriggerInput,
+        intent: &AgentRunRecord,
+    ) -> Result<HandlerOutcome, TaskError> {
+        let request = Self::request(ctx, input, intent);
+        match self.agent.create_run(&request).await {
+            Ok(run) => {
+                crate::failpoint::crash_point("codegen_trigger::after_create");
+                self.observer.codegen_run("created");
+                tracing::info!(task_id = %ctx.task.task_id, run_id = run.id, intent_id = %intent.intent_id, "agent run started");
+                Ok(self.adopt(ctx, intent, run).await)
+            }
+            Err(err) if err.is_outcome_unknown() => {
+                // The run may exist: the intent stays pending, and the next call looks it up by
+                // its metadata instead of asking again.
+                tracing::warn!(task_id = %ctx.task.task_id, intent_id = %intent.intent_id, error = %err,
+                    "the answer to the run creation was lost; the run will be looked up");
+                Err(TaskError::deferred(
+                    self.config.poll_initial,
+                    format!("{err}; looking the run up by its metadata next"),
+                ))
+            }
             Err(err) => {
+                // The agent answered: nothing was created, so the intent is closed and a later
+                // attempt may ask again.
+                if let Err(store) = self
+                    .runs
+                    .record_not_created(intent.intent_id, &err.to_string(), ctx.now)
+                    .await
+                {
+                    tracing::warn!(task_id = %ctx.task.task_id, error = %store,
+                        "could not close the intent of a refused run creation; the next attempt will look the run up");
+                }
                 // A run the agent refused for good (402 run limit, 403, 422, ...) is an outcome
                 // worth counting; a retryable or deferred failure is tried again later.
                 if !err.is_retryable() {
                     self.observer.codegen_run("rejected");
                 }
-                return Err(err.into());
+                Err(err.into())
             }
-        };
-        self.observer.codegen_run("created");
+        }
+    }
+
+    /// Records `run` as the run of `intent` (ledger, then task and parent) and evaluates it.
+    /// Recording is best effort here: the ledger keeps the run for the next call, and the
+    /// progress state returned is a further copy of its id.
+    pub(super) async fn adopt(
+        &self,
+        ctx: &TaskContext,
+        intent: &AgentRunRecord,
+        run: AgentRun,
+    ) -> HandlerOutcome {
         let record = ExternalRun {
             id: run.id.to_string(),
             url: run.web_url.clone(),
         };
+        if let Err(err) = self
+            .runs
+            .record_created(intent.intent_id, &record, ctx.now)
+            .await
+        {
+            tracing::error!(task_id = %ctx.task.task_id, run_id = run.id, error = %err,
+                "could not record the agent run in the ledger");
+        }
         if let Err(err) = ctx.record_external_run(&record).await {
-            // The progress state returned below is a second chance to keep the id.
             tracing::error!(task_id = %ctx.task.task_id, run_id = run.id, error = %err,
                 "could not record the agent run on the task");
         }
-        tracing::info!(task_id = %ctx.task.task_id, run_id = run.id, "agent run started");
-        let progress = Progress {
-            status: IN_PROGRESS.to_owned(),
-            run_id: run.id,
-            web_url: run.web_url.clone(),
-            started_at: ctx.now,
-            polls: 0,
-            poll_errors: 0,
-            agent_status: run.status.clone(),
+        let mut progress = Progress::new(run.id, run.web_url.clone(), ctx.now);
+        progress.agent_status = run.status.clone();
+        self.evaluate(ctx, progress, run)
+    }
+
+    /// The task already has this open intent: follow its run, or find it.
+    async fn resume(
+        &self,
+        ctx: &TaskContext,
+        intent: AgentRunRecord,
+    ) -> Result<HandlerOutcome, TaskError> {
+        let run_id = intent
+            .run_id
+            .as_deref()
+            .and_then(|id| id.trim().parse::<i64>().ok());
+        match (intent.state, run_id) {
+            (AgentRunState::Created, Some(run_id)) => {
+                // Recorded in the ledger, not on the task: the worker stopped in between.
+                let record = ExternalRun {
+                    id: run_id.to_string(),
+                    url: intent.web_url.clone(),
+                };
+                if let Err(err) = ctx.record_external_run(&record).await {
+                    tracing::warn!(task_id = %ctx.task.task_id, run_id, error = %err,
+                        "could not record the agent run on the task");
+                }
+                let progress = Progress::new(run_id, intent.web_url.clone(), ctx.now);
+                self.follow(ctx, progress).await
+            }
+            _ => self.reconcile(ctx, intent).await,
+        }
+    }
+
+    /// The policy refused a run: the task completes `skipped`, saying why.
+    fn refused(&self, ctx: &TaskContext, refusal: Refusal) -> HandlerOutcome {
+        self.observer.codegen_run("duplicate");
+        let output = match refusal {
+            Refusal::HeadHasRun { limit, existing } => {
+                tracing::info!(task_id = %ctx.task.task_id, existing_task = %existing.task_id,
+                    "agent run skipped: this pull request head SHA already has one");
+                json!({
+                    "status": "skipped",
+                    "reason": format!(
+                        "pull request head SHA {} already has {limit} agent run(s) (the most \
+                         recent by task {}); reprocess the event with ?force=true to ask for another",
+                        existing.head_sha.as_deref().unwrap_or("?"),
+                        existing.task_id
+                    ),
+                    "existing_task_id": existing.task_id,
+                    "existing_run_id": existing.run_id,
+                    "existing_run_url": existing.web_url,
+                    "existing_state": existing.state,
+                })
+            }
+            other => json!({ "status": "skipped", "reason": format!("{other:?}") }),
         };
-        Ok((progress, run))
+        HandlerOutcome::done(output)
     }
 
     /// The wait before poll number `polls + 1`, never past the deadline.
@@ -227,17 +371,40 @@ fn final_output(
 #[async_trait]
 impl TaskHandler for CodegenTrigger {
     async fn handle(&self, ctx: &TaskContext) -> Result<HandlerOutcome, TaskError> {
-        let Some(progress) = Self::existing(ctx) else {
-            if !self.agent.is_configured() {
-                tracing::warn!(task_id = %ctx.task.task_id, "agent run skipped: {NOT_CONFIGURED}");
-                self.observer.codegen_run("skipped");
-                return Ok(HandlerOutcome::done(
-                    json!({ "status": "skipped", "reason": NOT_CONFIGURED }),
-                ));
-            }
-            let (progress, run) = self.start(ctx).await?;
-            return Ok(self.evaluate(ctx, progress, run));
-        };
+        if let Some(progress) = Self::existing(ctx) {
+            return self.follow(ctx, progress).await;
+        }
+        if !self.agent.is_configured() {
+            tracing::warn!(task_id = %ctx.task.task_id, "agent run skipped: {NOT_CONFIGURED}");
+            self.observer.codegen_run("skipped");
+            return Ok(HandlerOutcome::done(
+                json!({ "status": "skipped", "reason": NOT_CONFIGURED }),
+            ));
+        }
+        let input: CodegenTriggerInput = ctx.input()?;
+        let policy = self.config.run_policy;
+        match self
+            .runs
+            .admit(&Self::intent(ctx), &policy, ctx.now)
+            .await?
+        {
+            Admission::Admitted(intent) => self.create(ctx, &input, &intent).await,
+            Admission::Resume(intent) => self.resume(ctx, intent).await,
+            Admission::Refused(refusal) => Ok(self.refused(ctx, refusal)),
+            other => Err(TaskError::permanent(format!(
+                "unexpected answer of the agent-run ledger: {other:?}"
+            ))),
+        }
+    }
+}
+
+impl CodegenTrigger {
+    /// Reads the run and decides: done, or wait (transient read errors wait too).
+    async fn follow(
+        &self,
+        ctx: &TaskContext,
+        progress: Progress,
+    ) -> Result<HandlerOutcome, TaskError> {
         match self.agent.get_run(progress.run_id).await {
             Ok(run) => {
                 Self::record_new_url(ctx, &run).await;
@@ -261,9 +428,7 @@ impl TaskHandler for CodegenTrigger {
             },
         }
     }
-}
 
-impl CodegenTrigger {
     /// The create answer may have had no `web_url`; once a read shows one the task does not know
     /// yet, it is recorded (on the task and its parent) like the run id. Best effort: the URL is
     /// also kept in the progress state and the final output.

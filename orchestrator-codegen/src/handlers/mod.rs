@@ -8,7 +8,12 @@
 //!
 //! - `classify.rs`: file / check classification and trigger reasons (pure).
 //! - `pull_request.rs`, `check_run.rs`, `check_suite.rs`, `push.rs`: the analyses.
-//! - `codegen_trigger.rs`: start and follow a run; `prompt.rs`: what the agent is told.
+//! - `codegen_trigger.rs`: start (through the agent-run ledger) and follow a run;
+//!   `reconcile.rs`: find a run whose creation answer was lost, or stop the task for a person;
+//!   `prompt.rs`: what the agent is told.
+//!
+//! An analysis passes its task's `"force": true` config (reprocess with `?force=true`) on to its
+//! `codegen_trigger` follow-up, which then may create a run for a head SHA that already has one.
 
 mod check_run;
 mod check_suite;
@@ -17,6 +22,7 @@ mod codegen_trigger;
 mod prompt;
 mod pull_request;
 mod push;
+mod reconcile;
 
 use std::sync::Arc;
 
@@ -25,6 +31,7 @@ use orchestrator_core::error::TaskError;
 use orchestrator_core::github::{CheckRun, GitHubApi};
 use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext};
 use orchestrator_core::observe::Observer;
+use orchestrator_core::store::agent_run::{AgentRunStore, FORCE_CONFIG_KEY, is_forced};
 use orchestrator_core::task::{TaskSpec, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +43,7 @@ pub use codegen_trigger::CodegenTrigger;
 pub use prompt::build_prompt;
 pub use pull_request::PullRequestAnalysis;
 pub use push::PushAnalysis;
+pub use reconcile::{NEEDS_ATTENTION, needs_attention};
 
 use crate::config::HandlerConfig;
 
@@ -101,11 +109,14 @@ impl FailingCheck {
     }
 }
 
-/// Registers the five built-in handlers in one call.
+/// Registers the five built-in handlers in one call. `runs` is the agent-run ledger
+/// `codegen_trigger` records every run creation in before it asks for it (the SQL store, or the
+/// memory store, implements it).
 pub fn register_handlers(
     registry: &mut HandlerRegistry,
     github: Arc<dyn GitHubApi>,
     agent: Arc<dyn CodingAgent>,
+    runs: Arc<dyn AgentRunStore>,
     config: HandlerConfig,
     observer: Arc<dyn Observer>,
 ) {
@@ -125,7 +136,7 @@ pub fn register_handlers(
     registry.register(TaskType::PUSH_ANALYSIS, PushAnalysis::new(config.clone()));
     registry.register(
         TaskType::CODEGEN_TRIGGER,
-        CodegenTrigger::new(agent, config, observer),
+        CodegenTrigger::new(agent, runs, config, observer),
     );
 }
 
@@ -143,6 +154,10 @@ pub(crate) fn analysis_outcome(
                 TaskError::permanent(format!("cannot encode codegen_trigger input: {e}"))
             })?;
             let task = &ctx.task;
+            let mut trigger_config = serde_json::Map::new();
+            if is_forced(&task.config) {
+                trigger_config.insert(FORCE_CONFIG_KEY.to_owned(), Value::Bool(true));
+            }
             vec![TaskSpec {
                 task_type: TaskType::CODEGEN_TRIGGER,
                 priority: config.trigger_priority,
@@ -150,7 +165,7 @@ pub(crate) fn analysis_outcome(
                 pr_number: task.pr_number,
                 branch: input.head_ref.clone().or_else(|| task.branch.clone()),
                 commit_sha: task.commit_sha.clone(),
-                config: Value::Object(Default::default()),
+                config: Value::Object(trigger_config),
                 input_data,
             }]
         }

@@ -194,6 +194,7 @@ async fn five_failures_open_the_codegen_breaker_and_codegen_trigger_defers() {
     let breaker = client.breaker();
     let handler = CodegenTrigger::new(
         Arc::new(client),
+        Arc::new(orchestrator_core::memory::MemoryStore::new()),
         Arc::new(HandlerConfig::default()),
         recorder.clone(),
     );

@@ -9,6 +9,7 @@ use orchestrator_codegen::handlers::CodegenTrigger;
 use orchestrator_codegen::{CodegenClient, CodegenConfig, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskHandler};
+use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::task::{Task, TaskType};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -58,7 +59,12 @@ async fn mount_get(server: &MockServer, status: &str) {
 fn handler(server: &MockServer, config: HandlerConfig) -> (CodegenTrigger, Arc<Recorder>) {
     let (client, _clock, recorder) = codegen(server);
     (
-        CodegenTrigger::new(Arc::new(client), Arc::new(config), recorder.clone()),
+        CodegenTrigger::new(
+            Arc::new(client),
+            Arc::new(MemoryStore::new()),
+            Arc::new(config),
+            recorder.clone(),
+        ),
         recorder,
     )
 }
@@ -339,6 +345,7 @@ async fn without_credentials_the_run_is_skipped_with_a_clear_note() {
     let client = CodegenClient::new(config, clock_now(), recorder.clone()).unwrap();
     let h = CodegenTrigger::new(
         Arc::new(client),
+        Arc::new(MemoryStore::new()),
         Arc::new(HandlerConfig::default()),
         recorder.clone(),
     );
@@ -357,42 +364,6 @@ async fn without_credentials_the_run_is_skipped_with_a_clear_note() {
     );
     assert_eq!(recorder.runs(), ["skipped"]);
     assert!(server.received_requests().await.unwrap().is_empty());
-}
-
-/// A create request that reached the server but whose answer never came back may have started a
-/// run the task cannot know about: retrying it could start a second run, so the attempt fails
-/// permanently instead (an operator can look the run up and retry by hand).
-#[tokio::test]
-async fn a_creation_whose_answer_was_lost_is_not_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(run_body(501, "ACTIVE"))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .mount(&server)
-        .await;
-    let mut config = codegen_config(&server);
-    config.timeouts.total = Duration::from_millis(200);
-    let recorder = Arc::new(Recorder::default());
-    let client = CodegenClient::new(config, clock_now(), recorder.clone()).unwrap();
-    let h = CodegenTrigger::new(
-        Arc::new(client),
-        Arc::new(HandlerConfig::default()),
-        recorder.clone(),
-    );
-    let err = h
-        .handle(&ctx(
-            trigger_task(),
-            Utc::now(),
-            Arc::new(Progress::default()),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, TaskErrorKind::Permanent, "{err:?}");
-    assert!(err.message.contains("may have been created"), "{err}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
 /// An upstream's `Retry-After` is honoured while polling, but never past the run's deadline: a

@@ -385,6 +385,7 @@ async fn unexpected_input_data_fails_permanently_without_calling_anyone() {
         &mut registry,
         github.clone(),
         agent.clone(),
+        Arc::new(orchestrator_core::memory::MemoryStore::new()),
         HandlerConfig::default(),
         Arc::new(NoopObserver),
     );

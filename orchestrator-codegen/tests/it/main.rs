@@ -6,6 +6,7 @@
     unreachable_pub
 )]
 
+mod agent_runs;
 mod app_auth;
 mod breaker;
 mod codegen;

@@ -111,11 +111,13 @@ async fn a_pull_request_delivery_ends_with_a_followed_agent_run() {
         recorder.clone(),
     )
     .unwrap();
+    let store = Arc::new(MemoryStore::new());
     let mut registry = HandlerRegistry::new();
     register_handlers(
         &mut registry,
         Arc::new(github),
         Arc::new(agent),
+        store.clone(),
         HandlerConfig::default(),
         recorder.clone(),
     );
@@ -125,7 +127,6 @@ async fn a_pull_request_delivery_ends_with_a_followed_agent_run() {
         all
     });
 
-    let store = Arc::new(MemoryStore::new());
     let ingestor = Ingestor::new(
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         Router::with_default_rules(),

@@ -165,7 +165,7 @@ impl EventStore for GroupCommit {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         self.inner.reprocess_event(id, tasks, now).await
     }
 }
@@ -239,7 +239,7 @@ mod tests {
             id: i64,
             t: Vec<NewTask>,
             now: DateTime<Utc>,
-        ) -> Result<Option<ReprocessOutcome>, StoreError> {
+        ) -> Result<ReprocessOutcome, StoreError> {
             self.inner.reprocess_event(id, t, now).await
         }
     }
@@ -255,6 +255,7 @@ mod tests {
             payload: Bytes::from_static(b"{}"),
             headers: Vec::new(),
             received_at: Utc::now(),
+            parse_error: None,
             prepared: Default::default(),
         }
     }

@@ -3,6 +3,12 @@
 //! Nothing is stored unless every check passed, and a delivery is acknowledged only after its
 //! event and tasks are committed together. The body and secrets are never logged.
 //!
+//! A genuine delivery is never lost to our parser: a signed JSON object whose typed view fails
+//! (a shape this version did not foresee) is stored *unparsed* through the same store call --
+//! its raw bytes, the common fields, the parse error, no tasks -- answered 2xx, counted
+//! (`Observer::parse_failure`), and reprocessed after an upgrade. Only what is not a genuine
+//! JSON delivery (unsigned, wrongly signed, oversized, not JSON) is refused.
+//!
 //! With a [`DeliveryGuard`] (several API instances), a verified and parsed delivery whose id the
 //! guard knows as stored is answered as a duplicate without asking the store; the protocol that
 //! keeps this from ever losing a delivery is described in [`crate::guard`].
@@ -26,8 +32,9 @@ use crate::queue::{TaskQueue, TaskRef};
 use crate::retry::RetryPolicy;
 use crate::routing::Router;
 use crate::signature::{SignatureError, SignatureVerifier};
+use crate::store::agent_run::FORCE_CONFIG_KEY;
 use crate::store::{EventStore, IngestOutcome, ReprocessOutcome};
-use crate::task::{NewTask, TaskType};
+use crate::task::{NewTask, TaskSpec, TaskType};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +70,36 @@ pub struct Receipt {
     pub task_ids: Vec<Uuid>,
     /// The `zen` of a ping.
     pub zen: Option<String>,
+    /// Why the payload's typed view failed, when the delivery was stored unparsed (no tasks).
+    pub parse_error: Option<String>,
+}
+
+/// How [`Ingestor::reprocess`] routes a stored event again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReprocessOptions {
+    /// Create agent runs even for pull-request head SHAs that already have one: the new tasks
+    /// carry `"force": true` in their `config`, and pass it on to their `codegen_trigger`
+    /// follow-ups.
+    pub force: bool,
+}
+
+/// Why [`Ingestor::reprocess`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessError {
+    /// The stored payload's typed view still fails (an event stored unparsed, reprocessed before
+    /// an upgrade that understands it).
+    #[error(
+        "event {event_id} cannot be reprocessed: its stored payload still does not parse ({error}); nothing was changed"
+    )]
+    Unparsable {
+        /// The event.
+        event_id: i64,
+        /// Why.
+        error: PayloadError,
+    },
+    /// The store could not read or commit.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The ingest service.
@@ -209,12 +246,10 @@ impl Ingestor {
                 );
             })?;
         *verified_event = Some(event.to_owned());
-        let parsed = payload::json_body(envelope.format, &body)
-            .and_then(|json| ParsedEvent::parse(event, &json).map(|parsed| (json, parsed)))
+        let (json, parsed, parse_error) = read_payload(envelope.format, &body, event)
             .inspect_err(|err| {
                 tracing::warn!(delivery_id, event, reason = err.as_str(), error = %err, "delivery payload refused");
-            });
-        let (json, parsed) = parsed?;
+            })?;
 
         // Only now, with the sender proven and the body understood, may the id be marked.
         let claimed = match self.consult_guard(delivery_id, event).await {
@@ -233,6 +268,7 @@ impl Ingestor {
                     duplicate: true,
                     task_ids: Vec::new(),
                     zen: parsed.zen().map(str::to_owned),
+                    parse_error,
                 });
             }
             GuardAnswer::Claimed => true,
@@ -240,9 +276,12 @@ impl Ingestor {
         };
 
         let now = self.clock.now();
-        let tasks: Vec<NewTask> = self
-            .router
-            .route(&parsed)
+        // An unparsed delivery causes no tasks: its typed view is what routing would read.
+        let specs = match parse_error {
+            None => self.router.route(&parsed),
+            Some(_) => Vec::new(),
+        };
+        let tasks: Vec<NewTask> = specs
             .into_iter()
             .map(|spec| NewTask {
                 trace_context: trace_context.clone(),
@@ -270,6 +309,7 @@ impl Ingestor {
             payload: json,
             headers: Delivery::stored_headers(headers),
             received_at: now,
+            parse_error: parse_error.clone(),
             prepared: Default::default(),
         };
         let outcome = match self.store.ingest(new_event, tasks).await {
@@ -296,6 +336,7 @@ impl Ingestor {
             duplicate: false,
             task_ids: Vec::new(),
             zen: parsed.zen().map(str::to_owned),
+            parse_error,
         };
         match outcome {
             IngestOutcome::Duplicate { event_id } => {
@@ -309,13 +350,19 @@ impl Ingestor {
                 receipt.duplicate = true;
             }
             IngestOutcome::Accepted { event_id, task_ids } => {
-                tracing::info!(
-                    delivery_id,
-                    event,
-                    event_id,
-                    tasks = task_ids.len(),
-                    "delivery stored"
-                );
+                if let Some(error) = &receipt.parse_error {
+                    tracing::warn!(delivery_id, event, event_id, error = %error,
+                        "delivery stored unparsed (its typed view failed); reprocess it after an upgrade");
+                    self.observer.parse_failure(event);
+                } else {
+                    tracing::info!(
+                        delivery_id,
+                        event,
+                        event_id,
+                        tasks = task_ids.len(),
+                        "delivery stored"
+                    );
+                }
                 for (task_type, count) in &created {
                     self.observer.tasks_created(task_type, *count);
                 }
@@ -366,11 +413,18 @@ impl Ingestor {
         }
     }
 
-    /// Routes a stored event's payload again and stores the new tasks. `None` when no event
-    /// has that id.
-    pub async fn reprocess(&self, event_id: i64) -> Result<Option<ReprocessOutcome>, IngestError> {
-        let result = self.reprocess_stored(event_id).await;
-        if let Err(IngestError::Store(err)) = &result {
+    /// Routes a stored event's payload again and stores the new tasks, unless the event still has
+    /// open tasks ([`ReprocessOutcome::Busy`], decided atomically by the store). An event stored
+    /// unparsed is parsed again; if it still fails, nothing changes
+    /// ([`ReprocessError::Unparsable`]). With [`ReprocessOptions::force`] the new tasks may
+    /// create agent runs for pull-request head SHAs that already have one.
+    pub async fn reprocess(
+        &self,
+        event_id: i64,
+        options: ReprocessOptions,
+    ) -> Result<ReprocessOutcome, ReprocessError> {
+        let result = self.reprocess_stored(event_id, options).await;
+        if let Err(ReprocessError::Store(err)) = &result {
             tracing::error!(event_id, error = %err, "reprocessing could not be stored");
         }
         result
@@ -379,17 +433,21 @@ impl Ingestor {
     async fn reprocess_stored(
         &self,
         event_id: i64,
-    ) -> Result<Option<ReprocessOutcome>, IngestError> {
+        options: ReprocessOptions,
+    ) -> Result<ReprocessOutcome, ReprocessError> {
         let Some(event) = self.store.get_event(event_id).await? else {
-            return Ok(None);
+            return Ok(ReprocessOutcome::NotFound);
         };
-        let parsed = ParsedEvent::parse(&event.event_type, &event.payload)?;
+        let parsed = ParsedEvent::parse(&event.event_type, &event.payload).map_err(|error| {
+            tracing::warn!(event_id, event = %event.event_type, error = %error, "reprocess refused: the stored payload still does not parse");
+            ReprocessError::Unparsable { event_id, error }
+        })?;
         let now = self.clock.now();
         let tasks: Vec<NewTask> = self
             .router
             .route(&parsed)
             .into_iter()
-            .map(|spec| NewTask::new(spec, self.retry.max_retries, now))
+            .map(|spec| NewTask::new(forced(spec, options.force), self.retry.max_retries, now))
             .collect();
         let refs: Vec<TaskRef> = tasks
             .iter()
@@ -398,17 +456,59 @@ impl Ingestor {
                 run_at: t.run_at,
             })
             .collect();
-        let Some(outcome) = self.store.reprocess_event(event_id, tasks, now).await? else {
-            return Ok(None);
-        };
-        tracing::info!(event_id, delivery_id = %event.delivery_id, event = %event.event_type, tasks = outcome.task_ids.len(), "event reprocessed");
-        if !refs.is_empty()
-            && let Err(err) = self.queue.publish(&refs).await
-        {
-            tracing::warn!(event_id, error = %err, "publishing reprocessed tasks failed; the sweeper will publish them");
+        let outcome = self.store.reprocess_event(event_id, tasks, now).await?;
+        match &outcome {
+            ReprocessOutcome::Reprocessed { task_ids, .. } => {
+                tracing::info!(event_id, delivery_id = %event.delivery_id, event = %event.event_type, tasks = task_ids.len(), force = options.force, "event reprocessed");
+                if !refs.is_empty()
+                    && let Err(err) = self.queue.publish(&refs).await
+                {
+                    tracing::warn!(event_id, error = %err, "publishing reprocessed tasks failed; the sweeper will publish them");
+                }
+            }
+            ReprocessOutcome::Busy { open_tasks, .. } => {
+                tracing::info!(
+                    event_id,
+                    open = open_tasks.len(),
+                    "reprocess refused: the event still has open tasks"
+                );
+            }
+            ReprocessOutcome::NotFound => {}
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
+}
+
+/// The JSON bytes of a verified body, its typed view, and the parse error when that view failed
+/// on a JSON object (the delivery is then kept with its common fields). Bodies that are not one
+/// JSON object, and form bodies without a `payload` field, are errors.
+fn read_payload(
+    format: delivery::BodyFormat,
+    body: &Bytes,
+    event: &str,
+) -> Result<(Bytes, ParsedEvent, Option<String>), PayloadError> {
+    let json = payload::json_body(format, body)?;
+    match ParsedEvent::parse(event, &json) {
+        Ok(parsed) => Ok((json, parsed, None)),
+        Err(shape @ PayloadError::Shape { .. }) => {
+            let common = ParsedEvent::parse_common(event, &json)?;
+            Ok((json, common, Some(shape.to_string())))
+        }
+        Err(refused) => Err(refused),
+    }
+}
+
+/// `spec` with `"force": true` in its config when `force` is set.
+fn forced(mut spec: TaskSpec, force: bool) -> TaskSpec {
+    if force {
+        if !spec.config.is_object() {
+            spec.config = serde_json::Value::Object(Default::default());
+        }
+        if let Some(config) = spec.config.as_object_mut() {
+            config.insert(FORCE_CONFIG_KEY.to_owned(), serde_json::Value::Bool(true));
+        }
+    }
+    spec
 }
 
 /// What the ingestor does after asking the delivery guard.

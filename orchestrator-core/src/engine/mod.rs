@@ -7,5 +7,5 @@ pub mod ingest;
 pub mod worker;
 
 pub use group_commit::GroupCommit;
-pub use ingest::{IngestError, Ingestor, Receipt};
+pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
 pub use worker::{SpanFactory, Worker, WorkerConfig};

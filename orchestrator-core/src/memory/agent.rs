@@ -4,8 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
-use crate::agent::{AgentPullRequest, AgentRun, AgentRunRequest, CodingAgent};
+use crate::agent::{AgentPullRequest, AgentRun, AgentRunRequest, CodingAgent, RunSearch};
 use crate::error::{ClientError, ClientErrorKind};
 
 #[derive(Debug, Clone)]
@@ -27,6 +29,12 @@ struct Inner {
     get_errors: VecDeque<ErrorSpec>,
     result: Option<String>,
     pull_requests: Vec<AgentPullRequest>,
+    /// Each created run's metadata, in creation order.
+    metadata: Vec<(i64, Option<Value>)>,
+    lost_answers: usize,
+    find_errors: VecDeque<ErrorSpec>,
+    find_calls: usize,
+    listing: bool,
 }
 
 /// A coding agent that answers from a script.
@@ -36,7 +44,8 @@ struct Inner {
 /// the next status of the script ([`script_statuses`](Self::script_statuses)); the last one
 /// repeats (`ACTIVE` when there is no script). A run read in a completed status carries the
 /// result and pull requests set with [`complete_with`](Self::complete_with). Unknown run ids
-/// answer a permanent 404.
+/// answer a permanent 404. `find_run_by_metadata` looks through the runs created so far (every
+/// one counts as recent) and finds the one whose request metadata holds the given keys.
 #[derive(Debug)]
 pub struct FakeAgent {
     inner: Mutex<Inner>,
@@ -63,6 +72,11 @@ impl FakeAgent {
                 get_errors: VecDeque::new(),
                 result: None,
                 pull_requests: Vec::new(),
+                metadata: Vec::new(),
+                lost_answers: 0,
+                find_errors: VecDeque::new(),
+                find_calls: 0,
+                listing: true,
             }),
         }
     }
@@ -122,6 +136,45 @@ impl FakeAgent {
         self
     }
 
+    /// The next `create_run` creates its run but its answer is lost: it fails with a permanent
+    /// error marked [outcome unknown](ClientError::is_outcome_unknown), as a timeout after the
+    /// request was sent would.
+    pub fn lose_next_create_answer(&self) -> &Self {
+        self.lock().lost_answers += 1;
+        self
+    }
+
+    /// The next `find_run_by_metadata` fails with this error (queue several for several calls).
+    pub fn fail_next_find(
+        &self,
+        kind: ClientErrorKind,
+        status: Option<u16>,
+        message: &str,
+    ) -> &Self {
+        self.lock().find_errors.push_back(ErrorSpec {
+            kind,
+            status,
+            message: message.to_owned(),
+        });
+        self
+    }
+
+    /// An agent that cannot list its runs: `find_run_by_metadata` answers `Unsupported`.
+    pub fn without_listing(&self) -> &Self {
+        self.lock().listing = false;
+        self
+    }
+
+    /// Runs created so far (answered or not).
+    pub fn runs_created(&self) -> usize {
+        self.lock().runs.len()
+    }
+
+    /// `find_run_by_metadata` calls so far.
+    pub fn find_calls(&self) -> usize {
+        self.lock().find_calls
+    }
+
     /// `create_run` calls so far, failed ones included.
     pub fn create_calls(&self) -> usize {
         self.lock().requests.len()
@@ -159,7 +212,50 @@ impl CodingAgent for FakeAgent {
             github_pull_requests: Vec::new(),
         };
         inner.runs.insert(id, run.clone());
+        inner.metadata.push((id, request.metadata.clone()));
+        if inner.lost_answers > 0 {
+            inner.lost_answers -= 1;
+            return Err(ClientError::new(
+                ClientErrorKind::Permanent,
+                None,
+                "create run: request timed out after it was sent",
+            )
+            .with_outcome_unknown());
+        }
         Ok(run)
+    }
+
+    async fn find_run_by_metadata(
+        &self,
+        metadata: &Map<String, Value>,
+        _created_since: DateTime<Utc>,
+    ) -> Result<RunSearch, ClientError> {
+        let mut inner = self.lock();
+        inner.find_calls += 1;
+        if let Some(err) = inner.find_errors.pop_front() {
+            return Err(ClientError::new(err.kind, err.status, err.message));
+        }
+        if !inner.listing {
+            return Ok(RunSearch::Unsupported);
+        }
+        let matching: Vec<i64> = inner
+            .metadata
+            .iter()
+            .filter(|(_, stored)| {
+                metadata
+                    .iter()
+                    .all(|(k, v)| stored.as_ref().and_then(|m| m.get(k)) == Some(v))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(match matching.as_slice() {
+            [] => RunSearch::NotFound,
+            [id] => match inner.runs.get(id) {
+                Some(run) => RunSearch::Found(run.clone()),
+                None => RunSearch::NotFound,
+            },
+            _ => RunSearch::Inconclusive(format!("{} runs match", matching.len())),
+        })
     }
 
     async fn get_run(&self, run_id: i64) -> Result<AgentRun, ClientError> {

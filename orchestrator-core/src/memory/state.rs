@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{NewEvent, WebhookEvent};
+use crate::store::agent_run::AgentRunRecord;
 use crate::store::{IngestOutcome, ReprocessOutcome, RetryOutcome};
 use crate::task::{ExecutionStatus, NewTask, Task, TaskExecution, TaskStatus, Transition};
 
@@ -28,6 +29,8 @@ pub(super) struct State {
     pub(super) event_tasks: HashMap<i64, Vec<Uuid>>,
     /// Executions per task, oldest first.
     pub(super) executions: HashMap<Uuid, Vec<TaskExecution>>,
+    /// The agent-run ledger, oldest first (see `agent_run.rs`).
+    pub(super) agent_runs: Vec<AgentRunRecord>,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {
@@ -126,7 +129,9 @@ impl State {
         self.last_event_id += 1;
         let id = self.last_event_id;
         let at = event.received_at;
-        let processed = tasks.is_empty();
+        // An event stored unparsed stays unprocessed (with its parse error as its error) until a
+        // reprocess parses it.
+        let processed = tasks.is_empty() && event.parse_error.is_none();
         self.deliveries.insert(event.delivery_id.clone(), id);
         self.events.insert(
             id,
@@ -143,7 +148,8 @@ impl State {
                 processed,
                 processing_started_at: processed.then_some(at),
                 processing_completed_at: processed.then_some(at),
-                error_message: None,
+                error_message: event.parse_error.as_deref().map(NewEvent::unparsed_message),
+                parse_error: event.parse_error,
                 retry_count: 0,
                 created_at: at,
                 updated_at: at,
@@ -164,9 +170,16 @@ impl State {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         if !self.events.contains_key(&id) {
-            return Ok(None);
+            return Ok(ReprocessOutcome::NotFound);
+        }
+        let open_tasks = self.open_tasks(id);
+        if !open_tasks.is_empty() {
+            return Ok(ReprocessOutcome::Busy {
+                event_id: id,
+                open_tasks,
+            });
         }
         self.check_new_ids(&tasks)?;
         let task_ids: Vec<Uuid> = tasks
@@ -178,13 +191,29 @@ impl State {
             event.processed = settled;
             event.processing_completed_at = settled.then_some(now);
             event.error_message = None;
+            event.parse_error = None;
             event.retry_count = event.retry_count.saturating_add(1);
             event.updated_at = now;
         }
-        Ok(Some(ReprocessOutcome {
+        Ok(ReprocessOutcome::Reprocessed {
             event_id: id,
             task_ids,
-        }))
+        })
+    }
+
+    /// The event's tasks that are not terminal, by row id.
+    fn open_tasks(&self, event_id: i64) -> Vec<Uuid> {
+        let mut open: Vec<(i64, Uuid)> = self
+            .event_tasks
+            .get(&event_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|t| !t.status.is_terminal())
+            .map(|t| (t.id, t.task_id))
+            .collect();
+        open.sort_unstable();
+        open.into_iter().map(|(_, id)| id).collect()
     }
 
     fn all_terminal(&self, event_id: i64) -> bool {
@@ -231,6 +260,8 @@ impl State {
         task.status = next;
         task.run_at = now;
         task.retry_count = 0;
+        // Same "transaction": the operator decided, so unresolved intents no longer block.
+        super::agent_run::release_unresolved(&mut self.agent_runs, task_id, now);
         task.completed_at = None;
         task.error_message = None;
         task.lease_owner = None;

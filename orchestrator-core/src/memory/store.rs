@@ -25,7 +25,10 @@ use crate::task::{NewTask, Task, TaskDetail};
 ///   that exists (or repeats in the batch) -> `Conflict`, nothing written. Otherwise the event
 ///   (`created_at = updated_at = received_at`) and its tasks (pending, `webhook_event_id` set,
 ///   `created_at = received_at`, `attempts = retry_count = 0`). With no tasks the event is stored
-///   `processed = true` with `processing_started_at = processing_completed_at = received_at`.
+///   `processed = true` with `processing_started_at = processing_completed_at = received_at` --
+///   unless it has a `parse_error` (stored unparsed, never with tasks): then it is stored
+///   `processed = false`, no processing times, `parse_error` kept and `error_message =
+///   NewEvent::unparsed_message(parse_error)`.
 /// - **claim / start_attempt**: only a runnable (`pending | retrying`) task with
 ///   `run_at <= now`. It becomes running (through [`TaskStatus::apply`](crate::task::TaskStatus::apply)),
 ///   `lease_owner = worker`, `lease_expires_at = lease_until`, `attempts += 1`, `started_at` set on
@@ -58,11 +61,18 @@ use crate::task::{NewTask, Task, TaskDetail};
 /// - **retry_task**: unknown -> `NotFound`; not failed/cancelled -> `NotRetryable(status)`;
 ///   else pending, `run_at = now`, `retry_count = 0`, `completed_at` and `error_message`
 ///   cleared (attempts, output and agent run kept); the event becomes `processed = false`,
-///   `processing_completed_at = null` (its `error_message` is kept until it settles again).
-/// - **reprocess_event**: unknown -> `None`; the tasks are inserted (`created_at = now`); the
-///   event's `error_message` cleared, `retry_count += 1`, and `processed = false`,
-///   `processing_completed_at = null` -- unless no task was given and all its tasks are terminal,
-///   then it stays `processed = true` with `processing_completed_at = now`.
+///   `processing_completed_at = null` (its `error_message` is kept until it settles again); the
+///   task's `unresolved` agent-run intents become `released`.
+/// - **reprocess_event**: unknown -> `NotFound`; an event with a non-terminal task -> `Busy`
+///   naming them (by row id), nothing written; else the tasks are inserted (`created_at = now`);
+///   the event's `error_message` and `parse_error` cleared, `retry_count += 1`, and
+///   `processed = false`, `processing_completed_at = null` -- unless no task was given, then it
+///   is `processed = true` with `processing_completed_at = now`.
+/// - **agent runs** (`AgentRunStore`): `admit` resumes the task's latest open intent, else
+///   applies `store::agent_run::decide` to the open intents of the same repository, PR and head
+///   SHA and appends a pending record (`created_at = now`); `record_created` from pending,
+///   unresolved or created; `record_not_created` from pending; `mark_unresolved` from pending or
+///   unresolved, setting the task's `output_data` to the marker; other states -> `Conflict`.
 /// - **record_external_run**: sets `codegen_task_id` / `codegen_task_url` (the url may be
 ///   null) on the task and on its parent; unknown task -> `Internal`.
 /// - **stats**: 24-hour windows are `created_at >= now - 24h`; `failed_webhooks_24h` counts
@@ -119,7 +129,7 @@ impl EventStore for MemoryStore {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         self.lock().reprocess(id, tasks, now)
     }
 }

@@ -5,12 +5,17 @@
 //! ([`EventKind`]), skipping every field nobody reads. No `serde_json::Value` of the whole
 //! payload is built: the raw bytes are stored as sent, and the typed view is all routing needs.
 //!
-//! What is refused, and why:
-//! - bytes that are not one JSON object: [`PayloadError::InvalidJson`];
-//! - a routed event (`pull_request`, `check_run`, `check_suite`, `push`) without the fields its
-//!   rules need, or with a wrong type in a field that is read: [`PayloadError::Shape`].
+//! What fails, and what the receiver does with it:
+//! - bytes that are not one JSON object ([`PayloadError::InvalidJson`]), or a form body without
+//!   a usable `payload` field ([`PayloadError::InvalidForm`]): refused (400), nothing stored;
+//! - a routed event (`pull_request`, `check_run`, `check_suite`, `push`) whose JSON object lacks
+//!   the fields its rules need, or has a wrong type in a field that is read
+//!   ([`PayloadError::Shape`]): the typed view failed, but the delivery is genuine (signed) and
+//!   GitHub never resends it, so the ingestor stores it *unparsed* -- raw bytes, the common
+//!   fields read by [`ParsedEvent::parse_common`], the parse error, no tasks -- to be reprocessed
+//!   after an upgrade. A shape error is never a reason to lose a delivery.
 //!
-//! Everything else is accepted: unknown events, unknown actions, new fields, and informational
+//! Everything else parses: unknown events, unknown actions, new fields, and informational
 //! events (`ping`, `installation`, `installation_repositories`) whose shape is unexpected (they
 //! fall back to [`EventKind::Other`]).
 //!
@@ -109,13 +114,7 @@ pub struct ParsedEvent {
 impl ParsedEvent {
     /// Parses the JSON bytes of a delivery of `event`.
     pub fn parse(event: &str, json: &[u8]) -> Result<Self, PayloadError> {
-        if json.trim_ascii_start().first() != Some(&b'{') {
-            // serde would read a struct from an array too; a payload is always an object.
-            return Err(match serde_json::from_slice::<IgnoredAny>(json) {
-                Err(e) => PayloadError::InvalidJson(e.to_string()),
-                Ok(_) => PayloadError::InvalidJson("not an object".into()),
-            });
-        }
+        check_object(json)?;
         let routed = |e| shape_or_json(event, json, e);
         match event {
             "pull_request" => {
@@ -197,6 +196,14 @@ impl ParsedEvent {
         }
     }
 
+    /// The common fields only (`action`, `repository`, `installation`, `sender`), with kind
+    /// [`EventKind::Other`]: what is kept of a genuine delivery whose typed view failed
+    /// ([`PayloadError::Shape`]). Fails only when the bytes are not one JSON object.
+    pub fn parse_common(event: &str, json: &[u8]) -> Result<Self, PayloadError> {
+        check_object(json)?;
+        Self::other(event, json)
+    }
+
     /// The `zen` of a `ping`.
     pub fn zen(&self) -> Option<&str> {
         match &self.kind {
@@ -252,6 +259,17 @@ impl ParsedEvent {
             }
         }
     }
+}
+
+/// A payload is always one JSON object (serde would read a struct from an array too).
+fn check_object(json: &[u8]) -> Result<(), PayloadError> {
+    if json.trim_ascii_start().first() == Some(&b'{') {
+        return Ok(());
+    }
+    Err(match serde_json::from_slice::<IgnoredAny>(json) {
+        Err(e) => PayloadError::InvalidJson(e.to_string()),
+        Ok(_) => PayloadError::InvalidJson("not an object".into()),
+    })
 }
 
 fn read<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {

@@ -67,6 +67,31 @@ fn routed_event_without_required_field_is_a_shape_error() {
             "{event} {json}: {err:?}"
         );
         assert_eq!(err.as_str(), "payload_shape");
+        // What the receiver keeps of such a delivery: the common fields.
+        let common = ParsedEvent::parse_common(event, json.as_bytes()).unwrap();
+        assert_eq!(common.kind, EventKind::Other);
+        assert_eq!(common.name, event);
+    }
+}
+
+#[test]
+fn common_fields_of_a_payload_whose_typed_view_fails() {
+    let json = r#"{"action":"opened","pull_request":null,"repository":{"full_name":"o/r"},
+        "installation":{"id":5},"sender":{"login":"octo"}}"#;
+    assert!(matches!(
+        parse("pull_request", json),
+        Err(PayloadError::Shape { .. })
+    ));
+    let common = ParsedEvent::parse_common("pull_request", json.as_bytes()).unwrap();
+    assert_eq!(common.action.as_deref(), Some("opened"));
+    assert_eq!(common.repository.unwrap().full_name, "o/r");
+    assert_eq!(common.installation_id, Some(5));
+    assert_eq!(common.sender.as_deref(), Some("octo"));
+    for not_an_object in ["[]", "{", "7", ""] {
+        assert!(matches!(
+            ParsedEvent::parse_common("pull_request", not_an_object.as_bytes()),
+            Err(PayloadError::InvalidJson(_))
+        ));
     }
 }
 

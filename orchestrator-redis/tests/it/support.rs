@@ -232,6 +232,7 @@ pub(crate) async fn commit_tasks(
         payload: Bytes::from_static(b"{}"),
         headers: Vec::new(),
         received_at: now,
+        parse_error: None,
         prepared: Default::default(),
     };
     match store.ingest(event, tasks).await.unwrap() {

@@ -25,6 +25,7 @@
 //!   one. This takes the per-task WAL flush out of the worker loop.
 //! - Times come from the callers' `now`, never from `NOW()`.
 
+mod agent_run;
 mod queue;
 mod rows;
 mod stats;

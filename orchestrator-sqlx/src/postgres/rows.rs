@@ -219,6 +219,7 @@ pub(super) fn event(row: &PgRow) -> Result<WebhookEvent, StoreError> {
         processing_started_at: get(row, "processing_started_at")?,
         processing_completed_at: get(row, "processing_completed_at")?,
         error_message: get(row, "error_message")?,
+        parse_error: get(row, "parse_error")?,
         retry_count: count(get::<i32>(row, "retry_count")?.into()),
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,

@@ -20,8 +20,9 @@ use crate::plan::headers_json;
 const INGEST: &str = concat!(
     "WITH ev AS (INSERT INTO webhook_events (delivery_id, event_type, action, source, repository, \
      installation_id, payload, headers, processed, processing_started_at, processing_completed_at, \
-     open_tasks, created_at, updated_at) \
-     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25) \
+     open_tasks, created_at, updated_at, parse_error, error_message) \
+     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25, \
+     $26, $27) \
      ON CONFLICT (delivery_id) DO NOTHING RETURNING id), \
      ins AS (",
     insert_tasks!("ev.id", "NULL::uuid", "$25", "ev"),
@@ -32,8 +33,9 @@ const INGEST: &str = concat!(
 const INGEST_ONE: &str = concat!(
     "WITH ev AS (INSERT INTO webhook_events (delivery_id, event_type, action, source, repository, \
      installation_id, payload, headers, processed, processing_started_at, processing_completed_at, \
-     open_tasks, created_at, updated_at) \
-     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25) \
+     open_tasks, created_at, updated_at, parse_error, error_message) \
+     VALUES ($14, $15, $16, $17, $18, $19, $20::json, $21::jsonb, $22, $23, $23, $24, $25, $25, \
+     $26, $27) \
      ON CONFLICT (delivery_id) DO NOTHING RETURNING id), \
      ins AS (",
     insert_one_task!("ev.id", "$25", "ev"),
@@ -42,13 +44,16 @@ const INGEST_ONE: &str = concat!(
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
 
-/// One statement: reopen the event, insert the new tasks.
+/// One statement: reopen the event, insert the new tasks -- only while it has no open task. The
+/// condition is on the event row itself (its `open_tasks` counter, changed in the same statement
+/// as every task status), so a racing reprocess or task finish waits for the row lock and then
+/// sees the other's result.
 const REPROCESS: &str = concat!(
     "WITH ev AS (UPDATE webhook_events SET open_tasks = open_tasks + $15, \
      processed = (open_tasks + $15 = 0), \
      processing_completed_at = CASE WHEN open_tasks + $15 = 0 THEN $16 END, \
-     error_message = NULL, retry_count = retry_count + 1, updated_at = $16 \
-     WHERE id = $14 RETURNING id), \
+     error_message = NULL, parse_error = NULL, retry_count = retry_count + 1, updated_at = $16 \
+     WHERE id = $14 AND open_tasks = 0 RETURNING id), \
      ins AS (",
     insert_tasks!("ev.id", "NULL::uuid", "$16", "ev"),
     ") SELECT id FROM ev"
@@ -60,8 +65,13 @@ const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, creat
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload::text AS payload, headers::text AS headers, processed, processing_started_at, \
-    processing_completed_at, error_message, retry_count, created_at, updated_at \
+    processing_completed_at, error_message, parse_error, retry_count, created_at, updated_at \
     FROM webhook_events WHERE id = $1";
+
+/// Why a reprocess was refused: the event (if it exists) and its open tasks.
+const OPEN_TASKS: &str = "SELECT e.id, t.task_id FROM webhook_events e \
+    LEFT JOIN workflow_tasks t ON t.webhook_event_id = e.id \
+    AND t.status IN ('pending', 'running', 'retrying') WHERE e.id = $1 ORDER BY t.id";
 
 /// Ingests one delivery on `conn` (a pool connection or an open transaction): one statement,
 /// plus a look-up of the existing id for a duplicate.
@@ -70,7 +80,10 @@ async fn ingest_on(
     new: &NewEvent,
     tasks: &[NewTask],
 ) -> Result<IngestOutcome, StoreError> {
-    let settled_at: Option<DateTime<Utc>> = tasks.is_empty().then_some(new.received_at);
+    // An unparsed event stays unprocessed (with its parse error as its error) until reprocessed.
+    let processed = tasks.is_empty() && new.parse_error.is_none();
+    let settled_at: Option<DateTime<Utc>> = processed.then_some(new.received_at);
+    let error_message = new.parse_error.as_deref().map(NewEvent::unparsed_message);
     let payload = String::from_utf8_lossy(&new.payload).into_owned();
     let open = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
     loop {
@@ -87,10 +100,12 @@ async fn ingest_on(
             .bind(new.installation_id)
             .bind(&payload)
             .bind(headers_json(&new.headers))
-            .bind(tasks.is_empty())
+            .bind(processed)
             .bind(settled_at)
             .bind(open)
             .bind(new.received_at)
+            .bind(&new.parse_error)
+            .bind(&error_message)
             .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)?;
@@ -183,18 +198,47 @@ impl EventStore for PgStore {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         let added = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
-        let row = bind_tasks(sqlx::query(REPROCESS), &tasks)
-            .bind(id)
-            .bind(added)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(row.map(|_| ReprocessOutcome {
-            event_id: id,
-            task_ids: tasks.iter().map(|t| t.task_id).collect(),
-        }))
+        // Open tasks may finish between the refused update and the look-up that names them:
+        // then the update is tried again.
+        for _ in 0..3 {
+            let row = bind_tasks(sqlx::query(REPROCESS), &tasks)
+                .bind(id)
+                .bind(added)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if row.is_some() {
+                return Ok(ReprocessOutcome::Reprocessed {
+                    event_id: id,
+                    task_ids: tasks.iter().map(|t| t.task_id).collect(),
+                });
+            }
+            let rows = sqlx::query(OPEN_TASKS)
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if rows.is_empty() {
+                return Ok(ReprocessOutcome::NotFound);
+            }
+            let open_tasks = rows
+                .iter()
+                .filter_map(|r| r.try_get::<Option<uuid::Uuid>, _>(1).transpose())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_error)?;
+            if !open_tasks.is_empty() {
+                return Ok(ReprocessOutcome::Busy {
+                    event_id: id,
+                    open_tasks,
+                });
+            }
+        }
+        Err(StoreError::new(
+            orchestrator_core::error::StoreErrorKind::Internal,
+            format!("event {id}: its open-task count disagrees with its tasks"),
+        ))
     }
 }

@@ -34,7 +34,9 @@ const RETRY: &str = "WITH t AS (UPDATE workflow_tasks SET status = 'pending', ru
     lease_expires_at = NULL, updated_at = $2 \
     WHERE task_id = $1 AND status IN ('failed', 'cancelled') RETURNING *), \
     e AS (UPDATE webhook_events ev SET open_tasks = ev.open_tasks + 1, processed = FALSE, \
-    processing_completed_at = NULL, updated_at = $2 FROM t WHERE ev.id = t.webhook_event_id) \
+    processing_completed_at = NULL, updated_at = $2 FROM t WHERE ev.id = t.webhook_event_id), \
+    r AS (UPDATE agent_runs a SET state = 'released', updated_at = $2 FROM t \
+    WHERE a.task_id = t.task_id AND a.state = 'unresolved') \
     SELECT * FROM t";
 
 const STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";

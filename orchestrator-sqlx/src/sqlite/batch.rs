@@ -33,8 +33,9 @@ pub(super) const WRITER_STATEMENT_CACHE: usize = 2 * MAX_ROWS + 100;
 
 const EVENT_COLUMNS: &str = "INSERT INTO webhook_events (delivery_id, event_type, action, \
     source, repository, installation_id, payload, payload_encoding, headers, processed, \
-    processing_started_at, processing_completed_at, open_tasks, created_at, updated_at) VALUES ";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    processing_started_at, processing_completed_at, open_tasks, created_at, updated_at, \
+    parse_error, error_message) VALUES ";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const EVENT_TAIL: &str = " ON CONFLICT (delivery_id) DO NOTHING RETURNING id, delivery_id";
 
 const TASK_COLUMNS: &str = "INSERT INTO workflow_tasks (task_id, webhook_event_id, \
@@ -70,7 +71,9 @@ fn chunks(mut len: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// Binds the 15 values of one [`EVENT_ROW`] for `event`, which has `tasks` tasks.
+/// Binds the 17 values of one [`EVENT_ROW`] for `event`, which has `tasks` tasks. An event
+/// stored unparsed (it has a parse error, and never tasks) stays unprocessed, with its parse
+/// error as its error, until a reprocess parses it.
 fn bind_event<'q>(
     query: SqliteQuery<'q>,
     event: &NewEvent,
@@ -78,7 +81,8 @@ fn bind_event<'q>(
     compress: bool,
 ) -> SqliteQuery<'q> {
     let at = us(event.received_at);
-    let settled_at = (tasks == 0).then_some(at);
+    let processed = tasks == 0 && event.parse_error.is_none();
+    let settled_at = processed.then_some(at);
     let payload = StoredPayload::of(event, compress);
     let encoding = payload.encoding();
     query
@@ -91,12 +95,14 @@ fn bind_event<'q>(
         .bind(payload)
         .bind(encoding)
         .bind(headers_json(&event.headers))
-        .bind(tasks == 0)
+        .bind(processed)
         .bind(settled_at)
         .bind(settled_at)
         .bind(i64::try_from(tasks).unwrap_or(i64::MAX))
         .bind(at)
         .bind(at)
+        .bind(event.parse_error.clone())
+        .bind(event.parse_error.as_deref().map(NewEvent::unparsed_message))
 }
 
 /// Binds the values of one task row after its task id and event reference (the first two).
@@ -261,6 +267,7 @@ mod tests {
             payload: Bytes::from(format!(r#"{{"id":"{id}","s":"\u00e9"}}"#)),
             headers: vec![("x-github-delivery".to_owned(), id.to_owned())],
             received_at: Utc::now(),
+            parse_error: None,
             prepared: Default::default(),
         };
         let mut spec = TaskSpec::new(TaskType::new("push_analysis").unwrap());

@@ -21,6 +21,7 @@
 //! Times are INTEGER microseconds since the epoch, UUIDs 16-byte BLOBs, JSON TEXT, except
 //! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
+mod agent_run;
 mod batch;
 mod checkpoint;
 mod payload;

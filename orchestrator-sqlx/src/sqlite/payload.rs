@@ -232,6 +232,7 @@ mod tests {
             payload: first.clone(),
             headers: Vec::new(),
             received_at: chrono::Utc::now(),
+            parse_error: None,
             prepared: Default::default(),
         };
         let prepared = PreparedPayload::new(&first, true).unwrap();

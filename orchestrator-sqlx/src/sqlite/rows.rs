@@ -153,6 +153,7 @@ pub(super) fn event(row: &SqliteRow) -> Result<WebhookEvent, StoreError> {
         processing_started_at: opt_time(get(row, "processing_started_at")?)?,
         processing_completed_at: opt_time(get(row, "processing_completed_at")?)?,
         error_message: get(row, "error_message")?,
+        parse_error: get(row, "parse_error")?,
         retry_count: count(get(row, "retry_count")?),
         created_at: time(get(row, "created_at")?)?,
         updated_at: time(get(row, "updated_at")?)?,

@@ -19,10 +19,18 @@ use crate::error::{settle_batch, store_error};
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
 
+/// Reopens the event only while it has no open task (inside the write transaction, so nothing
+/// can change the counter between this check and the task inserts).
 const REOPEN: &str = "UPDATE webhook_events SET open_tasks = open_tasks + $2, \
     processed = (open_tasks + $2 = 0), \
     processing_completed_at = CASE WHEN open_tasks + $2 = 0 THEN $3 END, \
-    error_message = NULL, retry_count = retry_count + 1, updated_at = $3 WHERE id = $1 RETURNING id";
+    error_message = NULL, parse_error = NULL, retry_count = retry_count + 1, updated_at = $3 \
+    WHERE id = $1 AND open_tasks = 0 RETURNING id";
+
+const EVENT_EXISTS: &str = "SELECT id FROM webhook_events WHERE id = $1";
+
+const OPEN_TASKS: &str = "SELECT task_id FROM workflow_tasks WHERE webhook_event_id = $1 \
+    AND status IN ('pending', 'running', 'retrying') ORDER BY id";
 
 /// The event list without its conditions (see `crate::list`).
 const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, created_at, error_message \
@@ -30,7 +38,7 @@ const LIST: &str = "SELECT id, delivery_id, event_type, action, processed, creat
 
 const GET: &str = "SELECT id, delivery_id, event_type, action, source, repository, installation_id, \
     payload, payload_encoding, headers, processed, processing_started_at, processing_completed_at, error_message, \
-    retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
+    parse_error, retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
 
 /// Ingests one delivery inside the open write transaction `conn`.
 async fn ingest_on(
@@ -56,6 +64,33 @@ async fn ingest_on(
     Ok(IngestOutcome::Accepted {
         event_id,
         task_ids: tasks.iter().map(|t| t.task_id).collect(),
+    })
+}
+
+/// Why the reopen of event `id` changed nothing: it does not exist, or it has open tasks.
+async fn refused(conn: &mut SqliteConnection, id: i64) -> Result<ReprocessOutcome, StoreError> {
+    let exists = sqlx::query(EVENT_EXISTS)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    if exists.is_none() {
+        return Ok(ReprocessOutcome::NotFound);
+    }
+    let open_tasks = sqlx::query_scalar(OPEN_TASKS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    if open_tasks.is_empty() {
+        return Err(StoreError::new(
+            orchestrator_core::error::StoreErrorKind::Internal,
+            format!("event {id}: its open-task count disagrees with its tasks"),
+        ));
+    }
+    Ok(ReprocessOutcome::Busy {
+        event_id: id,
+        open_tasks,
     })
 }
 
@@ -151,7 +186,7 @@ impl EventStore for SqliteStore {
         id: i64,
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReprocessOutcome>, StoreError> {
+    ) -> Result<ReprocessOutcome, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query(REOPEN)
             .bind(id)
@@ -161,15 +196,15 @@ impl EventStore for SqliteStore {
             .await
             .map_err(store_error)?;
         if row.is_none() {
-            return Ok(None);
+            return refused(&mut tx, id).await;
         }
         for task in &tasks {
             insert_task(&mut tx, task, Some(id), None, now).await?;
         }
         tx.commit().await.map_err(store_error)?;
-        Ok(Some(ReprocessOutcome {
+        Ok(ReprocessOutcome::Reprocessed {
             event_id: id,
             task_ids: tasks.iter().map(|t| t.task_id).collect(),
-        }))
+        })
     }
 }

@@ -41,6 +41,10 @@ const REOPEN_EVENT: &str = "UPDATE webhook_events SET open_tasks = open_tasks + 
 
 const STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";
 
+/// The operator decided: the retried task's unresolved agent-run intents no longer block.
+const RELEASE_INTENTS: &str = "UPDATE agent_runs SET state = 'released', updated_at = $2 \
+    WHERE task_id = $1 AND state = 'unresolved'";
+
 const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
     updated_at = $4 WHERE task_id = $1 \
     OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
@@ -108,6 +112,12 @@ impl TaskStore for SqliteStore {
             };
         };
         let task = task(&row)?;
+        sqlx::query(RELEASE_INTENTS)
+            .bind(task_id)
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         if let Some(event) = task.webhook_event_id {
             sqlx::query(REOPEN_EVENT)
                 .bind(event)

@@ -7,12 +7,14 @@
     unreachable_pub
 )]
 
+mod agent_runs;
 mod concurrency;
 mod plans;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
 mod support;
+mod unparsed;
 
 /// Instantiates each behaviour once per database.
 macro_rules! on_both {
@@ -59,4 +61,53 @@ on_both! {
     suite::batch_ingest_keeps_each_delivery_atomic(2),
     concurrency::each_task_runs_exactly_once(9),
     concurrency::racing_duplicates_store_one_set(8),
+    agent_runs::ledger_admits_resumes_and_limits_each_head(2),
+    agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
+    unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+}
+
+/// The ledger's racing admissions, on both databases and the in-memory reference store; the
+/// rest of the issue-11 contracts on the in-memory store (the same test bodies as above).
+mod ledger {
+    use std::sync::Arc;
+
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::agent_runs;
+    use crate::support::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_admissions_of_one_head_admit_one_on_postgres() {
+        let db = TestDb::postgres(9).await;
+        agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(db.store.clone())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_admissions_of_one_head_admit_one_on_sqlite() {
+        let db = TestDb::sqlite(4).await;
+        agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(db.store.clone())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_admissions_of_one_head_admit_one_in_memory() {
+        agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn ledger_admits_resumes_and_limits_each_head_in_memory() {
+        agent_runs::ledger_admits_resumes_and_limits_each_head(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn an_unparsed_delivery_is_kept_until_reprocessed_in_memory() {
+        crate::unparsed::an_unparsed_delivery_is_kept_until_reprocessed(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn unresolved_intents_are_marked_and_released_by_a_manual_retry_in_memory() {
+        agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(
+            &MemoryStore::new(),
+        )
+        .await;
+    }
 }

@@ -6,8 +6,8 @@ use orchestrator_core::error::StoreErrorKind;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::{Finish, TaskQueue};
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, RetentionPolicy, RetryOutcome,
-    TaskFilter, TaskStore,
+    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
+    RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskStatus, TaskType};
 use orchestrator_sqlx::SqlStore;
@@ -589,18 +589,44 @@ pub async fn manual_retry_and_reprocess(store: &SqlStore) {
     let outcome = store
         .reprocess_event(event_id, vec![fresh], at(7))
         .await
-        .unwrap()
-        .expect("event exists");
-    assert_eq!(outcome.task_ids, vec![fresh_id]);
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReprocessOutcome::Reprocessed {
+            event_id,
+            task_ids: vec![fresh_id]
+        }
+    );
     let stored = store.get_event(event_id).await.unwrap().unwrap();
     assert!(!stored.processed);
     assert_eq!(stored.retry_count, 1);
-    assert!(
+    // Its new task is open: a second reprocess is refused, naming it, and adds nothing.
+    let again = task_of("push_analysis", at(8));
+    assert_eq!(
+        store
+            .reprocess_event(event_id, vec![again], at(8))
+            .await
+            .unwrap(),
+        ReprocessOutcome::Busy {
+            event_id,
+            open_tasks: vec![fresh_id]
+        }
+    );
+    assert_eq!(
+        store
+            .get_event(event_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .retry_count,
+        1
+    );
+    assert_eq!(
         store
             .reprocess_event(9_999_999, vec![], at(7))
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        ReprocessOutcome::NotFound
     );
 }
 

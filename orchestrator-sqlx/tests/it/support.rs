@@ -147,6 +147,7 @@ pub fn event(delivery: &str, event_type: &str, received: DateTime<Utc>) -> NewEv
             ("x-github-delivery".to_owned(), delivery.to_owned()),
         ],
         received_at: received,
+        parse_error: None,
         prepared: Default::default(),
     }
 }

@@ -4,8 +4,9 @@
 //!   for); [`GitHubStand::secondary_limit`] makes it answer every call with GitHub's secondary
 //!   rate limit (`403` + `Retry-After`) for a window that starts at the next call.
 //! - [`CodegenStand`]: creates runs with fresh ids, remembering which task asked
-//!   (`metadata.task_id`), and reads every run back as `COMPLETE`; [`CodegenStand::fail`] makes
-//!   every call answer `500` until it is turned off.
+//!   (`metadata.task_id`), reads every run back as `COMPLETE` and lists them (newest first, with
+//!   their metadata, for the orchestrator's look-up of a run whose answer was lost);
+//!   [`CodegenStand::fail`] makes every call answer `500` until it is turned off.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -127,6 +128,8 @@ struct CodegenState {
     next_id: i64,
     /// `metadata.task_id` of each run created.
     runs: Vec<String>,
+    /// Each run created as the list shows it, oldest first.
+    listed: Vec<Value>,
     /// When each refused creation arrived.
     refused: Vec<Instant>,
 }
@@ -155,7 +158,7 @@ impl CodegenStand {
             .await;
         Mock::given(method("GET"))
             .and(path_regex(format!(
-                r"^/v1/organizations/{ORG_ID}/agent/run/\d+$"
+                r"^/v1/organizations/{ORG_ID}/agent/(run/\d+|runs)$"
             )))
             .respond_with(stand.clone())
             .mount(&server)
@@ -190,6 +193,14 @@ impl Respond for CodegenStand {
             return ResponseTemplate::new(500)
                 .set_body_json(json!({"message": "internal error", "status_code": 500}));
         }
+        if request.url.path().ends_with("/runs") {
+            // Newest first, all on one page (the tests create far fewer than a page).
+            let items: Vec<Value> = state.listed.iter().rev().cloned().collect();
+            let total = items.len();
+            return ResponseTemplate::new(200).set_body_json(
+                json!({"items": items, "total": total, "page": 1, "size": 100, "pages": 1}),
+            );
+        }
         if !creates {
             let id = request
                 .url
@@ -207,6 +218,10 @@ impl Respond for CodegenStand {
             .unwrap_or_default()
             .to_owned();
         state.runs.push(task_id);
+        let mut listed = run(id, "ACTIVE");
+        listed["created_at"] = chrono::Utc::now().to_rfc3339().into();
+        listed["metadata"] = body["metadata"].clone();
+        state.listed.push(listed);
         ResponseTemplate::new(200).set_body_json(run(id, "ACTIVE"))
     }
 }

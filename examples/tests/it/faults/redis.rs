@@ -39,6 +39,9 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     ];
     let worker = Server::start(&db, &github_mock, &codegen_mock, "worker", &env).await;
     let mut api = Server::start(&db, &github_mock, &codegen_mock, "api", &env).await;
+    // A second API process, behind the same load balancer as it were: it takes the traffic
+    // over when the first one dies.
+    let standby = Server::start(&db, &github_mock, &codegen_mock, "api", &env).await;
     let traffic = Traffic::start(&api.base, 2, Duration::from_millis(100), 1);
     let ping = corpus("ping/payload.json");
     assert_eq!(
@@ -50,7 +53,7 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     proxy.cut().await;
     let cut = traffic.now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    fallbacks_while_redis_is_away(&api, &ping).await;
+    fallbacks_while_redis_is_away(&standby, &ping).await;
 
     // An API process dies while Redis is away: the task references it held in memory for Redis
     // are gone with it, and only a re-publication from the database (the sweeper) brings those
@@ -58,8 +61,7 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     sleep_until(&traffic, cut + OUTAGE / 2).await;
     let crashed = traffic.now();
     api.crash();
-    let api2 = Server::start(&db, &github_mock, &codegen_mock, "api", &env).await;
-    traffic.retarget(&api2.base);
+    traffic.retarget(&standby.base);
     sleep_until(&traffic, cut + OUTAGE).await;
 
     proxy.restore().await;
@@ -76,25 +78,26 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
         .unwrap();
     let body = PullRequests::new().body(during.pr);
     assert_eq!(
-        api2.post_delivery("pull_request", &during.delivery_id, &body, None)
+        standby
+            .post_delivery("pull_request", &during.delivery_id, &body, None)
             .await,
         Some(409)
     );
 
-    let prs = assert_acknowledged_stored(&api2, &sent).await;
-    let tasks = wait_finished(&api2, &prs, Duration::from_secs(60)).await;
-    assert_ran_once(&api2, &tasks, &prs, &github, &codegen).await;
+    let prs = assert_acknowledged_stored(&standby, &sent).await;
+    let tasks = wait_finished(&standby, &prs, Duration::from_secs(60)).await;
+    assert_ran_once(&standby, &tasks, &prs, &github, &codegen).await;
 
     // Each fallback said so in the log of the process that fell back; the crashed process's
     // tasks came back through the worker's sweeper.
     let expected = [
         (&api, "delivery guard unavailable; asking the store"),
-        (&api, "shared rate limiter failed; limiting in-process"),
+        (&standby, "shared rate limiter failed; limiting in-process"),
         (
             &api,
             "publishing tasks failed; the sweeper will publish them",
         ),
-        (&api2, "shared rate limiter answers again"),
+        (&standby, "shared rate limiter answers again"),
         (&worker, "re-published stale runnable tasks"),
     ];
     for (server, line) in expected {
@@ -105,7 +108,7 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
             tail(&logs, 40)
         );
     }
-    drop((worker, api, api2));
+    drop((worker, api, standby));
     db.drop_db().await;
 }
 

@@ -80,33 +80,25 @@ async fn five_server_errors_open_the_github_breaker_and_the_handler_defers() {
         );
     }
     // The fifth failure opens the breaker: the dependency is down, so that task waits for the
-    // breaker too instead of using an attempt.
-    let err = handler
-        .handle(&ctx(check_task(), clock_now_of(&clock), progress.clone()))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.kind,
-        TaskErrorKind::Deferred {
-            after: Duration::from_secs(30)
-        }
-    );
-    assert_eq!(breaker.state(), BreakerState::Open);
+    // breaker too instead of using an attempt; and once it is open nothing is sent, the task is
+    // deferred until the breaker lets a probe through.
+    for call in ["the failure that opens it", "a call while it is open"] {
+        let err = handler
+            .handle(&ctx(check_task(), clock_now_of(&clock), progress.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind,
+            TaskErrorKind::Deferred {
+                after: Duration::from_secs(30)
+            },
+            "{call}"
+        );
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
     assert_eq!(
         recorder.breaker_states(),
         [("github".to_owned(), BreakerState::Open)]
-    );
-
-    // Open: nothing is sent, and the task is deferred until the breaker lets a probe through.
-    let err = handler
-        .handle(&ctx(check_task(), clock_now_of(&clock), progress.clone()))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.kind,
-        TaskErrorKind::Deferred {
-            after: Duration::from_secs(30)
-        }
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 5);
     assert_eq!(breaker.snapshot().consecutive_failures, 5);

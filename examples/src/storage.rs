@@ -169,10 +169,10 @@ async fn open(config: &Config, run_migrations: bool) -> Result<SqlStore, ServerE
 /// lease (every `lease / 3`), so the visibility timeout must be well above that or the messages
 /// of live workers are taken over and, after a few scans, dead-lettered.
 fn queue_config(config: &Config) -> QueueConfig {
-    let defaults = QueueConfig::default();
+    let configured = config.redis_queue.clone();
     QueueConfig {
-        visibility_timeout: defaults.visibility_timeout.max(config.worker.lease),
-        ..defaults
+        visibility_timeout: configured.visibility_timeout.max(config.worker.lease),
+        ..configured
     }
 }
 

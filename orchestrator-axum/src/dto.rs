@@ -516,6 +516,11 @@ pub struct HealthResponse {
     /// Each dependency's status (`database`, `celery` = the task queue, and added checks
     /// such as `github_api`).
     pub checks: BTreeMap<String, String>,
+    /// Why the service is not healthy: one sentence per check that is not healthy (same key
+    /// as in `checks`) and per breaker that is not closed (`breaker:<name>`). Empty (and left
+    /// out) when everything is healthy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, String>,
     /// Circuit breaker states by dependency (`closed`, `open`, `half_open`).
     pub breakers: BTreeMap<String, String>,
     /// The task queue backend (`database`, `redis`, `memory`).

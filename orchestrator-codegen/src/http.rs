@@ -94,6 +94,24 @@ pub(crate) fn error_message(body: &str) -> String {
     short
 }
 
+/// A failed call's error once the breaker has counted the failure. When the breaker is open
+/// now (this failure reached the threshold, or it was the half-open probe), the dependency is
+/// judged down rather than the task at fault: a retryable error becomes `CircuitOpen`, so the
+/// task waits for the breaker like the calls it refuses, without using an attempt. Otherwise
+/// (and for every other kind) `err` is returned as it is.
+pub(crate) fn judged(breaker: &CircuitBreaker, err: ClientError) -> ClientError {
+    match (err.kind(), breaker.open_for()) {
+        (ClientErrorKind::Retryable { retry_after }, Some(open_for)) => ClientError::new(
+            ClientErrorKind::CircuitOpen {
+                retry_after: open_for.max(retry_after.unwrap_or_default()),
+            },
+            err.status(),
+            format!("{err} (the {} circuit breaker is open now)", breaker.name()),
+        ),
+        _ => err,
+    }
+}
+
 /// Whether the dependency looks unhealthy, which is what a breaker counts: 5xx and 429.
 pub(crate) fn counts_against_breaker(status: u16) -> bool {
     status == 429 || status >= 500

@@ -77,7 +77,8 @@ pub enum ClientErrorKind {
         /// How long until the quota resets, when known.
         retry_after: Option<Duration>,
     },
-    /// The dependency's circuit breaker is open; no call was made.
+    /// The dependency's circuit breaker is open: it refused the call (nothing was sent), or
+    /// this call's failure opened it. The work waits for the breaker without using an attempt.
     CircuitOpen {
         /// Until the breaker lets a probe through.
         retry_after: Duration,

@@ -520,13 +520,36 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// A queue whose publish always fails (the broker is down) but which stores through memory.
-struct BrokenPublish(Arc<MemoryStore>);
+/// A queue over memory that fails on demand: every publish while `publish_down` (the broker is
+/// down), and the first `finish_failures` finishes with `finish_error` (the store went away after
+/// the handler had done its work).
+struct Flaky {
+    store: Arc<MemoryStore>,
+    publish_down: bool,
+    finish_error: StoreErrorKind,
+    finish_failures: AtomicUsize,
+    finishes: AtomicUsize,
+}
+
+impl Flaky {
+    fn over(store: Arc<MemoryStore>) -> Self {
+        Self {
+            store,
+            publish_down: false,
+            finish_error: StoreErrorKind::Unavailable,
+            finish_failures: AtomicUsize::new(0),
+            finishes: AtomicUsize::new(0),
+        }
+    }
+}
 
 #[async_trait]
-impl TaskQueue for BrokenPublish {
-    async fn publish(&self, _: &[TaskRef]) -> Result<(), StoreError> {
-        Err(StoreError::new(StoreErrorKind::Unavailable, "broker down"))
+impl TaskQueue for Flaky {
+    async fn publish(&self, tasks: &[TaskRef]) -> Result<(), StoreError> {
+        if self.publish_down {
+            return Err(StoreError::new(StoreErrorKind::Unavailable, "broker down"));
+        }
+        self.store.publish(tasks).await
     }
     async fn claim(
         &self,
@@ -535,7 +558,7 @@ impl TaskQueue for BrokenPublish {
         lease: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
-        self.0.claim(w, max, lease, now).await
+        self.store.claim(w, max, lease, now).await
     }
     async fn finish(
         &self,
@@ -543,7 +566,13 @@ impl TaskQueue for BrokenPublish {
         f: Finish,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<FinishReport, StoreError> {
-        self.0.finish(c, f, now).await
+        self.finishes.fetch_add(1, Ordering::SeqCst);
+        let left = self.finish_failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.finish_failures.store(left - 1, Ordering::SeqCst);
+            return Err(StoreError::new(self.finish_error, "connection refused"));
+        }
+        self.store.finish(c, f, now).await
     }
     async fn extend_lease(
         &self,
@@ -551,16 +580,16 @@ impl TaskQueue for BrokenPublish {
         lease: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
-        TaskQueue::extend_lease(&*self.0, c, lease, now).await
+        TaskQueue::extend_lease(&*self.store, c, lease, now).await
     }
     async fn requeue_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
-        self.0.requeue_expired(now).await
+        self.store.requeue_expired(now).await
     }
     async fn depth(&self, now: chrono::DateTime<chrono::Utc>) -> Result<QueueDepth, StoreError> {
-        self.0.depth(now).await
+        self.store.depth(now).await
     }
     fn backend(&self) -> &'static str {
-        "broken"
+        "flaky"
     }
 }
 
@@ -574,7 +603,10 @@ async fn a_failed_publish_still_accepts_the_durable_delivery() {
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         router,
         store.clone(),
-        Arc::new(BrokenPublish(store.clone())),
+        Arc::new(Flaky {
+            publish_down: true,
+            ..Flaky::over(store.clone())
+        }),
         clock,
     );
     let receipt = ingestor
@@ -1301,4 +1333,59 @@ async fn shutdown_returns_even_when_the_store_hangs() {
         "the worker must stop even though the store hangs"
     );
     returned.unwrap().unwrap().unwrap();
+}
+
+async fn run_with_flaky_finish(
+    kind: StoreErrorKind,
+    failures: usize,
+) -> (Harness, Vec<Uuid>, usize, usize) {
+    let h = harness();
+    let ids = h.deliver("d-1").await;
+    let queue = Arc::new(Flaky {
+        finish_error: kind,
+        finish_failures: AtomicUsize::new(failures),
+        ..Flaky::over(h.store.clone())
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let worker = Worker::new(
+        queue.clone(),
+        h.store.clone(),
+        registry(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(HandlerOutcome::done(json!({})))
+        }),
+        h.clock.clone(),
+        WorkerConfig {
+            concurrency: 1,
+            ..config("w1")
+        },
+    );
+    worker.run_once().await.unwrap();
+    let (handled, finishes) = (
+        calls.load(Ordering::SeqCst),
+        queue.finishes.load(Ordering::SeqCst),
+    );
+    (h, ids, handled, finishes)
+}
+
+#[tokio::test]
+async fn an_outcome_the_store_could_not_take_is_recorded_once_it_answers_again() {
+    let (h, ids, handled, finishes) = run_with_flaky_finish(StoreErrorKind::Unavailable, 2).await;
+    assert_eq!(
+        (handled, finishes),
+        (1, 3),
+        "ran once, recorded on the third try"
+    );
+    let detail = h.task(ids[0]).await;
+    assert_eq!(detail.task.status, TaskStatus::Completed);
+    assert_eq!(detail.executions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_claim_is_not_recorded_again() {
+    let (h, ids, handled, finishes) = run_with_flaky_finish(StoreErrorKind::Conflict, 1).await;
+    assert_eq!((handled, finishes), (1, 1));
+    // The lease decides: the task is still running until it expires.
+    assert_eq!(h.task(ids[0]).await.task.status, TaskStatus::Running);
 }

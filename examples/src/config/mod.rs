@@ -32,7 +32,7 @@ use orchestrator_core::delivery::DeliveryLimits;
 use orchestrator_core::engine::WorkerConfig;
 use orchestrator_core::retry::RetryPolicy;
 use orchestrator_core::secret::Secret;
-use orchestrator_redis::RedisConfig;
+use orchestrator_redis::{QueueConfig, RedisConfig};
 use orchestrator_sqlx::PoolOptions;
 
 use crate::role::Role;
@@ -101,6 +101,7 @@ const VARIABLES: &[&str] = &[
     "SQLITE_COMPRESS_PAYLOADS",
     "INGEST_BATCH_MAX",
     "REDIS_KEY_PREFIX",
+    "REDIS_SWEEP_AFTER_SECONDS",
     "CODEGEN_POLL_SECONDS",
     "HTTP_HEADER_TIMEOUT_SECONDS",
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
@@ -134,6 +135,9 @@ pub struct Config {
     /// `REDIS_URL` (or `CELERY_BROKER_URL`) and `REDIS_KEY_PREFIX`: the Redis Streams queue and
     /// the shared guards; `None` keeps the queue in the database.
     pub redis: Option<RedisConfig>,
+    /// `REDIS_SWEEP_AFTER_SECONDS`: the Redis queue's sweeper (its visibility timeout follows
+    /// `WORKER_LEASE_SECONDS` when the queue is built).
+    pub redis_queue: QueueConfig,
     /// `GITHUB_WEBHOOK_SECRET` plus `GITHUB_WEBHOOK_SECRET_PREVIOUS` during a rotation.
     pub webhook_secrets: Vec<Secret>,
     /// `MAX_PAYLOAD_BYTES`.
@@ -178,6 +182,7 @@ impl Default for Config {
             pool: PoolOptions::default(),
             ingest_batch_max: 64,
             redis: None,
+            redis_queue: QueueConfig::default(),
             webhook_secrets: Vec::new(),
             delivery_limits: DeliveryLimits::default(),
             api: ApiConfig::default(),

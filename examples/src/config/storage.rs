@@ -1,6 +1,9 @@
 //! The database and Redis variables: `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
 //! `SQLITE_SYNCHRONOUS`, `SQLITE_COMPRESS_PAYLOADS`, `DATABASE_DURABLE_QUEUE_WRITES`,
-//! `INGEST_BATCH_MAX`, `REDIS_URL` / `CELERY_BROKER_URL`, `REDIS_KEY_PREFIX`.
+//! `INGEST_BATCH_MAX`, `REDIS_URL` / `CELERY_BROKER_URL`, `REDIS_KEY_PREFIX`,
+//! `REDIS_SWEEP_AFTER_SECONDS`.
+
+use std::time::Duration;
 
 use orchestrator_core::secret::Secret;
 use orchestrator_redis::RedisConfig;
@@ -48,6 +51,16 @@ pub(super) fn read(r: &mut Reader<'_>, c: &mut Config) {
         "a whole number (0 turns group commit off)",
     );
     c.redis = redis(r);
+    let sweep_after = r.secs("REDIS_SWEEP_AFTER_SECONDS", c.redis_queue.sweep_after);
+    if sweep_after < Duration::from_secs(1) {
+        r.problem("REDIS_SWEEP_AFTER_SECONDS", "must be at least 1");
+    }
+    // A task whose publish was lost (Redis was down and the API process that kept it in memory
+    // died) is published again this long after its last change; workers look a fifth of that
+    // often, between 1 s and 60 s (60 s for the default 5 minutes).
+    c.redis_queue.sweep_after = sweep_after;
+    c.redis_queue.sweep_interval =
+        (sweep_after / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
 }
 
 /// `REDIS_URL` or its alias `CELERY_BROKER_URL`, with `REDIS_KEY_PREFIX`.

@@ -430,3 +430,24 @@ fn http_limits_have_defaults_and_refuse_zero_and_a_budget_below_the_payload_limi
         "{err}"
     );
 }
+
+#[test]
+fn the_redis_sweep_is_tunable_and_its_interval_follows() {
+    let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
+    let c = load(Purpose::Serve(Role::All), &[secret]).unwrap();
+    assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(300));
+    assert_eq!(c.redis_queue.sweep_interval, Duration::from_secs(60));
+    let c = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "5")],
+    )
+    .unwrap();
+    assert_eq!(c.redis_queue.sweep_after, Duration::from_secs(5));
+    assert_eq!(c.redis_queue.sweep_interval, Duration::from_secs(1));
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REDIS_SWEEP_AFTER_SECONDS", "0")],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REDIS_SWEEP_AFTER_SECONDS"]);
+}

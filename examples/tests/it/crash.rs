@@ -1,5 +1,5 @@
-//! A worker that dies mid-task: after a restart the task completes, and the attempt the dead
-//! worker held is recorded as abandoned.
+//! A worker that dies mid-task: after a restart the task completes, the attempt the dead worker
+//! held is recorded as abandoned, and the Codegen run is created once.
 
 use std::time::Duration;
 
@@ -58,6 +58,16 @@ async fn a_task_whose_worker_was_killed_completes_after_restart() {
         )
         .await;
     assert_eq!(trigger["codegen_task_url"], RUN_URL);
+    // The analysis ran again (its first attempt died mid-call); the agent run, the side effect,
+    // was asked for exactly once.
+    let creations = codegen
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(creations, 1);
     let detail = second.get(&format!("/api/v1/tasks/{task_id}")).await;
     let executions = detail["executions"].as_array().expect("executions");
     assert!(executions.len() >= 2, "{detail:#}");

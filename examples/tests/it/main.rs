@@ -13,6 +13,7 @@ mod agent_runs;
 mod agent_stub;
 mod builder;
 mod crash;
+mod faults;
 mod hostile;
 mod pull_request;
 mod redis_flush;

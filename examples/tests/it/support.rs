@@ -1,6 +1,14 @@
 //! Starting the binary, a database per test, the GitHub and Codegen stand-ins, signed deliveries.
+//! The fault tests add a cuttable TCP proxy ([`proxy`]), steady traffic ([`traffic`]), stand-ins
+//! that misbehave on demand ([`standin`]) and the checks of what was stored and run ([`ledger`]).
 
-use std::path::PathBuf;
+pub mod ledger;
+pub mod proxy;
+pub mod small_fs;
+pub mod standin;
+pub mod traffic;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,7 +34,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::sqlite_with(tempfile::tempdir().unwrap())
+    }
+
+    /// A SQLite file in a new directory under `parent` (e.g. a small filesystem).
+    pub fn sqlite_in(parent: &Path) -> Self {
+        Self::sqlite_with(tempfile::tempdir_in(parent).unwrap())
+    }
+
+    fn sqlite_with(dir: tempfile::TempDir) -> Self {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("e2e.db").display());
         Self { url, dir, pg: None }
     }
@@ -97,6 +113,8 @@ pub struct Server {
     child: Child,
     pub base: String,
     log: PathBuf,
+    /// Holds the log file; not beside the database, whose filesystem a test may fill.
+    _log_dir: tempfile::TempDir,
     client: reqwest::Client,
 }
 
@@ -118,7 +136,8 @@ impl Server {
         extra: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
-        let log = db.dir().join(format!("server-{port}.log"));
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join(format!("server-{port}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator-server"));
         cmd.args(["serve", "--role", role])
             .env_clear()
@@ -149,6 +168,7 @@ impl Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
+            _log_dir: log_dir,
             client: reqwest::Client::new(),
         };
         let started = Instant::now();
@@ -248,6 +268,47 @@ impl Server {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts `body` signed under `delivery_id` (a redelivery reuses the id), optionally as
+    /// coming from `client` (`X-Forwarded-For`, for a server that trusts it); the status, or
+    /// `None` when no answer came.
+    pub async fn post_delivery(
+        &self,
+        event: &str,
+        delivery_id: &str,
+        body: &[u8],
+        client: Option<&str>,
+    ) -> Option<u16> {
+        let signature = orchestrator_server::send::sign(SECRET.as_bytes(), body);
+        let mut request = self
+            .client
+            .post(format!("{}/api/v1/webhooks/github", self.base))
+            .timeout(Duration::from_secs(10))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery_id)
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec());
+        if let Some(client) = client {
+            request = request.header("x-forwarded-for", client);
+        }
+        request.send().await.ok().map(|r| r.status().as_u16())
+    }
+
+    /// `/health`: status and body.
+    pub async fn health(&self) -> (u16, Value) {
+        let (status, body) = self.get_public("/health").await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// The value of one series of `/metrics` (its name with labels, as printed), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get_public("/metrics").await;
+        text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
     }
 
     /// GET with the admin token; the JSON body.

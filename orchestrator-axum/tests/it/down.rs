@@ -262,4 +262,9 @@ async fn health_is_503_unhealthy_when_the_database_is_down() {
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["checks"]["database"], "unhealthy");
     assert_eq!(body["checks"]["celery"], "unhealthy");
+    // It says why, without the failure's own words (they may name hosts; they go to the log).
+    let why = body["reasons"]["database"].as_str().unwrap();
+    assert!(why.contains("database unreachable"), "{why}");
+    assert!(body["reasons"]["celery"].is_string(), "{body}");
+    assert!(!body.to_string().contains("secret detail"), "{body}");
 }

@@ -34,6 +34,7 @@ async fn health_is_healthy_with_the_spec_fields() {
     assert_eq!(body["uptime"], 3600.0);
     assert_eq!(body["queue_backend"], "memory");
     assert!(body["timestamp"].is_string());
+    assert!(body.get("reasons").is_none(), "nothing to explain: {body}");
 }
 
 struct GitHubDown;
@@ -92,6 +93,7 @@ async fn an_open_breaker_or_a_failing_extra_check_is_degraded_but_200() {
     let body = json(resp).await;
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["breakers"]["github"], "open");
+    assert!(body["reasons"]["breaker:github"].is_string(), "{body}");
 
     let (_, app) = app_with(BreakerSet::new(), Some(Arc::new(GitHubDown)));
     let resp = get_open(&app, "/health").await;

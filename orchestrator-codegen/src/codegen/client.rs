@@ -10,6 +10,9 @@
 //! [outcome unknown](ClientError::is_outcome_unknown): the run may exist, so it must be looked
 //! up, never asked for again. Only 5xx, 429 and transport failures count against the breaker: a
 //! 404 says nothing about the service's health.
+//! A retryable failure that leaves the breaker open (it opened it, or it was the probe) waits
+//! for the breaker instead, like the calls the breaker refuses: the dependency is down, the task
+//! is not at fault.
 
 use std::sync::Arc;
 
@@ -151,7 +154,8 @@ impl CodegenClient {
             Err(err) => {
                 permit.failure();
                 let maybe_sent = !(err.is_connect() || err.is_builder());
-                return Err(lost_answer(creates && maybe_sent, what, err));
+                let err = lost_answer(creates && maybe_sent, what, err);
+                return Err(http::judged(&self.breaker, err));
             }
         };
         let status = response.status();
@@ -160,7 +164,7 @@ impl CodegenClient {
             Ok(text) => text,
             Err(err) => {
                 permit.failure();
-                return Err(lost_answer(creates, what, err));
+                return Err(http::judged(&self.breaker, lost_answer(creates, what, err)));
             }
         };
         permit.status(status.as_u16());
@@ -185,7 +189,10 @@ impl CodegenClient {
             } else {
                 ClientErrorKind::Permanent
             };
-            return Err(ClientError::new(kind, code, message));
+            return Err(http::judged(
+                &self.breaker,
+                ClientError::new(kind, code, message),
+            ));
         }
         serde_json::from_str::<T>(&text).map_err(|e| {
             let err = ClientError::new(

@@ -187,7 +187,8 @@ impl GitHubClient {
             Err(err) => {
                 permit.failure();
                 self.observer.github_request(endpoint, 0);
-                return Err(http::transport_error("GitHub", endpoint, err));
+                let err = http::transport_error("GitHub", endpoint, err);
+                return Err(http::judged(&self.breaker, err));
             }
         };
         let status = response.status();
@@ -205,14 +206,33 @@ impl GitHubClient {
             Ok(body) => body,
             Err(err) => {
                 permit.failure();
-                return Err(http::transport_error("GitHub", endpoint, err));
+                let err = http::transport_error("GitHub", endpoint, err);
+                return Err(http::judged(&self.breaker, err));
             }
         };
         permit.status(status.as_u16());
         if status.is_success() {
             return Ok(Answer { headers, body });
         }
-        Err(self.status_error(endpoint, status, &headers, &body, quota, installation, now))
+        let err = self.status_error(endpoint, status, &headers, &body, quota, installation, now);
+        let err = http::judged(&self.breaker, err);
+        if let ClientErrorKind::RateLimited {
+            retry_after: Some(wait),
+        } = err.kind()
+            && !free
+        {
+            // GitHub wants no request from this credential until then, not only this one again.
+            tracing::warn!(
+                endpoint,
+                wait_secs = wait.as_secs(),
+                "GitHub rate limit: pausing calls"
+            );
+            self.quota.pause(
+                quota_key,
+                orchestrator_core::clock::add(self.clock.now(), wait),
+            );
+        }
+        Err(err)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,6 +1,8 @@
 //! GitHub quota accounting: every response's `X-RateLimit-*` headers are remembered per
 //! credential, and once the remaining quota falls below a floor further calls are deferred until
-//! the window resets instead of being sent (and failing).
+//! the window resets instead of being sent (and failing). A rate-limit answer with a wait
+//! (a secondary limit's `Retry-After`) pauses every call of that credential for that long:
+//! GitHub asks for no request at all until then, and may ban an integration that keeps going.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,11 +43,13 @@ impl Quota {
     }
 }
 
-/// Remembers the quota of each credential and refuses calls below the floor.
+/// Remembers the quota of each credential and refuses calls below the floor or while paused.
 #[derive(Debug)]
 pub(crate) struct QuotaGuard {
     floor: u64,
     quotas: Mutex<HashMap<QuotaKey, Quota>>,
+    /// Until when each credential must send nothing (a rate-limit answer's wait).
+    pauses: Mutex<HashMap<QuotaKey, DateTime<Utc>>>,
 }
 
 impl QuotaGuard {
@@ -53,12 +57,39 @@ impl QuotaGuard {
         Self {
             floor,
             quotas: Mutex::new(HashMap::new()),
+            pauses: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `RateLimited` until the reset when the last known quota of `key` is below the floor and
-    /// its window has not reset yet.
+    /// Sends nothing for `key` until `until` (GitHub answered a rate limit with a wait).
+    pub(crate) fn pause(&self, key: QuotaKey, until: DateTime<Utc>) {
+        let mut pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+        let at = pauses.entry(key).or_insert(until);
+        *at = (*at).max(until);
+    }
+
+    /// `RateLimited` while `key` is paused, or until the reset when its last known quota is
+    /// below the floor and its window has not reset yet.
     pub(crate) fn check(&self, key: QuotaKey, now: DateTime<Utc>) -> Result<(), ClientError> {
+        let paused = self
+            .pauses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .and_then(|until| (*until - now).to_std().ok())
+            .filter(|wait| !wait.is_zero());
+        if let Some(wait) = paused {
+            return Err(ClientError::new(
+                ClientErrorKind::RateLimited {
+                    retry_after: Some(wait),
+                },
+                None,
+                format!(
+                    "GitHub rate limit: paused for {} s more as GitHub asked; deferred",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         let quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
         let Some(quota) = quotas.get(&key) else {
             return Ok(());
@@ -146,6 +177,28 @@ mod tests {
         );
         guard.record(Some(1), &headers("50", 1_700_000_600));
         assert!(guard.check(Some(1), now).is_ok());
+    }
+
+    #[test]
+    fn a_pause_refuses_every_call_of_that_credential_until_it_ends() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let guard = QuotaGuard::new(50);
+        guard.pause(None, now + chrono::Duration::seconds(60));
+        // A shorter pause reported later does not cut the first one short.
+        guard.pause(None, now + chrono::Duration::seconds(5));
+        let err = guard.check(None, now).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ClientErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(60))
+            }
+        );
+        assert!(guard.check(Some(7), now).is_ok(), "other credentials go on");
+        assert!(
+            guard
+                .check(None, now + chrono::Duration::seconds(60))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -242,6 +242,48 @@ async fn statuses_map_onto_error_kinds() {
 }
 
 #[tokio::test]
+async fn a_secondary_rate_limit_pauses_every_call_for_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/repo/check-runs/1"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "30")
+                .insert_header("x-ratelimit-remaining", "4000"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/repo/check-runs/2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 2, "name": "ci", "status": "completed", "conclusion": "success"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (client, clock, _recorder) = github(&server);
+    let err = client.check_run(None, &repo(), 1).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ClientErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(30))
+        }
+    );
+    // Another call, for something else, is not sent while the pause lasts.
+    clock.advance(Duration::from_secs(20));
+    let err = client.check_run(None, &repo(), 2).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ClientErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(10))
+        }
+    );
+    // Once it is over, calls go out again (the mock expects exactly one call each).
+    clock.advance(Duration::from_secs(10));
+    client.check_run(None, &repo(), 2).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_slow_response_times_out_as_retryable() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

@@ -125,6 +125,20 @@ impl CircuitBreaker {
         self.effective_state(&inner)
     }
 
+    /// How long until an open breaker lets a probe through; `None` unless it is open.
+    pub fn open_for(&self) -> Option<Duration> {
+        let inner = self.lock();
+        if self.effective_state(&inner) != BreakerState::Open {
+            return None;
+        }
+        let reopen = clock::add(inner.opened_at?, self.config.recovery);
+        Some(
+            (reopen - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
     /// Name, state and failure count.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let inner = self.lock();

@@ -21,6 +21,11 @@ use crate::retry::{RetryDecision, RetryPolicy};
 use crate::store::{EventStore, ExternalRun, TaskStore};
 use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 
+/// First pause before recording an attempt's outcome again (the store was unavailable).
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest pause between two tries to record an outcome.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Everything an attempt needs; cheap to clone into a spawned task.
 #[derive(Clone)]
 pub(super) struct Runner {
@@ -102,7 +107,9 @@ impl Runner {
         let Some(handler) = self.registry.get(&task_type).cloned() else {
             let error = format!("no handler for task type {task_type}");
             tracing::error!(%error, "task cannot run");
-            self.record(&claim, Finish::Failed { error }, started).await;
+            let held_until = claim.lease_expires_at;
+            self.record(&claim, Finish::Failed { error }, started, held_until)
+                .await;
             return;
         };
         let progress = Arc::new(StoreProgress {
@@ -125,6 +132,8 @@ impl Runner {
         ));
         let period = (self.lease / 3).max(Duration::from_millis(10));
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // Until when this worker holds the task for sure (the last lease it was granted).
+        let mut held_until = claim.lease_expires_at;
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = loop {
             tokio::select! {
@@ -134,8 +143,9 @@ impl Runner {
                     Err(_) => Ended::Panicked("handler task was cancelled".to_owned()),
                 },
                 _ = renew.tick() => {
-                    match self.queue.extend_lease(&claim, self.lease, self.clock.now()).await {
-                        Ok(true) => {}
+                    let now = self.clock.now();
+                    match self.queue.extend_lease(&claim, self.lease, now).await {
+                        Ok(true) => held_until = clock::add(now, self.lease),
                         Ok(false) => {
                             tracing::warn!("lease lost while the handler ran; abandoning the attempt");
                             given_up.cancel();
@@ -147,13 +157,13 @@ impl Runner {
                 () = cancel.cancelled() => {
                     tracing::info!("shutting down: releasing the task unfinished");
                     drop(handle);
-                    self.record(&claim, Finish::Released, started).await;
+                    self.record(&claim, Finish::Released, started, held_until).await;
                     return;
                 }
             }
         };
         let finish = self.decide(&claim.task, ended);
-        self.record(&claim, finish, started).await;
+        self.record(&claim, finish, started, held_until).await;
     }
 
     /// Maps how the handler ended to what the store records.
@@ -220,7 +230,17 @@ impl Runner {
         }
     }
 
-    async fn record(&self, claim: &Claim, finish: Finish, started: Instant) {
+    /// Records how the attempt ended. The handler's work is done (a comment posted, a run
+    /// started), so while the store is only unavailable (a failover, a network cut) the record
+    /// is tried again, with a growing pause, for as long as this worker still holds the lease
+    /// (`held_until`): giving up at once would let the lease expire and the task run again.
+    async fn record(
+        &self,
+        claim: &Claim,
+        finish: Finish,
+        started: Instant,
+        held_until: DateTime<Utc>,
+    ) {
         let kind = match &finish {
             Finish::Completed { .. } => "completed",
             Finish::Retry { .. } => "retry",
@@ -228,20 +248,40 @@ impl Runner {
             Finish::Deferred { .. } => "deferred",
             Finish::Released => "released",
         };
-        match self.queue.finish(claim, finish, self.clock.now()).await {
-            Ok(report) => {
-                let task_type = &claim.task.task_type;
-                self.observer
-                    .task_attempt(task_type, report.status, started.elapsed());
-                if report.status == TaskStatus::Retrying {
-                    self.observer.task_retry(task_type);
+        // The real-time bound keeps a test's stopped clock from retrying for ever.
+        let give_up = Instant::now() + self.lease;
+        let mut pause = RECORD_RETRY_FIRST;
+        let report = loop {
+            match self
+                .queue
+                .finish(claim, finish.clone(), self.clock.now())
+                .await
+            {
+                Ok(report) => break report,
+                Err(err)
+                    if err.is_retryable()
+                        && clock::add(self.clock.now(), pause) < held_until
+                        && Instant::now() + pause < give_up =>
+                {
+                    if pause == RECORD_RETRY_FIRST {
+                        tracing::warn!(outcome = kind, error = %err, "attempt could not be recorded yet; trying again while the lease holds");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECORD_RETRY_MAX);
                 }
-                tracing::info!(outcome = kind, status = %report.status, run_at = ?report.run_at, followups = report.followups.len(), "attempt recorded");
+                Err(err) => {
+                    tracing::warn!(outcome = kind, error = %err, "attempt could not be recorded; the lease will expire");
+                    return;
+                }
             }
-            Err(err) => {
-                tracing::warn!(outcome = kind, error = %err, "attempt could not be recorded; the lease will expire")
-            }
+        };
+        let task_type = &claim.task.task_type;
+        self.observer
+            .task_attempt(task_type, report.status, started.elapsed());
+        if report.status == TaskStatus::Retrying {
+            self.observer.task_retry(task_type);
         }
+        tracing::info!(outcome = kind, status = %report.status, run_at = ?report.run_at, followups = report.followups.len(), "attempt recorded");
     }
 }
 

@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::rows::{bind_one_task, bind_tasks, event, insert_one_task, insert_tasks, summary};
-use crate::error::store_error;
+use crate::error::{settle_batch, store_error};
 use crate::plan::headers_json;
 
 /// One statement: the event, then its tasks only if the event row was inserted.
@@ -156,19 +156,19 @@ impl EventStore for PgStore {
     }
 
     /// One transaction for the whole batch. If any delivery fails (a conflicting task id, a
-    /// deadlock between batches racing on the same delivery ids, a lost connection), the
-    /// transaction is rolled back and every delivery is ingested on its own, so each gets the
-    /// outcome `ingest` gives it and no failure takes another delivery with it.
+    /// deadlock between batches racing on the same delivery ids), the transaction is rolled
+    /// back and every delivery is ingested on its own, so each gets the outcome `ingest` gives
+    /// it and no failure takes another delivery with it; when the database is unavailable (no
+    /// connection) each gets that failure at once.
     async fn ingest_batch(
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
-        if batch.len() > 1
-            && let Ok(outcomes) = self.ingest_together(&batch).await
-        {
-            return outcomes.into_iter().map(Ok).collect();
+        if batch.len() < 2 {
+            return ingest_each(self, batch).await;
         }
-        ingest_each(self, batch).await
+        let together = self.ingest_together(&batch).await;
+        settle_batch(self, batch, together).await
     }
 
     async fn list_events(

@@ -90,6 +90,7 @@ impl SqliteStore {
         .pool::<Sqlite>()
         // A file connection does not go stale; a ping would be one more round trip per write.
         .test_before_acquire(false)
+        .before_acquire(|conn, _| Box::pin(out_of_transaction(conn)))
         .connect_with(
             connect
                 .clone()
@@ -163,4 +164,26 @@ impl SqliteStore {
             .await
             .map_err(store_error)
     }
+}
+
+/// Whether the writer connection may be handed out: not while sqlx still counts a transaction on
+/// it. When a commit fails on a full disk (or an I/O error), SQLite rolls the transaction back
+/// itself; sqlx's own rollback then fails ("no transaction is active") and its count stays at
+/// one, so every later `BEGIN IMMEDIATE` would fail for ever and the store would never write
+/// again, even once space is back. Such a connection is closed and the pool opens a fresh one.
+/// The ping first lets a rollback still queued on the connection run (the usual case after a
+/// failed transaction); it costs nothing while no transaction is counted.
+async fn out_of_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "SQLite writer connection left inside a transaction after a failed commit; replacing it"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }

@@ -15,7 +15,7 @@ use super::SqliteStore;
 use super::batch::{ingest_many, insert_event};
 use super::payload::PreparedPayload;
 use super::rows::{event, insert_task, summary, us};
-use crate::error::store_error;
+use crate::error::{settle_batch, store_error};
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
 
@@ -135,7 +135,8 @@ impl EventStore for SqliteStore {
 
     /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
     /// the transaction is rolled back and every delivery is ingested on its own, so each gets
-    /// the outcome `ingest` gives it and no failure takes another delivery with it.
+    /// the outcome `ingest` gives it and no failure takes another delivery with it; when the
+    /// database is unavailable (locked, disk full) each gets that failure at once.
     async fn ingest_batch(
         &self,
         batch: Vec<(NewEvent, Vec<NewTask>)>,
@@ -144,12 +145,11 @@ impl EventStore for SqliteStore {
             .into_iter()
             .map(|(new, tasks)| (self.prepared(new), tasks))
             .collect();
-        if batch.len() > 1
-            && let Ok(outcomes) = self.ingest_together(&batch).await
-        {
-            return outcomes.into_iter().map(Ok).collect();
+        if batch.len() < 2 {
+            return ingest_each(self, batch).await;
         }
-        ingest_each(self, batch).await
+        let together = self.ingest_together(&batch).await;
+        settle_batch(self, batch, together).await
     }
 
     /// The payload compressed in the caller's task, so the writer only copies it.

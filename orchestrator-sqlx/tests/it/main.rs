@@ -11,6 +11,7 @@ mod agent_runs;
 mod concurrency;
 mod plans;
 mod sqlite_payloads;
+mod sqlite_writer;
 mod suite;
 mod support;
 mod unparsed;

@@ -23,6 +23,7 @@
 
 mod agent_run;
 mod batch;
+mod browse;
 mod checkpoint;
 mod payload;
 mod queue;

@@ -17,8 +17,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::queue::QueueDepth;
-use orchestrator_core::store::Stats;
+use orchestrator_core::store::{QueueDepth, Stats};
 use tokio::sync::Mutex;
 
 use super::layout::{Nav, Page, badge, respond, time};

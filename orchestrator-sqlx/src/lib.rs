@@ -39,6 +39,7 @@
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
 mod any;
@@ -48,6 +49,7 @@ mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod report;
 mod sqlite;
 mod stats;
 

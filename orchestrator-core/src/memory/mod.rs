@@ -13,6 +13,8 @@
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `queue.rs`: the trait implementations over them.
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `report_store.rs`: the reporter's cursor and records
+//!   ([`ReportStore`](crate::store::report::ReportStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
@@ -21,6 +23,7 @@ mod github;
 mod lease;
 mod queue;
 mod report;
+mod report_store;
 mod state;
 mod store;
 

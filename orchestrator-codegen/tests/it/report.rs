@@ -17,6 +17,7 @@ use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::report::{ReportConfig, ReportMode, Reporter, TickSummary};
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
@@ -137,11 +138,11 @@ impl Rig {
             SignatureVerifier::new([WebhookSecret::new(SECRET)]),
             Router::with_default_rules(),
             store.clone(),
-            store.clone(),
+            Arc::new(StoreQueue::new(store.clone())),
             clock.clone(),
         );
         let worker = Worker::new(
-            store.clone(),
+            Arc::new(StoreQueue::new(store.clone())),
             store.clone(),
             registry,
             clock.clone(),
@@ -242,6 +243,15 @@ impl Rig {
     }
 }
 
+/// (method, path, status, conclusion, details_url) of one reporting call.
+type Call<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 fn summary(body: &Value) -> &str {
     body["output"]["summary"].as_str().unwrap_or_default()
 }
@@ -257,7 +267,7 @@ async fn a_pull_request_is_reported_from_delivery_to_a_finished_codegen_run() {
     rig.run_through().await;
 
     let calls = rig.reports().await;
-    let shape: Vec<(&str, &str, Option<&str>, Option<&str>, Option<&str>)> = calls
+    let shape: Vec<Call<'_>> = calls
         .iter()
         .map(|(m, p, b)| {
             (

@@ -26,7 +26,7 @@
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod agent_run;
-mod queue;
+mod attempt;
 mod report;
 mod rows;
 mod stats;

@@ -22,10 +22,10 @@
 //! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
 mod agent_run;
+mod attempt;
 mod batch;
 mod checkpoint;
 mod payload;
-mod queue;
 mod report;
 mod rows;
 mod stats;

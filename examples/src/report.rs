@@ -2,14 +2,35 @@
 //! [`Reporter::tick`] every `ReportConfig::interval`, through the GitHub client (its breaker,
 //! quota floor and `Retry-After`). Several worker processes may run it: the store's lease lets
 //! one report at a time. `REPORT_TO_GITHUB=off` (or no GitHub credentials) starts nothing.
+//! [`with_report_rules`] adds the routing side: our own checks are never analysed, and their
+//! buttons start work.
 
 use async_trait::async_trait;
 use orchestrator_core::report::{ReportConfig, ReportMode, Reporter};
+use orchestrator_core::routing::{OwnChecks, ReportButtonsRule, Router};
 use tokio_util::sync::CancellationToken;
 
 use crate::background::BackgroundService;
 use crate::components::Components;
 use crate::config::Config;
+
+/// `rules` ready for reporting: when reports go to GitHub, deliveries about our own checks reach
+/// no analysis rule (no loop), and their buttons (Re-run, "Ask Codegen to fix") become tasks
+/// ([`ReportButtonsRule`], unless the embedder replaced it).
+pub(crate) fn with_report_rules(config: &Config, mut rules: Router) -> Router {
+    if config.report_mode() == ReportMode::Off {
+        return rules;
+    }
+    let own = OwnChecks {
+        check_name: config.report.check_name.clone(),
+        app_id: config.github.app.as_ref().map(|app| app.app_id),
+    };
+    rules.ignore_own_checks(own.clone());
+    if !rules.rule_names().contains(&ReportButtonsRule::NAME) {
+        rules.add(ReportButtonsRule { own });
+    }
+    rules
+}
 
 /// Sends task state to GitHub until shutdown.
 #[derive(Debug, Clone)]

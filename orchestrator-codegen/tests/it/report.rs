@@ -19,7 +19,7 @@ use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::report::{ReportConfig, ReportMode, Reporter, TickSummary};
-use orchestrator_core::routing::Router;
+use orchestrator_core::routing::{OwnChecks, ReportButtonsRule, Router};
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::TaskStore;
 use orchestrator_core::task::TaskStatus;
@@ -59,6 +59,18 @@ fn headers(event: &str, delivery: &str, body: &[u8]) -> HeaderMap {
     );
     map.insert("content-type", HeaderValue::from_static("application/json"));
     map
+}
+
+/// The default rules, with our own checks (App 7) kept away from them and their buttons on.
+fn report_router() -> Router {
+    let own = OwnChecks {
+        check_name: "webhook-orchestrator".into(),
+        app_id: Some(7),
+    };
+    let mut router = Router::with_default_rules();
+    router.ignore_own_checks(own.clone());
+    router.add(ReportButtonsRule { own });
+    router
 }
 
 /// A store, engine and reporter against wiremock GitHub and Codegen servers.
@@ -136,7 +148,7 @@ impl Rig {
         );
         let ingestor = Ingestor::new(
             SignatureVerifier::new([WebhookSecret::new(SECRET)]),
-            Router::with_default_rules(),
+            report_router(),
             store.clone(),
             Arc::new(StoreQueue::new(store.clone())),
             clock.clone(),
@@ -332,7 +344,6 @@ async fn a_pull_request_is_reported_from_delivery_to_a_finished_codegen_run() {
             .filter(|r| r.url.path().contains("/check-runs"))
             .all(|r| r.headers.get("authorization").unwrap() == "Bearer ghs_inst1")
     );
-    drop(rig.codegen);
 }
 
 #[tokio::test]
@@ -477,4 +488,90 @@ async fn a_token_reports_commit_statuses_with_the_same_states() {
             .filter(|r| r.url.path().contains("/statuses/"))
             .all(|r| r.headers.get("authorization").unwrap() == "Bearer ghp_testtoken")
     );
+}
+
+/// Our check run as GitHub sends it back: `action` on the completed check of PR 2 by App 7.
+fn own_check_delivery(action: &str, conclusion: &str) -> Vec<u8> {
+    let mut p: Value = serde_json::from_slice(&corpus("check_run/completed.payload.json")).unwrap();
+    p["action"] = json!(action);
+    p["check_run"]["id"] = json!(555);
+    p["check_run"]["name"] = json!("webhook-orchestrator");
+    p["check_run"]["app"]["id"] = json!(7);
+    p["check_run"]["conclusion"] = json!(conclusion);
+    p["installation"] = json!({"id": 1});
+    serde_json::to_vec(&p).unwrap()
+}
+
+#[tokio::test]
+async fn our_failed_check_starts_nothing_and_its_rerun_starts_exactly_one_fresh_analysis() {
+    let rig = Rig::new(true, "FAILED").await;
+    rig.accept_check_runs().await;
+    rig.deliver_opened().await;
+    rig.tick().await;
+    rig.run_through().await;
+    assert_eq!(
+        rig.reports().await.last().unwrap().2["conclusion"],
+        "failure"
+    );
+
+    // GitHub tells us about our own failed check: no analysis of it, no loop.
+    let body = own_check_delivery("completed", "failure");
+    let receipt = rig
+        .ingestor
+        .ingest(
+            &headers("check_run", "d-own", &body),
+            Bytes::from(body),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(receipt.task_ids.is_empty(), "our own check was analysed");
+    assert_eq!(rig.worker.run_once().await.unwrap(), 0);
+
+    // "Re-run" on it: one fresh analysis of that commit, forced past the one-run-per-SHA limit.
+    let body = own_check_delivery("rerequested", "failure");
+    let receipt = rig
+        .ingestor
+        .ingest(
+            &headers("check_run", "d-rerun", &body),
+            Bytes::from(body),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.task_ids.len(), 1);
+    let fresh = rig
+        .store
+        .get_task(receipt.task_ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .task;
+    assert_eq!(fresh.commit_sha.as_deref(), Some(SHA));
+    let before = rig.reports().await.len();
+    rig.run_through().await;
+    let fresh = rig
+        .store
+        .get_task(fresh.task_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .task;
+    assert_eq!(fresh.status, TaskStatus::Completed);
+    let calls = rig.reports().await;
+    let new_calls = &calls[before..];
+    assert_eq!(
+        new_calls[0].0, "POST",
+        "the fresh analysis has a check run of its own"
+    );
+    assert_eq!(new_calls[0].2["external_id"], fresh.task_id.to_string());
+    let runs_created = rig
+        .codegen
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(runs_created, 2, "the re-run asked Codegen again (forced)");
 }

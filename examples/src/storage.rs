@@ -17,6 +17,7 @@ use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
+use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
@@ -27,14 +28,17 @@ use crate::error::ServerError;
 
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
-/// (`codegen_trigger` records every Codegen run creation in it first), and the reporter's
-/// cursor and records.
+/// (`codegen_trigger` records every Codegen run creation in it first), the console's
+/// keyset-paged lists, and the reporter's cursor and records.
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + ReportStore
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
 {
 }
 
-impl<T: EventStore + TaskStore + AttemptStore + AgentRunStore + ReportStore> StoreBackend for T {}
+impl<T> StoreBackend for T where
+    T: EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
+{
+}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
@@ -45,6 +49,8 @@ pub(crate) struct Stores {
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
+    /// The console's keyset-paged lists.
+    pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
     pub(crate) reports: Arc<dyn ReportStore>,
     /// The store's own queue (its task table).
@@ -70,6 +76,7 @@ impl Stores {
             tasks: store.clone(),
             attempts: store.clone(),
             agent_runs: store.clone(),
+            browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),

@@ -13,12 +13,14 @@
 //!   lease expiry, stale runnable tasks, agent runs recorded on a task), with its vocabulary
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
+//! - [`browse`]: keyset-paged lists of events and tasks (the operator console).
 //! - [`report`]: the reporter's cursor and what it last sent to GitHub.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
 pub mod agent_run;
 mod attempt;
+pub mod browse;
 mod event;
 pub mod report;
 mod task;

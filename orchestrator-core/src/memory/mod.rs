@@ -14,6 +14,7 @@
 //! - `lease.rs`: an attempt's life (claim, lease renewal, finish, lease expiry).
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `attempt.rs`: the trait implementations over them.
+//! - `browse.rs`: keyset-paged lists ([`BrowseStore`](crate::store::browse::BrowseStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
 //! - `report_store.rs`: the reporter's cursor and records
 //!   ([`ReportStore`](crate::store::report::ReportStore)).
@@ -22,6 +23,7 @@
 mod agent;
 mod agent_run;
 mod attempt;
+mod browse;
 mod github;
 mod lease;
 mod report;

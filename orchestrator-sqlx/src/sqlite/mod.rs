@@ -24,6 +24,7 @@
 mod agent_run;
 mod attempt;
 mod batch;
+mod browse;
 mod checkpoint;
 mod payload;
 mod report;

@@ -18,6 +18,7 @@ use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
@@ -27,14 +28,17 @@ use crate::error::ServerError;
 
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
-/// (`codegen_trigger` records every Codegen run creation in it first), and the console's
-/// keyset-paged lists.
+/// (`codegen_trigger` records every Codegen run creation in it first), the console's
+/// keyset-paged lists, and the reporter's cursor and records.
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
 {
 }
 
-impl<T: EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore> StoreBackend for T {}
+impl<T> StoreBackend for T where
+    T: EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
+{
+}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
@@ -47,6 +51,8 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub(crate) reports: Arc<dyn ReportStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -71,6 +77,7 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             browse: store.clone(),
+            reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,

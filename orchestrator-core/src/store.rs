@@ -14,6 +14,7 @@
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
 //! - [`browse`]: keyset-paged lists of events and tasks (the operator console).
+//! - [`report`]: the reporter's cursor and what it last sent to GitHub.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
@@ -21,6 +22,7 @@ pub mod agent_run;
 mod attempt;
 pub mod browse;
 mod event;
+pub mod report;
 mod task;
 
 use serde::{Deserialize, Serialize};

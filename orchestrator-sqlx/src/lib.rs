@@ -42,6 +42,7 @@
 //!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
 mod any;
@@ -52,6 +53,7 @@ mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod report;
 mod sqlite;
 mod stats;
 

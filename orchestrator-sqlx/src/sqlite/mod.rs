@@ -27,6 +27,7 @@ mod batch;
 mod browse;
 mod checkpoint;
 mod payload;
+mod report;
 mod rows;
 mod stats;
 mod store;

@@ -11,6 +11,7 @@ mod agent_runs;
 mod browse;
 mod concurrency;
 mod plans;
+mod reports;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
@@ -66,6 +67,8 @@ on_both! {
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
+    reports::changed_tasks_follow_the_cursor(2),
+    reports::one_reporter_holds_the_lease_and_records_are_kept(2),
 }
 
 /// The ledger's racing admissions, on both databases and the in-memory reference store; the
@@ -93,6 +96,17 @@ mod ledger {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_admissions_of_one_head_admit_one_in_memory() {
         agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn changed_tasks_follow_the_cursor_in_memory() {
+        crate::reports::changed_tasks_follow_the_cursor(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn one_reporter_holds_the_lease_and_records_are_kept_in_memory() {
+        crate::reports::one_reporter_holds_the_lease_and_records_are_kept(&MemoryStore::new())
+            .await;
     }
 
     #[tokio::test]

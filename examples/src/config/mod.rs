@@ -20,7 +20,8 @@
 //! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
-//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget).
+//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget),
+//!   `agent_failure.rs` (which agent run statuses fail a task).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use orchestrator_sqlx::PoolOptions;
 use crate::role::Role;
 use crate::telemetry::TelemetryConfig;
 
+mod agent_failure;
 mod api;
 mod clients;
 mod http_limits;
@@ -107,6 +109,7 @@ const VARIABLES: &[&str] = &[
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_BUFFERED_BODY_BYTES",
+    "CODEGEN_FAILURE_STATUSES",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -153,7 +156,7 @@ pub struct Config {
     /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
     /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
     pub codegen: CodegenConfig,
-    /// `CODEGEN_POLL_SECONDS`.
+    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`.
     pub handlers: HandlerConfig,
     /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
     pub retry: RetryPolicy,
@@ -251,6 +254,7 @@ impl Config {
         worker::read(&mut r, purpose, &mut config);
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
+        agent_failure::read(&mut r, &mut config);
         r.finish(config)
     }
 

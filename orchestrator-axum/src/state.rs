@@ -8,8 +8,8 @@ use orchestrator_core::breaker::BreakerSet;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
-use orchestrator_core::queue::TaskQueue;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -37,6 +37,8 @@ struct Inner {
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
+    submit: Option<Arc<dyn SubmitStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +62,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    submit: Option<Arc<dyn SubmitStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -104,6 +107,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Commits the tasks that come from no delivery (`POST /api/v1/admin/cleanup` submits a
+    /// `cleanup` task) with `store`; without it that route answers 503.
+    pub fn submit_store(mut self, store: Arc<dyn SubmitStore>) -> Self {
+        self.submit = Some(store);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -131,6 +141,7 @@ impl AppStateBuilder {
                 breakers: self.breakers,
                 health_checks: self.health_checks,
                 started_at,
+                submit: self.submit,
             }),
         }
     }
@@ -156,20 +167,23 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            submit: None,
         }
     }
 
-    /// A builder over one backend that is event store, task store and queue at once (the
-    /// in-memory store, the SQL store with its database queue).
+    /// A builder over one backend that is event store, task store and attempt store at once
+    /// (the in-memory store, the SQL stores), with the database queue over its task table
+    /// ([`StoreQueue`]).
     pub fn builder_for<S>(
         ingestor: Arc<Ingestor>,
         store: Arc<S>,
         clock: Arc<dyn Clock>,
     ) -> AppStateBuilder
     where
-        S: EventStore + TaskStore + TaskQueue,
+        S: EventStore + TaskStore + AttemptStore,
     {
-        Self::builder(ingestor, store.clone(), store.clone(), store, clock)
+        let queue = Arc::new(StoreQueue::new(store.clone()));
+        Self::builder(ingestor, store.clone(), store, queue, clock)
     }
 
     /// The ingestor.
@@ -190,6 +204,11 @@ impl AppState {
     /// The task queue.
     pub fn queue(&self) -> &dyn TaskQueue {
         self.inner.queue.as_ref()
+    }
+
+    /// The store of tasks from no delivery, when configured.
+    pub fn submit(&self) -> Option<&dyn SubmitStore> {
+        self.inner.submit.as_deref()
     }
 
     /// The clock.

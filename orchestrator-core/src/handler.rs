@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::error::TaskError;
 use crate::event::WebhookEvent;
 use crate::github::RepoRef;
-use crate::queue::TaskEnd;
 use crate::store::ExternalRun;
+use crate::store::TaskEnd;
 use crate::task::{Task, TaskSpec, TaskType};
 
 /// What a successful (or waiting) handler call produced.

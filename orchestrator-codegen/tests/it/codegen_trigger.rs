@@ -10,7 +10,7 @@ use orchestrator_codegen::{CodegenClient, CodegenConfig, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskHandler};
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::TaskEnd;
+use orchestrator_core::store::TaskEnd;
 use orchestrator_core::task::{Task, TaskType};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};

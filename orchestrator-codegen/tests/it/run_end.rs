@@ -14,6 +14,7 @@ use orchestrator_core::event::NewEvent;
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::memory::{FakeAgent, FakeGitHub, MemoryStore};
 use orchestrator_core::observe::NoopObserver;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::store::agent_run::{AgentRunState, AgentRunStore};
 use orchestrator_core::store::{EventStore, RetryOutcome, TaskStore};
 use orchestrator_core::task::{ExecutionStatus, NewTask, Task, TaskSpec, TaskStatus, TaskType};
@@ -46,7 +47,7 @@ async fn rig(statuses: &[&str]) -> Rig {
         Arc::new(NoopObserver),
     );
     let worker = Worker::new(
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         store.clone(),
         registry,
         clock.clone(),

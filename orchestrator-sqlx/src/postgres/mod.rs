@@ -26,10 +26,11 @@
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod agent_run;
-mod queue;
+mod attempt;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 use sqlx::postgres::{PgConnectOptions, PgPool};

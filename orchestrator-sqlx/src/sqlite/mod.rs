@@ -22,13 +22,14 @@
 //! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
 mod agent_run;
+mod attempt;
 mod batch;
 mod checkpoint;
 mod payload;
-mod queue;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 use std::str::FromStr;

@@ -2,9 +2,9 @@
 //! ends the task `failed` / `cancelled` with its output and error, whatever retries are left;
 //! a retry of it releases the run's intent in the ledger, so the head may get one new run.
 
-use orchestrator_core::queue::{Finish, TaskEnd};
 use orchestrator_core::store::agent_run::{Admission, AgentRunPolicy, AgentRunState, RunIntent};
 use orchestrator_core::store::{ExternalRun, RetryOutcome};
+use orchestrator_core::store::{Finish, TaskEnd};
 use orchestrator_core::task::{ExecutionStatus, TaskStatus};
 use serde_json::json;
 
@@ -20,10 +20,7 @@ pub async fn an_ended_run_ends_its_task_and_a_retry_releases_the_run<S: Ledger>(
         .ingest(event("d-1", "pull_request", at(0)), vec![trigger, stopped])
         .await
         .unwrap();
-    let claims = store
-        .claim("w", 2, std::time::Duration::from_secs(60), at(1))
-        .await
-        .unwrap();
+    let claims = store.claim_due("w", 2, at(61), at(1)).await.unwrap();
     assert_eq!(claims.len(), 2);
     let intent = RunIntent {
         task_id,
@@ -54,7 +51,7 @@ pub async fn an_ended_run_ends_its_task_and_a_retry_releases_the_run<S: Ledger>(
             (TaskEnd::Cancelled, "Codegen run 502 was stopped (STOPPED)")
         };
         let report = store
-            .finish(
+            .finish_attempt(
                 claim,
                 Finish::Ended {
                     end,
@@ -83,7 +80,7 @@ pub async fn an_ended_run_ends_its_task_and_a_retry_releases_the_run<S: Ledger>(
     assert_eq!(cancelled.executions[0].status, ExecutionStatus::Cancelled);
     assert!(
         store
-            .claim("w", 2, std::time::Duration::from_secs(60), at(3600))
+            .claim_due("w", 2, at(3660), at(3600))
             .await
             .unwrap()
             .is_empty(),

@@ -13,6 +13,8 @@
 //!   lease expiry, stale runnable tasks, agent runs recorded on a task), with its vocabulary
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
+//! - [`browse`]: keyset-paged lists of events and tasks (the operator console);
+//! - [`report`]: the reporter's cursor and what it last sent to GitHub;
 //! - `submit.rs`: [`SubmitStore`] — tasks that come from no delivery (the `cleanup` task);
 //! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip.
 //!
@@ -20,8 +22,10 @@
 
 pub mod agent_run;
 mod attempt;
+pub mod browse;
 mod event;
 pub mod pause;
+pub mod report;
 mod submit;
 mod task;
 

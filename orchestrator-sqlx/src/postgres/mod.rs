@@ -27,6 +27,8 @@
 
 mod agent_run;
 mod attempt;
+mod browse;
+mod report;
 mod rows;
 mod stats;
 mod store;

@@ -24,8 +24,10 @@
 mod agent_run;
 mod attempt;
 mod batch;
+mod browse;
 mod checkpoint;
 mod payload;
+mod report;
 mod rows;
 mod stats;
 mod store;

@@ -13,6 +13,7 @@ mod agent_runs;
 mod agent_stub;
 mod builder;
 mod cleanup_task;
+mod console;
 mod crash;
 mod faults;
 mod hostile;

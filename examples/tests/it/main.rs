@@ -17,6 +17,7 @@ mod faults;
 mod hostile;
 mod pull_request;
 mod redis_flush;
+mod report;
 mod shutdown;
 mod support;
 mod tracing;

@@ -20,6 +20,7 @@ mod hostile;
 mod pull_request;
 mod redis_flush;
 mod run_failure;
+mod report;
 mod shutdown;
 mod support;
 mod tracing;

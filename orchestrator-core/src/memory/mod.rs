@@ -13,12 +13,14 @@
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `queue.rs`: the trait implementations over them.
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `operation.rs`: bulk operations ([`OperationStore`](crate::store::operation::OperationStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
 mod agent_run;
 mod github;
 mod lease;
+mod operation;
 mod queue;
 mod report;
 mod state;

@@ -39,6 +39,8 @@
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `operation.rs`: bulk operations (`OperationStore`): the filter's conditions, the shared
+//!   statements and the [`SqlStore`] implementation; each database's in its `operation.rs`.
 
 mod agent_run;
 mod any;
@@ -46,6 +48,7 @@ pub mod config;
 mod error;
 mod list;
 pub mod migrate;
+mod operation;
 mod plan;
 mod postgres;
 mod sqlite;

@@ -24,6 +24,7 @@
 mod agent_run;
 mod batch;
 mod checkpoint;
+mod operation;
 mod payload;
 mod queue;
 mod rows;

@@ -9,6 +9,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::{EventStore, TaskStore};
 
 use crate::budget::BodyBudget;
@@ -33,6 +34,7 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    operations: Option<Arc<dyn OperationStore>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
@@ -60,6 +62,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    operations: Option<Arc<dyn OperationStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -104,6 +107,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Enables bulk operations (`/api/v1/tasks/retry`, `/api/v1/webhooks/events/reprocess`,
+    /// `/api/v1/operations`) on `store`; without it those routes answer 503.
+    pub fn operations(mut self, store: Arc<dyn OperationStore>) -> Self {
+        self.operations = Some(store);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -130,6 +140,7 @@ impl AppStateBuilder {
                 metrics,
                 breakers: self.breakers,
                 health_checks: self.health_checks,
+                operations: self.operations,
                 started_at,
             }),
         }
@@ -156,6 +167,7 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            operations: None,
         }
     }
 
@@ -215,6 +227,11 @@ impl AppState {
     /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
     pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
+    }
+
+    /// The bulk-operation store, when configured.
+    pub fn operations(&self) -> Option<&dyn OperationStore> {
+        self.inner.operations.as_deref()
     }
 
     pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {

@@ -16,6 +16,7 @@ mod events;
 mod layer;
 mod logging;
 mod openapi;
+mod operations;
 mod rate_limit;
 mod reprocess;
 mod serve;

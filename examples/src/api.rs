@@ -32,6 +32,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     .config(c.config.api.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
+    .operations(c.stores.operations.clone())
     .health_check(Arc::new(CachedCheck::new(
         github_check,
         Duration::from_secs(60),

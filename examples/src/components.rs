@@ -77,6 +77,11 @@ impl Components {
         &self.stores.agent_runs
     }
 
+    /// Bulk operations (retry / reprocess by filter), run by the `operations` service.
+    pub fn operations(&self) -> &Arc<dyn orchestrator_core::store::operation::OperationStore> {
+        &self.stores.operations
+    }
+
     /// The task queue (the database's, or Redis Streams).
     pub fn queue(&self) -> &Arc<dyn TaskQueue> {
         &self.queue

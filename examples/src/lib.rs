@@ -53,6 +53,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 mod ingest;
+mod operations;
 pub mod orchestrator;
 pub mod role;
 pub mod send;

@@ -15,6 +15,7 @@ mod builder;
 mod crash;
 mod faults;
 mod hostile;
+mod operations;
 mod pull_request;
 mod redis_flush;
 mod shutdown;

@@ -12,7 +12,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::RedisConnection;
 
 use crate::config::Config;
@@ -72,6 +72,11 @@ impl Components {
         &self.stores.tasks
     }
 
+    /// The attempt store: claims, finishes and leases (what queues and workers drive).
+    pub fn attempts(&self) -> &Arc<dyn AttemptStore> {
+        &self.stores.attempts
+    }
+
     /// The agent-run ledger (at most one Codegen run per creation; one per PR head SHA).
     pub fn agent_runs(&self) -> &Arc<dyn orchestrator_core::store::agent_run::AgentRunStore> {
         &self.stores.agent_runs
@@ -80,6 +85,11 @@ impl Components {
     /// Bulk operations (retry / reprocess by filter), run by the `operations` service.
     pub fn operations(&self) -> &Arc<dyn orchestrator_core::store::operation::OperationStore> {
         &self.stores.operations
+    }
+
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub fn reports(&self) -> &Arc<dyn orchestrator_core::store::report::ReportStore> {
+        &self.stores.reports
     }
 
     /// The task queue (the database's, or Redis Streams).

@@ -11,14 +11,14 @@ use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::engine::{Ingestor, OperationRunner, OperationRunnerConfig};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::{Finish, TaskQueue};
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::operation::{
     CancelOperation, InvalidRequest, Operation, OperationFilter, OperationKind, OperationStatus,
     OperationStore, parse_request,
 };
-use orchestrator_core::store::{EventStore, IngestOutcome, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, Finish, IngestOutcome, TaskStore};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskStatus, TaskType};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -107,22 +107,25 @@ const SECRET: &str = "It's a Secret to Everybody";
 struct Setup {
     clock: Arc<ManualClock>,
     store: Arc<MemoryStore>,
+    queue: Arc<StoreQueue<MemoryStore>>,
     ingestor: Arc<Ingestor>,
 }
 
 fn setup() -> Setup {
     let clock = Arc::new(ManualClock::default());
     let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let ingestor = Arc::new(Ingestor::new(
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         Router::empty(),
         store.clone(),
-        store.clone(),
+        queue.clone(),
         clock.clone(),
     ));
     Setup {
         clock,
         store,
+        queue,
         ingestor,
     }
 }
@@ -131,7 +134,7 @@ fn runner(s: &Setup, name: &str, batch_size: u32) -> OperationRunner {
     OperationRunner::new(
         s.store.clone(),
         s.ingestor.clone(),
-        s.store.clone(),
+        s.queue.clone(),
         s.clock.clone(),
         OperationRunnerConfig {
             worker_id: name.to_owned(),
@@ -178,7 +181,7 @@ async fn failed_tasks(s: &Setup, n: usize) -> Vec<Uuid> {
     for _ in 0..n {
         let claim = s
             .store
-            .claim("w", 1, Duration::from_secs(60), now)
+            .claim_due("w", 1, now + chrono::Duration::seconds(60), now)
             .await
             .unwrap()
             .remove(0);
@@ -273,7 +276,12 @@ async fn two_racing_retry_operations_retry_each_task_once() {
     // Each task is claimable exactly once: retried once, queued once.
     let claims = s
         .store
-        .claim("w", 100, Duration::from_secs(60), s.clock.now())
+        .claim_due(
+            "w",
+            100,
+            s.clock.now() + chrono::Duration::seconds(60),
+            s.clock.now(),
+        )
         .await
         .unwrap();
     assert_eq!(claims.len(), 7);
@@ -290,7 +298,12 @@ async fn a_task_that_failed_again_after_the_operation_was_created_is_left_alone(
     s.store.retry_task(ids[0], s.clock.now()).await.unwrap();
     let claim = s
         .store
-        .claim("w", 1, Duration::from_secs(60), s.clock.now())
+        .claim_due(
+            "w",
+            1,
+            s.clock.now() + chrono::Duration::seconds(60),
+            s.clock.now(),
+        )
         .await
         .unwrap()
         .remove(0);

@@ -8,21 +8,21 @@ use std::time::Duration;
 
 use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::engine::{Ingestor, OperationRunner, OperationRunnerConfig};
-use orchestrator_core::queue::{Finish, TaskQueue};
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::operation::{
     CancelOperation, Operation, OperationKind, OperationStatus, OperationStore, parse_request,
 };
-use orchestrator_core::store::{EventStore, IngestOutcome, Page, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, Finish, IngestOutcome, Page, TaskStore};
 use orchestrator_core::task::TaskStatus;
 use uuid::Uuid;
 
 use crate::support::{at, event, task};
 
 /// What every store under test is.
-pub trait Ops: OperationStore + EventStore + TaskStore + TaskQueue {}
-impl<T: OperationStore + EventStore + TaskStore + TaskQueue> Ops for T {}
+pub trait Ops: OperationStore + EventStore + TaskStore + AttemptStore {}
+impl<T: OperationStore + EventStore + TaskStore + AttemptStore> Ops for T {}
 
 fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(at(0)))
@@ -34,17 +34,18 @@ fn runner<S: Ops>(
     name: &str,
     batch: u32,
 ) -> OperationRunner {
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let ingestor = Arc::new(Ingestor::new(
         SignatureVerifier::new([WebhookSecret::new("s")]),
         Router::empty(),
         store.clone(),
-        store.clone(),
+        queue.clone(),
         clock.clone(),
     ));
     OperationRunner::new(
         store.clone(),
         ingestor,
-        store.clone(),
+        queue,
         clock.clone(),
         OperationRunnerConfig {
             worker_id: name.to_owned(),
@@ -79,7 +80,7 @@ async fn failed<S: Ops>(
     }
     for _ in 0..n {
         let claim = store
-            .claim("w", 1, Duration::from_secs(60), at(1))
+            .claim_due("w", 1, at(61), at(1))
             .await
             .unwrap()
             .remove(0);
@@ -149,10 +150,7 @@ pub async fn a_retry_operation_retries_the_matching_tasks_in_batches<S: Ops>(sto
     let event = store.get_event(events[0]).await.unwrap().unwrap();
     assert!(!event.processed, "a retried task's event is open again");
     // The retried tasks run, once each, and settle their events.
-    let claims = store
-        .claim("w", 100, Duration::from_secs(60), at(4))
-        .await
-        .unwrap();
+    let claims = store.claim_due("w", 100, at(64), at(4)).await.unwrap();
     assert_eq!(claims.len(), 5);
     for claim in claims {
         let done = Finish::Completed {
@@ -201,10 +199,7 @@ pub async fn racing_operations_retry_each_task_once<S: Ops>(store: Arc<S>) {
     );
     assert_eq!((a.done + a.skipped, b.done + b.skipped), (40, 40));
     // Every task is queued once: forty claims, then none.
-    let claims = store
-        .claim("w", 100, Duration::from_secs(60), at(3))
-        .await
-        .unwrap();
+    let claims = store.claim_due("w", 100, at(63), at(3)).await.unwrap();
     assert_eq!(claims.len(), 40);
     for id in &ids {
         assert_eq!(status(&*store, *id).await, TaskStatus::Running);

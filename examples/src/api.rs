@@ -33,6 +33,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     .submit_store(c.stores.submit.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
+    .operations(c.stores.operations.clone())
     .browse(c.stores.browse.clone())
     .health_check(Arc::new(CachedCheck::new(
         github_check,

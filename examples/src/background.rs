@@ -151,6 +151,7 @@ pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>
     if components.stores.sql.is_some() {
         services.push(Arc::new(ConnectionGauge));
     }
+    services.push(Arc::new(crate::operations::OperationService));
     let config = components.config();
     if !config.cleanup_interval.is_zero() {
         services.push(Arc::new(CleanupSchedule {

@@ -82,6 +82,11 @@ impl Components {
         &self.stores.agent_runs
     }
 
+    /// Bulk operations (retry / reprocess by filter), run by the `operations` service.
+    pub fn operations(&self) -> &Arc<dyn orchestrator_core::store::operation::OperationStore> {
+        &self.stores.operations
+    }
+
     /// The reporter's cursor and records (reporting back on the pull request).
     pub fn reports(&self) -> &Arc<dyn orchestrator_core::store::report::ReportStore> {
         &self.stores.reports

@@ -55,6 +55,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 mod ingest;
+mod operations;
 pub mod orchestrator;
 mod report;
 pub mod role;

@@ -18,6 +18,7 @@ use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
@@ -29,10 +30,17 @@ use crate::error::ServerError;
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
 /// (`codegen_trigger` records every Codegen run creation in it first), the console's
-/// keyset-paged lists, the reporter's cursor and records, and tasks from no delivery (the
-/// `cleanup` task).
+/// keyset-paged lists, the reporter's cursor and records, tasks from no delivery (the
+/// `cleanup` task), and bulk operations (retry / reprocess by filter).
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + SubmitStore
+    EventStore
+    + TaskStore
+    + AttemptStore
+    + AgentRunStore
+    + BrowseStore
+    + ReportStore
+    + SubmitStore
+    + OperationStore
 {
 }
 
@@ -44,6 +52,7 @@ impl<T> StoreBackend for T where
         + BrowseStore
         + ReportStore
         + SubmitStore
+        + OperationStore
 {
 }
 
@@ -58,6 +67,8 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Tasks from no delivery (the `cleanup` task).
     pub(crate) submit: Arc<dyn SubmitStore>,
+    /// Bulk operations.
+    pub(crate) operations: Arc<dyn OperationStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
@@ -86,6 +97,7 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             submit: store.clone(),
+            operations: store.clone(),
             browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),

@@ -13,6 +13,11 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+mod operation;
+pub use operation::{
+    DryRunResponse, OperationDto, OperationListQuery, ReprocessFilterDto, RetryFilterDto,
+};
+
 /// Every error answer: `{"error", "status_code", "path", "correlation_id"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

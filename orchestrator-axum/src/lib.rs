@@ -84,6 +84,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/events/{event_id}/reprocess",
             post(routes::events::reprocess),
         )
+        .route(
+            "/api/v1/webhooks/events/reprocess",
+            post(routes::operations::reprocess),
+        )
+        .route("/api/v1/tasks/retry", post(routes::operations::retry))
+        .route("/api/v1/operations", get(routes::operations::list))
+        .route(
+            "/api/v1/operations/{operation_id}",
+            get(routes::operations::get).delete(routes::operations::cancel),
+        )
         .route("/api/v1/tasks", get(routes::tasks::list))
         .route("/api/v1/tasks/{task_id}", get(routes::tasks::get))
         .route("/api/v1/tasks/{task_id}/retry", post(routes::tasks::retry))

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, events, system, tasks, webhook};
+use crate::routes::{admin, events, operations, system, tasks, webhook};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -27,6 +27,11 @@ use crate::routes::{admin, events, system, tasks, webhook};
         tasks::list,
         tasks::get,
         tasks::retry,
+        operations::retry,
+        operations::reprocess,
+        operations::list,
+        operations::get,
+        operations::cancel,
         admin::metrics,
         admin::stats,
         admin::cleanup,
@@ -52,12 +57,17 @@ use crate::routes::{admin, events, system, tasks, webhook};
         dto::ErrorRates,
         dto::HealthResponse,
         dto::TaskStatusName,
+        dto::RetryFilterDto,
+        dto::ReprocessFilterDto,
+        dto::DryRunResponse,
+        dto::OperationDto,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "webhooks", description = "The GitHub webhook receiver"),
         (name = "events", description = "Stored deliveries"),
         (name = "tasks", description = "Workflow tasks"),
+        (name = "operations", description = "Bulk retry and reprocess by filter, run in the background"),
         (name = "admin", description = "Figures and maintenance"),
         (name = "system", description = "Health, metrics, this document"),
     )

@@ -10,6 +10,7 @@ use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 
 use crate::budget::BodyBudget;
@@ -34,6 +35,7 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    operations: Option<Arc<dyn OperationStore>>,
     browse: Option<Arc<dyn BrowseStore>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
@@ -65,6 +67,7 @@ pub struct AppStateBuilder {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     submit: Option<Arc<dyn SubmitStore>>,
+    operations: Option<Arc<dyn OperationStore>>,
     browse: Option<Arc<dyn BrowseStore>>,
 }
 
@@ -117,6 +120,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Enables bulk operations (`/api/v1/tasks/retry`, `/api/v1/webhooks/events/reprocess`,
+    /// `/api/v1/operations`) on `store`; without it those routes answer 503.
+    pub fn operations(mut self, store: Arc<dyn OperationStore>) -> Self {
+        self.operations = Some(store);
+        self
+    }
+
     /// Sets the keyset-paged lists the operator console reads (without it the console's lists
     /// answer 503).
     pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
@@ -150,6 +160,7 @@ impl AppStateBuilder {
                 metrics,
                 breakers: self.breakers,
                 health_checks: self.health_checks,
+                operations: self.operations,
                 browse: self.browse,
                 started_at,
                 submit: self.submit,
@@ -179,6 +190,7 @@ impl AppState {
             health_checks: Vec::new(),
             shared_rate_limiter: None,
             submit: None,
+            operations: None,
             browse: None,
         }
     }
@@ -246,6 +258,11 @@ impl AppState {
     /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
     pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
+    }
+
+    /// The bulk-operation store, when configured.
+    pub fn operations(&self) -> Option<&dyn OperationStore> {
+        self.inner.operations.as_deref()
     }
 
     /// The keyset-paged lists, when configured.

@@ -16,7 +16,8 @@
 //! - [`browse`]: keyset-paged lists of events and tasks (the operator console);
 //! - [`report`]: the reporter's cursor and what it last sent to GitHub;
 //! - `submit.rs`: [`SubmitStore`] — tasks that come from no delivery (the `cleanup` task);
-//! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip.
+//! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip;
+//! - [`operation`]: bulk retry / reprocess by filter, run in batches in the background.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
@@ -24,6 +25,7 @@ pub mod agent_run;
 mod attempt;
 pub mod browse;
 mod event;
+pub mod operation;
 pub mod pause;
 pub mod report;
 mod submit;

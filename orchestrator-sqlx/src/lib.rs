@@ -42,6 +42,8 @@
 //!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `operation.rs`: bulk operations (`OperationStore`): the filter's conditions, the shared
+//!   statements and the [`SqlStore`] implementation; each database's in its `operation.rs`.
 //! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
@@ -51,6 +53,7 @@ pub mod config;
 mod error;
 mod list;
 pub mod migrate;
+mod operation;
 mod plan;
 mod postgres;
 mod report;

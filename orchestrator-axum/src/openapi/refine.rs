@@ -10,7 +10,10 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBui
 /// Adds the shared error answers to every operation and the links between operations.
 pub(super) fn refine(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
-        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+        for operation in [&mut item.get, &mut item.post, &mut item.delete]
+            .into_iter()
+            .flatten()
+        {
             shared_errors(path, operation);
         }
     }

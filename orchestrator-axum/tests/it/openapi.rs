@@ -20,6 +20,11 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/cleanup"),
     ("get", "/api/v1/admin/stats"),
     ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/tasks/retry"),
+    ("post", "/api/v1/webhooks/events/reprocess"),
+    ("get", "/api/v1/operations"),
+    ("get", "/api/v1/operations/{operation_id}"),
+    ("delete", "/api/v1/operations/{operation_id}"),
 ];
 
 async fn document(app: &TestApp) -> Value {
@@ -56,12 +61,31 @@ async fn every_documented_operation_is_served_by_the_router() {
     let accepted = app.accept("pull_request", &pr_opened()).await;
     let event_id = accepted["result"]["event_id"].as_i64().unwrap().to_string();
     let task_id = accepted["result"]["task_id"].as_str().unwrap().to_owned();
+    let operation = app
+        .send(
+            authed(Request::post("/api/v1/tasks/retry"))
+                .body(Body::from(r#"{"all":true}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(operation.status(), StatusCode::ACCEPTED);
+    let operation_id = json(operation).await["operation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let doc = document(&app).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let uri = path
                 .replace("{event_id}", &event_id)
-                .replace("{task_id}", &task_id);
+                .replace("{task_id}", &task_id)
+                .replace("{operation_id}", &operation_id);
+            // Bulk operations need a filter.
+            let body = if path.ends_with("/tasks/retry") || path.ends_with("/events/reprocess") {
+                Body::from(r#"{"all":true}"#)
+            } else {
+                Body::empty()
+            };
             let req = if path == "/api/v1/webhooks/github" {
                 webhook_request("ping", "openapi-check", &payload("ping/payload.json"))
             } else {
@@ -70,7 +94,7 @@ async fn every_documented_operation_is_served_by_the_router() {
                         .method(method.to_uppercase().as_str())
                         .uri(&uri),
                 )
-                .body(Body::empty())
+                .body(body)
                 .unwrap()
             };
             // The retry operation needs a failed task, reprocess an event without open tasks.

@@ -65,6 +65,7 @@ impl TestApp {
         .config(config)
         .submit_store(store.clone())
         .metrics(metrics.clone())
+        .operations(store.clone())
         .build();
         let router = router(state.clone());
         Self {

@@ -4,8 +4,10 @@
 mod attempt;
 pub mod group_commit;
 pub mod ingest;
+pub mod operation;
 pub mod worker;
 
 pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
+pub use operation::{OperationRunner, OperationRunnerConfig};
 pub use worker::{SpanFactory, Worker, WorkerConfig};

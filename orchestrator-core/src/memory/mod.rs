@@ -16,6 +16,7 @@
 //! - `store.rs` / `attempt.rs`: the trait implementations over them.
 //! - `browse.rs`: keyset-paged lists ([`BrowseStore`](crate::store::browse::BrowseStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `operation.rs`: bulk operations ([`OperationStore`](crate::store::operation::OperationStore)).
 //! - `report_store.rs`: the reporter's cursor and records
 //!   ([`ReportStore`](crate::store::report::ReportStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
@@ -26,6 +27,7 @@ mod attempt;
 mod browse;
 mod github;
 mod lease;
+mod operation;
 mod report;
 mod report_store;
 mod state;

@@ -31,6 +31,8 @@ pub(super) struct State {
     pub(super) executions: HashMap<Uuid, Vec<TaskExecution>>,
     /// The agent-run ledger, oldest first (see `agent_run.rs`).
     pub(super) agent_runs: Vec<AgentRunRecord>,
+    /// Bulk operations, oldest first (see `operation.rs`).
+    pub(super) operations: Vec<crate::store::operation::Operation>,
     /// The reporter's cursors, leases and records (see `report_store.rs`).
     pub(super) reporting: super::report_store::Reporting,
 }

@@ -10,6 +10,7 @@
 mod agent_runs;
 mod browse;
 mod concurrency;
+mod operations;
 mod plans;
 mod reports;
 mod run_end;
@@ -71,6 +72,47 @@ on_both! {
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
+}
+
+/// Bulk operations on PostgreSQL, SQLite and the in-memory reference store.
+mod bulk {
+    use std::sync::Arc;
+
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::support::TestDb;
+
+    macro_rules! everywhere {
+        ($($name:ident ($conns:expr)),* $(,)?) => {$(
+            mod $name {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let db = TestDb::postgres($conns).await;
+                    crate::operations::$name(Arc::new(db.store.clone())).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let db = TestDb::sqlite($conns).await;
+                    crate::operations::$name(Arc::new(db.store.clone())).await;
+                }
+
+                #[tokio::test]
+                async fn memory() {
+                    crate::operations::$name(Arc::new(MemoryStore::new())).await;
+                }
+            }
+        )*};
+    }
+
+    everywhere! {
+        a_retry_operation_retries_the_matching_tasks_in_batches(2),
+        racing_operations_retry_each_task_once(6),
+        reprocess_by_filter_skips_events_with_open_tasks(2),
+        a_cancelled_operation_stops_and_a_dead_runner_is_replaced(2),
+    }
 }
 
 /// The ledger's racing admissions, on both databases and the in-memory reference store; the

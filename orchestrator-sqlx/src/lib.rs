@@ -51,6 +51,7 @@ pub mod config;
 mod error;
 mod list;
 pub mod migrate;
+mod pause;
 mod plan;
 mod postgres;
 mod report;

@@ -26,6 +26,7 @@ mod attempt;
 mod browse;
 mod github;
 mod lease;
+mod pause;
 mod report;
 mod report_store;
 mod state;

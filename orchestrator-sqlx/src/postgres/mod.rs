@@ -28,6 +28,7 @@
 mod agent_run;
 mod attempt;
 mod browse;
+mod pause;
 mod report;
 mod rows;
 mod stats;

@@ -26,6 +26,7 @@ mod attempt;
 mod batch;
 mod browse;
 mod checkpoint;
+mod pause;
 mod payload;
 mod report;
 mod rows;

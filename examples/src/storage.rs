@@ -19,7 +19,7 @@ use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::report::ReportStore;
-use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
@@ -32,7 +32,14 @@ use crate::error::ServerError;
 /// keyset-paged lists, the reporter's cursor and records, and tasks from no delivery (the
 /// `cleanup` task).
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + SubmitStore
+    EventStore
+    + TaskStore
+    + AttemptStore
+    + AgentRunStore
+    + BrowseStore
+    + ReportStore
+    + SubmitStore
+    + PauseStore
 {
 }
 
@@ -44,6 +51,7 @@ impl<T> StoreBackend for T where
         + BrowseStore
         + ReportStore
         + SubmitStore
+        + PauseStore
 {
 }
 
@@ -58,6 +66,8 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Tasks from no delivery (the `cleanup` task).
     pub(crate) submit: Arc<dyn SubmitStore>,
+    /// Operators' pauses (claims skip the tasks they cover).
+    pub(crate) pauses: Arc<dyn PauseStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
@@ -86,6 +96,7 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             submit: store.clone(),
+            pauses: store.clone(),
             browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),

@@ -90,6 +90,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/metrics", get(routes::admin::metrics))
         .route("/api/v1/admin/stats", get(routes::admin::stats))
         .route("/api/v1/admin/cleanup", post(routes::admin::cleanup))
+        .route("/api/v1/admin/pause", post(routes::pause::pause))
+        .route("/api/v1/admin/resume", post(routes::pause::resume))
+        .route("/api/v1/admin/pauses", get(routes::pause::list))
         .route("/api/v1/openapi.json", get(routes::system::openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::api_limit));

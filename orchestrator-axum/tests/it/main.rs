@@ -18,6 +18,7 @@ mod events;
 mod layer;
 mod logging;
 mod openapi;
+mod pause;
 mod rate_limit;
 mod reprocess;
 mod serve;

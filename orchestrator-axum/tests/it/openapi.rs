@@ -18,6 +18,9 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/api/v1/metrics"),
     ("post", "/api/v1/admin/cleanup"),
+    ("post", "/api/v1/admin/pause"),
+    ("post", "/api/v1/admin/resume"),
+    ("get", "/api/v1/admin/pauses"),
     ("get", "/api/v1/admin/stats"),
     ("get", "/api/v1/openapi.json"),
 ];

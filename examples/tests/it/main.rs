@@ -16,6 +16,7 @@ mod cleanup_task;
 mod crash;
 mod faults;
 mod hostile;
+mod pause;
 mod pull_request;
 mod redis_flush;
 mod run_failure;

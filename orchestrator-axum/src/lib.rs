@@ -12,6 +12,7 @@
 //! | `GET /api/v1/webhooks/events`, `GET .../events/{event_id}`, `POST .../{event_id}/reprocess` | bearer | API (100/min, burst 50) |
 //! | `GET /api/v1/tasks`, `GET /api/v1/tasks/{task_id}`, `POST .../{task_id}/retry` | bearer | API |
 //! | `GET /api/v1/metrics`, `GET /api/v1/admin/stats`, `POST /api/v1/admin/cleanup` | bearer | API |
+//! | `POST /api/v1/admin/pause`, `POST /api/v1/admin/resume`, `GET /api/v1/admin/pauses` | bearer | API |
 //! | `GET /api/v1/openapi.json` | bearer | API |
 //! | `GET /health`, `GET /metrics` | none (metrics: optional bearer) | none |
 //!

@@ -17,8 +17,12 @@ use crate::telemetry;
 
 /// The routes' state: the ingest service, the stores, the queue, the API settings, metrics,
 /// breakers and health checks (GitHub's reachability, asked at most once a minute, then
-/// `extra`).
-pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -> AppState {
+/// `extra`). A pause may name the task types of `task_types` (the registered handlers).
+pub(crate) fn state(
+    components: &Components,
+    extra: Vec<Arc<dyn HealthCheck>>,
+    task_types: Vec<orchestrator_core::task::TaskType>,
+) -> AppState {
     let c = components;
     let github_check =
         GitHubReachable::new(c.config.github.base_url.clone(), Duration::from_secs(5));
@@ -31,6 +35,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     )
     .config(c.config.api.clone())
     .submit_store(c.stores.submit.clone())
+    .pause_store(c.stores.pauses.clone(), task_types)
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .operations(c.stores.operations.clone())

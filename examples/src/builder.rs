@@ -266,8 +266,8 @@ impl OrchestratorBuilder {
             metrics,
             observer,
         };
-        let state = api::state(&components, self.health_checks);
         let registry = workers::registry(&components, self.builtin_handlers, self.handlers);
+        let state = api::state(&components, self.health_checks, registry.task_types());
         let mut services = background::builtin(&components);
         services.extend(self.services);
         Ok(Orchestrator::new(

@@ -20,7 +20,7 @@ use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::report::ReportStore;
-use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
@@ -41,6 +41,7 @@ pub trait StoreBackend:
     + ReportStore
     + SubmitStore
     + OperationStore
+    + PauseStore
 {
 }
 
@@ -53,6 +54,7 @@ impl<T> StoreBackend for T where
         + ReportStore
         + SubmitStore
         + OperationStore
+        + PauseStore
 {
 }
 
@@ -69,6 +71,8 @@ pub(crate) struct Stores {
     pub(crate) submit: Arc<dyn SubmitStore>,
     /// Bulk operations.
     pub(crate) operations: Arc<dyn OperationStore>,
+    /// Operators' pauses (claims skip the tasks they cover).
+    pub(crate) pauses: Arc<dyn PauseStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
@@ -98,6 +102,7 @@ impl Stores {
             agent_runs: store.clone(),
             submit: store.clone(),
             operations: store.clone(),
+            pauses: store.clone(),
             browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),

@@ -212,6 +212,9 @@ pub struct TaskSummaryDto {
     pub error_message: Option<String>,
     /// The coding agent's page for its run.
     pub codegen_task_url: Option<String>,
+    /// A pause covers it (`POST /api/v1/admin/pause`): it waits, its status unchanged.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl From<Task> for TaskSummaryDto {
@@ -227,6 +230,7 @@ impl From<Task> for TaskSummaryDto {
             completed_at: t.completed_at,
             error_message: t.error_message,
             codegen_task_url: t.codegen_task_url,
+            paused: false,
         }
     }
 }
@@ -325,6 +329,9 @@ pub struct TaskDetailDto {
     pub updated_at: DateTime<Utc>,
     /// Attempts, oldest first.
     pub executions: Vec<ExecutionDto>,
+    /// A pause covers it (`POST /api/v1/admin/pause`): it waits, its status unchanged.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl From<TaskDetail> for TaskDetailDto {
@@ -355,6 +362,7 @@ impl From<TaskDetail> for TaskDetailDto {
             created_at: t.created_at,
             updated_at: t.updated_at,
             executions: d.executions.into_iter().map(Into::into).collect(),
+            paused: false,
         }
     }
 }

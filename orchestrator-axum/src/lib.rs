@@ -12,6 +12,7 @@
 //! | `GET /api/v1/webhooks/events`, `GET .../events/{event_id}`, `POST .../{event_id}/reprocess` | bearer | API (100/min, burst 50) |
 //! | `GET /api/v1/tasks`, `GET /api/v1/tasks/{task_id}`, `POST .../{task_id}/retry` | bearer | API |
 //! | `GET /api/v1/metrics`, `GET /api/v1/admin/stats`, `POST /api/v1/admin/cleanup` | bearer | API |
+//! | `POST /api/v1/admin/pause`, `POST /api/v1/admin/resume`, `GET /api/v1/admin/pauses` | bearer | API |
 //! | `GET /api/v1/openapi.json` | bearer | API |
 //! | `GET /health`, `GET /metrics` | none (metrics: optional bearer) | none |
 //!
@@ -100,6 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/metrics", get(routes::admin::metrics))
         .route("/api/v1/admin/stats", get(routes::admin::stats))
         .route("/api/v1/admin/cleanup", post(routes::admin::cleanup))
+        .route("/api/v1/admin/pause", post(routes::pause::pause))
+        .route("/api/v1/admin/resume", post(routes::pause::resume))
+        .route("/api/v1/admin/pauses", get(routes::pause::list))
         .route("/api/v1/openapi.json", get(routes::system::openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::api_limit));

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, events, operations, system, tasks, webhook};
+use crate::routes::{admin, events, operations, pause, system, tasks, webhook};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -35,6 +35,9 @@ use crate::routes::{admin, events, operations, system, tasks, webhook};
         admin::metrics,
         admin::stats,
         admin::cleanup,
+        pause::pause,
+        pause::resume,
+        pause::list,
         system::health,
         system::prometheus,
         system::openapi,
@@ -52,6 +55,9 @@ use crate::routes::{admin, events, operations, system, tasks, webhook};
         dto::RetryResponse,
         dto::MetricsSummary,
         dto::CleanupResponse,
+        pause::PauseRequest,
+        pause::PauseDto,
+        pause::ResumeResponse,
         dto::AdminStats,
         dto::RecentActivity,
         dto::ErrorRates,

@@ -11,7 +11,8 @@ use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::operation::OperationStore;
-use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
+use orchestrator_core::task::TaskType;
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -43,6 +44,9 @@ struct Inner {
     started_at: DateTime<Utc>,
     /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
     submit: Option<Arc<dyn SubmitStore>>,
+    /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
+    /// 503 and no task shows as paused.
+    pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,6 +72,7 @@ pub struct AppStateBuilder {
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     submit: Option<Arc<dyn SubmitStore>>,
     operations: Option<Arc<dyn OperationStore>>,
+    pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
     browse: Option<Arc<dyn BrowseStore>>,
 }
 
@@ -127,6 +132,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Serves `POST /api/v1/admin/pause` / `resume` and `GET /api/v1/admin/pauses` with
+    /// `store`; a pause may name only the task types of `task_types` (the registered handlers).
+    pub fn pause_store(mut self, store: Arc<dyn PauseStore>, task_types: Vec<TaskType>) -> Self {
+        self.pauses = Some((store, task_types));
+        self
+    }
+
     /// Sets the keyset-paged lists the operator console reads (without it the console's lists
     /// answer 503).
     pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
@@ -164,6 +176,7 @@ impl AppStateBuilder {
                 browse: self.browse,
                 started_at,
                 submit: self.submit,
+                pauses: self.pauses,
             }),
         }
     }
@@ -191,6 +204,7 @@ impl AppState {
             shared_rate_limiter: None,
             submit: None,
             operations: None,
+            pauses: None,
             browse: None,
         }
     }
@@ -228,6 +242,14 @@ impl AppState {
     /// The task queue.
     pub fn queue(&self) -> &dyn TaskQueue {
         self.inner.queue.as_ref()
+    }
+
+    /// The pauses and the task types a pause may name, when configured.
+    pub fn pauses(&self) -> Option<(&dyn PauseStore, &[TaskType])> {
+        self.inner
+            .pauses
+            .as_ref()
+            .map(|(store, types)| (store.as_ref(), types.as_slice()))
     }
 
     /// The store of tasks from no delivery, when configured.

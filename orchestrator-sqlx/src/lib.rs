@@ -54,6 +54,7 @@ mod error;
 mod list;
 pub mod migrate;
 mod operation;
+mod pause;
 mod plan;
 mod postgres;
 mod report;

@@ -18,6 +18,7 @@ mod crash;
 mod faults;
 mod hostile;
 mod operations;
+mod pause;
 mod pull_request;
 mod redis_flush;
 mod report;

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod events;
 pub(crate) mod operations;
+pub(crate) mod pause;
 pub(crate) mod system;
 pub(crate) mod tasks;
 pub(crate) mod webhook;

@@ -54,7 +54,16 @@ pub(crate) async fn list(
         repository: query.repository,
     };
     let tasks = state.tasks().list_tasks(&filter, page).await?;
-    Ok(Json(tasks.into_iter().map(Into::into).collect()))
+    let pauses = crate::routes::pause::current(&state).await?;
+    Ok(Json(
+        tasks
+            .into_iter()
+            .map(|t| {
+                let paused = crate::routes::pause::covers(&pauses, &t);
+                TaskSummaryDto { paused, ..t.into() }
+            })
+            .collect(),
+    ))
 }
 
 /// One task with its executions.
@@ -77,7 +86,14 @@ pub(crate) async fn get(
 ) -> Result<Json<TaskDetailDto>, ApiError> {
     let id = task_id(&raw)?;
     match state.tasks().get_task(id).await? {
-        Some(detail) => Ok(Json(detail.into())),
+        Some(detail) => {
+            let pauses = crate::routes::pause::current(&state).await?;
+            let paused = crate::routes::pause::covers(&pauses, &detail.task);
+            Ok(Json(TaskDetailDto {
+                paused,
+                ..detail.into()
+            }))
+        }
         None => Err(ApiError::NotFound(format!("task {id} not found"))),
     }
 }

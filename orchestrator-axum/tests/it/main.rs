@@ -19,6 +19,7 @@ mod layer;
 mod logging;
 mod openapi;
 mod operations;
+mod pause;
 mod rate_limit;
 mod reprocess;
 mod serve;

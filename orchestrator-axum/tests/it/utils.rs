@@ -20,6 +20,7 @@ use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::Finish;
+use orchestrator_core::task::TaskType;
 use serde_json::Value;
 use sha2::Sha256;
 use tower::ServiceExt;
@@ -64,6 +65,7 @@ impl TestApp {
         )
         .config(config)
         .submit_store(store.clone())
+        .pause_store(store.clone(), TaskType::BUILT_IN.to_vec())
         .metrics(metrics.clone())
         .operations(store.clone())
         .build();

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::state::{State, close, conflict, illegal};
 use crate::error::StoreError;
+use crate::store::pause::is_paused;
 use crate::store::{Claim, Finish, FinishReport};
 use crate::task::{ExecutionStatus, Task, TaskExecution, TaskStatus, Transition};
 
@@ -17,8 +18,12 @@ impl State {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<Claim> {
+        let paused = self
+            .tasks
+            .get(&task_id)
+            .is_some_and(|t| is_paused(&self.pauses, t.repository.as_deref(), &t.task_type));
         let task = self.tasks.get_mut(&task_id)?;
-        if !task.status.is_runnable() || task.run_at > now {
+        if !task.status.is_runnable() || task.run_at > now || paused {
             return None;
         }
         task.status = task.status.apply(Transition::Claim).ok()?;
@@ -68,7 +73,11 @@ impl State {
         let mut due: Vec<&Task> = self
             .tasks
             .values()
-            .filter(|t| t.status.is_runnable() && t.run_at <= now)
+            .filter(|t| {
+                t.status.is_runnable()
+                    && t.run_at <= now
+                    && !is_paused(&self.pauses, t.repository.as_deref(), &t.task_type)
+            })
             .collect();
         due.sort_by(|a, b| {
             b.priority

@@ -28,6 +28,7 @@ mod browse;
 mod github;
 mod lease;
 mod operation;
+mod pause;
 mod report;
 mod report_store;
 mod state;

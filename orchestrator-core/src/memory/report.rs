@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::state::State;
 use crate::event::EventSummary;
+use crate::store::pause::is_paused;
 use crate::store::{
     CleanupReport, EventFilter, Page, QueueDepth, RetentionPolicy, Stats, TaskFilter,
 };
@@ -142,7 +143,12 @@ impl State {
         let mut rows: Vec<&Task> = self
             .tasks
             .values()
-            .filter(|t| t.status.is_runnable() && t.run_at <= now && t.updated_at < stale_before)
+            .filter(|t| {
+                t.status.is_runnable()
+                    && t.run_at <= now
+                    && t.updated_at < stale_before
+                    && !is_paused(&self.pauses, t.repository.as_deref(), &t.task_type)
+            })
             .collect();
         rows.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
         rows.into_iter()

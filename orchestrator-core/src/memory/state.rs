@@ -33,6 +33,8 @@ pub(super) struct State {
     pub(super) agent_runs: Vec<AgentRunRecord>,
     /// Bulk operations, oldest first (see `operation.rs`).
     pub(super) operations: Vec<crate::store::operation::Operation>,
+    /// Operators' pauses, oldest first (see `pause.rs`); claims skip the tasks they cover.
+    pub(super) pauses: Vec<crate::store::pause::Pause>,
     /// The reporter's cursors, leases and records (see `report_store.rs`).
     pub(super) reporting: super::report_store::Reporting,
 }

@@ -22,7 +22,11 @@ const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codege
     OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
 
 const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
-    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
+    AND run_at <= $2 AND updated_at < $1 \
+    AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+    WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+    AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type)) \
+    ORDER BY updated_at, id LIMIT $3";
 
 /// Claims the rows that `picked` selects and locks: $1 now, $3 worker, $4 lease expiry.
 macro_rules! claim_sql {
@@ -44,16 +48,23 @@ macro_rules! claim_sql {
     };
 }
 
-/// Due runnable tasks in claim order through the partial index; $2 how many.
+/// Due runnable tasks no pause covers (`../pause.rs`), in claim order through the partial
+/// index; $2 how many.
 const CLAIM: &str = claim_sql!(
     "SELECT id FROM workflow_tasks WHERE status IN ('pending', 'retrying') AND run_at <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+     WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+     AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type)) \
      ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
 );
 
-/// One task by id ($2), if it is runnable and due.
+/// One task by id ($2), if it is runnable, due and not paused.
 const START: &str = claim_sql!(
     "SELECT id FROM workflow_tasks WHERE task_id = $2 AND status IN ('pending', 'retrying') \
-     AND run_at <= $1 FOR UPDATE SKIP LOCKED"
+     AND run_at <= $1 AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+     WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+     AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type)) \
+     FOR UPDATE SKIP LOCKED"
 );
 
 /// Ends the attempt of claim ($14 task, $15 worker, $16 execution) in one statement; the

@@ -29,6 +29,7 @@ mod agent_run;
 mod attempt;
 mod browse;
 mod operation;
+mod pause;
 mod report;
 mod rows;
 mod stats;

@@ -23,7 +23,11 @@ const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codege
     OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
 
 const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
-    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
+    AND run_at <= $2 AND updated_at < $1 \
+    AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+    WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+    AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type)) \
+    ORDER BY updated_at, id LIMIT $3";
 
 macro_rules! claim_sql {
     ($picked:literal) => {
@@ -42,12 +46,17 @@ macro_rules! claim_sql {
 const CLAIM: &str = claim_sql!(
     "SELECT id FROM workflow_tasks INDEXED BY workflow_tasks_runnable_idx \
      WHERE status IN ('pending', 'retrying') AND run_at <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+     WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+     AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type)) \
      ORDER BY priority DESC, run_at, id LIMIT $2"
 );
 
 const START: &str = claim_sql!(
     "SELECT id FROM workflow_tasks WHERE task_id = $2 AND status IN ('pending', 'retrying') \
-     AND run_at <= $1"
+     AND run_at <= $1 AND NOT EXISTS (SELECT 1 FROM task_pauses p \
+     WHERE (p.repository IS NULL OR p.repository = workflow_tasks.repository) \
+     AND (p.task_type IS NULL OR p.task_type = workflow_tasks.task_type))"
 );
 
 const INSERT_EXECUTION: &str = "INSERT INTO task_executions (execution_id, task_id, attempt, \

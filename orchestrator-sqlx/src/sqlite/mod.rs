@@ -27,6 +27,7 @@ mod batch;
 mod browse;
 mod checkpoint;
 mod operation;
+mod pause;
 mod payload;
 mod report;
 mod rows;

@@ -11,6 +11,7 @@ mod agent_runs;
 mod browse;
 mod concurrency;
 mod operations;
+mod pause;
 mod plans;
 mod reports;
 mod run_end;
@@ -69,6 +70,7 @@ on_both! {
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
+    pause::paused_tasks_wait_and_a_resume_hands_them_back(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
@@ -166,6 +168,11 @@ mod ledger {
     #[tokio::test]
     async fn an_unparsed_delivery_is_kept_until_reprocessed_in_memory() {
         crate::unparsed::an_unparsed_delivery_is_kept_until_reprocessed(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn paused_tasks_wait_and_a_resume_hands_them_back_in_memory() {
+        crate::pause::paused_tasks_wait_and_a_resume_hands_them_back(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -23,8 +23,8 @@
 //! - Both keep an `open_tasks` counter on each event, changed in the same statement or
 //!   transaction as the task status, so "the event is processed when its last task is
 //!   terminal" needs no lock across statements.
-//! - `ingest_batch` (the core's group commit) writes a whole batch in one transaction, one
-//!   commit; if any delivery of it fails, the batch is rolled back and ingested one by one, so
+//! - `BatchStore::ingest_batch` (the core's group commit) writes a whole batch in one
+//!   transaction, one commit; if any delivery of it fails, the batch is rolled back and ingested one by one, so
 //!   no delivery's failure takes another with it.
 //! - Every time written comes from the callers' `now` arguments (never the database clock).
 //! - All SQL is static text with bound parameters.
@@ -56,4 +56,4 @@ pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};
 pub use error::Error;
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{PreparedPayload, SqliteStore};

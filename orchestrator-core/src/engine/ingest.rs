@@ -310,7 +310,6 @@ impl Ingestor {
             headers: Delivery::stored_headers(headers),
             received_at: now,
             parse_error: parse_error.clone(),
-            prepared: Default::default(),
         };
         let outcome = match self.store.ingest(new_event, tasks).await {
             Ok(outcome) => outcome,

@@ -31,6 +31,8 @@ mod stats;
 mod store;
 mod tasks;
 
+pub use payload::PreparedPayload;
+
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};

@@ -30,30 +30,32 @@
 //! - All SQL is static text with bound parameters.
 //!
 //! # Layout
-//! - [`config`]: pool and durability settings ([`PoolOptions`]).
+//! - `config.rs`: pool and durability settings ([`PoolOptions`]).
 //! - `error.rs`: [`Error`] and the mapping onto the core's `StoreError` kinds.
 //! - [`migrate`]: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
 //! - `plan.rs`: what a finished attempt writes, computed once for both databases.
 //! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` task reads and operator actions,
 //!   `attempt.rs` claims, finishes and leases, `stats.rs` figures and retention, `rows.rs` decoding).
-//! - `sqlite/`: [`SqliteStore`], the same files.
-//! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `sqlite/`: [`SqliteStore`], the same files, plus `insert.rs` (the event and task inserts,
+//!   one delivery or a multi-row batch), `payload.rs` (zstd payloads, [`PreparedPayload`]) and
+//!   `checkpoint.rs` (the background WAL checkpointer).
+//! - `sql_store.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
 
 mod agent_run;
-mod any;
-pub mod config;
+mod config;
 mod error;
 mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod sql_store;
 mod sqlite;
 mod stats;
 
-pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};
 pub use error::Error;
 pub use postgres::PgStore;
+pub use sql_store::SqlStore;
 pub use sqlite::{PreparedPayload, SqliteStore};

@@ -1,11 +1,20 @@
 //! The engine: the ingest path of a delivery and the worker loop of a task, generic over the
 //! store, queue, handler and clock traits.
 
-mod attempt;
-pub mod group_commit;
-pub mod ingest;
-pub mod worker;
+//!
+//! ## Layout
+//! - `ingest.rs`: [`Ingestor`], a delivery from headers and body to committed rows.
+//! - `group_commit.rs`: [`GroupCommit`], concurrent deliveries sharing one commit.
+//! - `worker.rs`: [`Worker`], the claim loop, leases and shutdown.
+//! - `attempt.rs`: one attempt of one claimed task (handler, lease renewal, outcome), and the
+//!   [`SpanFactory`] it runs in.
 
+mod attempt;
+mod group_commit;
+mod ingest;
+mod worker;
+
+pub use attempt::SpanFactory;
 pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
-pub use worker::{SpanFactory, Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig};

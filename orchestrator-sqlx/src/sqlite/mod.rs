@@ -23,8 +23,8 @@
 
 mod agent_run;
 mod attempt;
-mod batch;
 mod checkpoint;
+mod insert;
 mod payload;
 mod rows;
 mod stats;
@@ -101,7 +101,7 @@ impl SqliteStore {
                     checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
                 )
                 .pragma("temp_store", "memory")
-                .statement_cache_capacity(batch::WRITER_STATEMENT_CACHE),
+                .statement_cache_capacity(insert::WRITER_STATEMENT_CACHE),
         )
         .await?;
         let store_reader = options

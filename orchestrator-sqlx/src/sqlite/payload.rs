@@ -22,10 +22,8 @@ use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::NewEvent;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteRow, SqliteTypeInfo};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
 use sqlx::{Encode, Sqlite, Type};
-
-use super::rows::get;
 
 /// Bodies shorter than this are stored as text: compressing them saves little.
 const MIN_COMPRESSED_LEN: usize = 1024;
@@ -149,22 +147,8 @@ impl Encode<'_, Sqlite> for StoredPayload {
     }
 }
 
-/// The body of an event row (columns `payload` and `payload_encoding`), byte for byte as
-/// received.
-pub(super) fn read(row: &SqliteRow) -> Result<Bytes, StoreError> {
-    let encoding: Option<String> = get(row, "payload_encoding")?;
-    match encoding.as_deref() {
-        None => Ok(Bytes::from(get::<String>(row, "payload")?)),
-        Some(ZSTD) => decompress(&get::<Vec<u8>>(row, "payload")?),
-        Some(other) => Err(StoreError::new(
-            StoreErrorKind::Internal,
-            format!("stored payload has an unknown encoding {other:?}"),
-        )),
-    }
-}
-
 /// Expands one stored zstd frame.
-fn decompress(frame: &[u8]) -> Result<Bytes, StoreError> {
+pub(super) fn decompress(frame: &[u8]) -> Result<Bytes, StoreError> {
     let corrupt = |error: std::io::Error| {
         StoreError::with_source(
             StoreErrorKind::Internal,

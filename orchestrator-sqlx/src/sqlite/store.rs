@@ -13,7 +13,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::{Delivery, ingest_many, insert_event};
+use super::insert::{Delivery, ingest_many, insert_event};
 use super::payload::PreparedPayload;
 use super::rows::{event, insert_task, summary, us};
 use crate::error::{one_by_one, settle_batch, store_error};

@@ -1,4 +1,5 @@
-//! Batch ingest on SQLite: a group of deliveries in one write transaction with multi-row inserts.
+//! The event and task `INSERT`s on SQLite: one delivery ([`insert_event`]) or a group of
+//! deliveries in one write transaction with multi-row inserts ([`ingest_many`]).
 //!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
 //! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,

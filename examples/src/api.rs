@@ -30,13 +30,18 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
         c.clock.clone(),
     )
     .config(c.config.api.clone())
-    .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .health_check(Arc::new(CachedCheck::new(
         github_check,
         Duration::from_secs(60),
         c.clock.clone(),
     )));
+    // ENABLE_METRICS=false: no /metrics, and no gauge is updated.
+    state = if c.config.enable_metrics {
+        state.metrics(c.metrics.clone())
+    } else {
+        state.without_metrics()
+    };
     for check in extra {
         state = state.health_check(check);
     }

@@ -57,6 +57,8 @@ pub struct AppStateBuilder {
     clock: Arc<dyn Clock>,
     config: ApiConfig,
     metrics: Option<Arc<Metrics>>,
+    /// Set by [`AppStateBuilder::without_metrics`].
+    metrics_off: bool,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
@@ -84,6 +86,14 @@ impl AppStateBuilder {
         self
     }
 
+    /// No metrics at all (the server's `ENABLE_METRICS=false`): `/metrics` answers 404 with
+    /// the error body, and neither `/health` nor the routes update any gauge or counter.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics = None;
+        self.metrics_off = true;
+        self
+    }
+
     /// Sets the circuit breakers shown by `/health` and `/metrics`.
     pub fn breakers(mut self, breakers: BreakerSet) -> Self {
         self.breakers = breakers;
@@ -106,7 +116,10 @@ impl AppStateBuilder {
 
     /// The state.
     pub fn build(self) -> AppState {
-        let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
+        let metrics = match self.metrics_off {
+            true => None,
+            false => self.metrics.or_else(|| Metrics::new().ok().map(Arc::new)),
+        };
         let started_at = self.clock.now();
         AppState {
             inner: Arc::new(Inner {
@@ -153,6 +166,7 @@ impl AppState {
             clock,
             config: ApiConfig::default(),
             metrics: None,
+            metrics_off: false,
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
@@ -204,7 +218,7 @@ impl AppState {
         &self.inner.config
     }
 
-    /// The metrics, when there are any.
+    /// The metrics, unless the state was built [`without_metrics`](AppStateBuilder::without_metrics).
     pub fn metrics(&self) -> Option<&Metrics> {
         self.inner.metrics.as_deref()
     }

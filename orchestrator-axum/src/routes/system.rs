@@ -14,6 +14,7 @@ use orchestrator_core::observe::Observer;
 
 use crate::auth::{is_authorized, unauthorized};
 use crate::dto::{ErrorBody, HealthResponse};
+use crate::error::ApiError;
 use crate::health::{HealthStatus, Verdict, store_reason, timed};
 use crate::state::AppState;
 
@@ -42,6 +43,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
         (status = 401, description = "Only when metrics are configured to need the token", body = ErrorBody),
+        (status = 404, description = "Metrics are turned off (`ENABLE_METRICS=false`)", body = ErrorBody),
     )
 )]
 pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -49,7 +51,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
         return unauthorized();
     }
     let Some(metrics) = state.metrics() else {
-        return String::new().into_response();
+        return ApiError::NotFound("metrics are turned off".into()).into_response();
     };
     match state.queue().depth(state.clock().now()).await {
         Ok(depth) => metrics.queue_depth(state.queue().backend(), depth),

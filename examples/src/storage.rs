@@ -17,7 +17,9 @@ use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::report::ReportStore;
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
@@ -25,11 +27,25 @@ use crate::config::Config;
 use crate::error::ServerError;
 
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
-/// state machine (its task table is the database queue), and the agent-run ledger
-/// (`codegen_trigger` records every Codegen run creation in it first).
-pub trait StoreBackend: EventStore + TaskStore + AttemptStore + AgentRunStore {}
+/// state machine (its task table is the database queue), the agent-run ledger
+/// (`codegen_trigger` records every Codegen run creation in it first), the console's
+/// keyset-paged lists, the reporter's cursor and records, and tasks from no delivery (the
+/// `cleanup` task).
+pub trait StoreBackend:
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + SubmitStore
+{
+}
 
-impl<T: EventStore + TaskStore + AttemptStore + AgentRunStore> StoreBackend for T {}
+impl<T> StoreBackend for T where
+    T: EventStore
+        + TaskStore
+        + AttemptStore
+        + AgentRunStore
+        + BrowseStore
+        + ReportStore
+        + SubmitStore
+{
+}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
@@ -40,6 +56,12 @@ pub(crate) struct Stores {
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
+    /// Tasks from no delivery (the `cleanup` task).
+    pub(crate) submit: Arc<dyn SubmitStore>,
+    /// The console's keyset-paged lists.
+    pub(crate) browse: Arc<dyn BrowseStore>,
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub(crate) reports: Arc<dyn ReportStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -63,6 +85,9 @@ impl Stores {
             tasks: store.clone(),
             attempts: store.clone(),
             agent_runs: store.clone(),
+            submit: store.clone(),
+            browse: store.clone(),
+            reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,

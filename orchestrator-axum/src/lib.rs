@@ -35,11 +35,15 @@
 //! - `metrics.rs`: the spec's Prometheus metrics as a core `Observer`; `health.rs`: what `/health`
 //!   checks.
 //! - `layer.rs`: the receiver alone, as a layer or a service.
+//! - `console` (cargo feature `console`): the operator console at `/ui`, mounted with
+//!   `console::router(state)`.
 
 mod auth;
 mod body;
 mod budget;
 mod config;
+#[cfg(feature = "console")]
+pub mod console;
 mod correlation;
 pub mod dto;
 mod error;

@@ -9,7 +9,8 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -33,10 +34,13 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    browse: Option<Arc<dyn BrowseStore>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
+    submit: Option<Arc<dyn SubmitStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +66,8 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    submit: Option<Arc<dyn SubmitStore>>,
+    browse: Option<Arc<dyn BrowseStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -114,6 +120,20 @@ impl AppStateBuilder {
         self
     }
 
+    /// Commits the tasks that come from no delivery (`POST /api/v1/admin/cleanup` submits a
+    /// `cleanup` task) with `store`; without it that route answers 503.
+    pub fn submit_store(mut self, store: Arc<dyn SubmitStore>) -> Self {
+        self.submit = Some(store);
+        self
+    }
+
+    /// Sets the keyset-paged lists the operator console reads (without it the console's lists
+    /// answer 503).
+    pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
+        self.browse = Some(browse);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = match self.metrics_off {
@@ -143,7 +163,9 @@ impl AppStateBuilder {
                 metrics,
                 breakers: self.breakers,
                 health_checks: self.health_checks,
+                browse: self.browse,
                 started_at,
+                submit: self.submit,
             }),
         }
     }
@@ -170,6 +192,8 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            submit: None,
+            browse: None,
         }
     }
 
@@ -208,6 +232,11 @@ impl AppState {
         self.inner.queue.as_ref()
     }
 
+    /// The store of tasks from no delivery, when configured.
+    pub fn submit(&self) -> Option<&dyn SubmitStore> {
+        self.inner.submit.as_deref()
+    }
+
     /// The clock.
     pub fn clock(&self) -> &dyn Clock {
         self.inner.clock.as_ref()
@@ -231,6 +260,11 @@ impl AppState {
     /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
     pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
+    }
+
+    /// The keyset-paged lists, when configured.
+    pub fn browse(&self) -> Option<&dyn BrowseStore> {
+        self.inner.browse.as_deref()
     }
 
     pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {

@@ -17,8 +17,12 @@
 //!   deliveries).
 //! - Contracts for adapters: [`store`], [`queue`], [`github`], [`agent`], [`clock`],
 //!   [`observe`]; [`error`] holds the error kinds they share.
+//! - [`report`]: reporting task state back on the pull request (check runs, commit statuses,
+//!   one comment), from a background [`report::Reporter`] over [`store::report::ReportStore`].
 //! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
+//! - [`cleanup`]: the `cleanup` task (the retention cleanup run by a worker, its counts in the
+//!   task's output).
 //! - [`memory`]: in-memory implementations of the store traits (the task queue is
 //!   [`queue::StoreQueue`] over them), GitHub and the coding agent, for tests and embedding. The
 //!   in-memory delivery guard is [`guard::MemoryDeliveryGuard`]; the shared [`guard::RateLimiter`]
@@ -29,6 +33,7 @@
 
 pub mod agent;
 pub mod breaker;
+pub mod cleanup;
 pub mod clock;
 pub mod delivery;
 pub mod engine;
@@ -42,6 +47,7 @@ pub mod observe;
 pub mod payload;
 pub mod prelude;
 pub mod queue;
+pub mod report;
 pub mod retry;
 pub mod routing;
 pub mod secret;

@@ -40,19 +40,25 @@
 //!   one delivery or a multi-row batch), `payload.rs` (zstd payloads, [`PreparedPayload`]) and
 //!   `checkpoint.rs` (the background WAL checkpointer).
 //! - `sql_store.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `browse.rs`: keyset-paged lists (`BrowseStore`) for both databases and [`SqlStore`];
+//!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
+mod browse;
 mod config;
 mod error;
 mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod report;
 mod sql_store;
 mod sqlite;
 mod stats;
+mod submit;
 
 pub use config::{PoolOptions, SqliteDurability};
 pub use error::Error;

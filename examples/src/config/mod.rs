@@ -20,7 +20,9 @@
 //! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
-//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget).
+//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
+//!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
+//!   task).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,10 +40,12 @@ use orchestrator_sqlx::PoolOptions;
 use crate::role::Role;
 use crate::telemetry::TelemetryConfig;
 
+mod agent_failure;
 mod api;
 mod clients;
 mod http_limits;
 mod read;
+mod report;
 mod storage;
 mod telemetry;
 mod worker;
@@ -107,6 +111,10 @@ const VARIABLES: &[&str] = &[
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_BUFFERED_BODY_BYTES",
+    "CODEGEN_FAILURE_STATUSES",
+    "REPORT_TO_GITHUB",
+    "REPORT_CHECK_NAME",
+    "REPORT_PR_COMMENT",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -153,7 +161,7 @@ pub struct Config {
     /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
     /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
     pub codegen: CodegenConfig,
-    /// `CODEGEN_POLL_SECONDS`.
+    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`.
     pub handlers: HandlerConfig,
     /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
     pub retry: RetryPolicy,
@@ -171,6 +179,11 @@ pub struct Config {
     /// from `SHUTDOWN_GRACE_SECONDS` and `ENABLE_METRICS`). `MAX_BUFFERED_BODY_BYTES` is
     /// [`ApiConfig::max_buffered_body_bytes`] in `api`.
     pub serve: ServeConfig,
+    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
+    /// [`Config::report_mode`]).
+    pub report: orchestrator_core::report::ReportConfig,
+    /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
+    pub report_to: Option<orchestrator_core::report::ReportMode>,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -196,6 +209,8 @@ impl Default for Config {
             enable_metrics: true,
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
+            report: orchestrator_core::report::ReportConfig::default(),
+            report_to: None,
         }
     }
 }
@@ -251,6 +266,8 @@ impl Config {
         worker::read(&mut r, purpose, &mut config);
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
+        agent_failure::read(&mut r, &mut config);
+        report::read(&mut r, &mut config);
         r.finish(config)
     }
 

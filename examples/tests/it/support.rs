@@ -157,6 +157,9 @@ impl Server {
             .env("RATE_LIMIT_API_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "debug")
+            // Reporting back on the PR is opted into by the tests of it (tests/it/report.rs),
+            // so the other tests' GitHub mocks see only the calls they are about.
+            .env("REPORT_TO_GITHUB", "off")
             .current_dir(db.dir())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -322,6 +325,20 @@ impl Server {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "GET {path}");
         r.json().await.unwrap()
+    }
+
+    /// POST `body` with the admin token; the status and the JSON body.
+    pub async fn post_admin(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// GET without a token; status and text.

@@ -15,4 +15,6 @@ mod github;
 mod handlers;
 mod pipeline;
 mod props;
+mod report;
+mod run_end;
 mod support;

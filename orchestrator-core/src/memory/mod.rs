@@ -18,17 +18,23 @@
 //! - `lease.rs`: an attempt's life (claim, lease renewal, finish, lease expiry).
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `attempt.rs`: the trait implementations over them.
+//! - `browse.rs`: keyset-paged lists ([`BrowseStore`](crate::store::browse::BrowseStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `report_store.rs`: the reporter's cursor and records
+//!   ([`ReportStore`](crate::store::report::ReportStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
 mod agent_run;
 mod attempt;
+mod browse;
 mod github;
 mod lease;
 mod report;
+mod report_store;
 mod state;
 mod store;
+mod submit;
 
 pub use agent::FakeAgent;
 pub use github::FakeGitHub;

@@ -27,9 +27,12 @@
 
 mod agent_run;
 mod attempt;
+mod browse;
+mod report;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 use sqlx::postgres::{PgConnectOptions, PgPool};

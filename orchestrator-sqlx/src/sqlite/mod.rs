@@ -23,12 +23,15 @@
 
 mod agent_run;
 mod attempt;
+mod browse;
 mod checkpoint;
 mod insert;
 mod payload;
+mod report;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 pub use payload::PreparedPayload;

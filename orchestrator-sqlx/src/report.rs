@@ -11,7 +11,7 @@ use orchestrator_core::task::Task;
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::any::both;
+use crate::sql_store::both;
 use crate::error::corrupt;
 
 /// Takes the lease when it is free, expired or already the holder's; a row back means taken.

@@ -148,7 +148,6 @@ fn delivery() -> (NewEvent, Vec<NewTask>) {
         headers: Vec::new(),
         received_at: now,
         parse_error: None,
-        prepared: Default::default(),
     };
     (
         event,

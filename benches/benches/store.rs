@@ -21,7 +21,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
-use orchestrator_core::store::{EventStore, Finish};
+use orchestrator_core::store::{BatchStore, EventStore, Finish};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteDurability, SqliteStore};
 use sqlx::Connection;
@@ -61,7 +61,6 @@ fn delivery(payload: &Bytes) -> (NewEvent, Vec<NewTask>) {
         ],
         received_at: now,
         parse_error: None,
-        prepared: Default::default(),
     };
     (event, vec![noop_task()])
 }
@@ -94,7 +93,7 @@ async fn ingest_rate(store: &SqlStore, payload: &Bytes, secs: u64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// 8 clients ingest batches of `batch` unique deliveries through `EventStore::ingest_batch`
+/// 8 clients ingest batches of `batch` unique deliveries through `BatchStore::ingest_batch`
 /// (what the core's group commit does with concurrent requests); deliveries per second.
 async fn batch_ingest_rate(store: &SqlStore, payload: &Bytes, batch: usize, secs: u64) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
@@ -105,7 +104,13 @@ async fn batch_ingest_rate(store: &SqlStore, payload: &Bytes, batch: usize, secs
         let (store, payload, count) = (store.clone(), payload.clone(), Arc::clone(&count));
         clients.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let deliveries = (0..batch).map(|_| delivery(&payload)).collect();
+                let deliveries = (0..batch)
+                    .map(|_| {
+                        let (event, tasks) = delivery(&payload);
+                        let prepared = store.prepare(&event);
+                        (event, tasks, prepared)
+                    })
+                    .collect();
                 for outcome in store.ingest_batch(deliveries).await {
                     outcome.expect("ingest");
                     count.fetch_add(1, Ordering::Relaxed);

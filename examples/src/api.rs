@@ -36,7 +36,6 @@ pub(crate) fn state(
     .config(c.config.api.clone())
     .submit_store(c.stores.submit.clone())
     .pause_store(c.stores.pauses.clone(), task_types)
-    .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .operations(c.stores.operations.clone())
     .browse(c.stores.browse.clone())
@@ -45,6 +44,12 @@ pub(crate) fn state(
         Duration::from_secs(60),
         c.clock.clone(),
     )));
+    // ENABLE_METRICS=false: no /metrics, and no gauge is updated.
+    state = if c.config.enable_metrics {
+        state.metrics(c.metrics.clone())
+    } else {
+        state.without_metrics()
+    };
     for check in extra {
         state = state.health_check(check);
     }

@@ -119,7 +119,8 @@ impl BackgroundService for CleanupSchedule {
     }
 }
 
-/// Refreshes `database_connections_active` every five seconds, in every role (SQL stores).
+/// Refreshes `database_connections_active` every five seconds, in every role (SQL stores, with
+/// metrics on).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionGauge;
 
@@ -148,11 +149,11 @@ impl BackgroundService for ConnectionGauge {
 /// The built-in services for `components`' configuration.
 pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>> {
     let mut services: Vec<Arc<dyn BackgroundService>> = Vec::new();
-    if components.stores.sql.is_some() {
+    let config = components.config();
+    if components.stores.sql.is_some() && config.enable_metrics {
         services.push(Arc::new(ConnectionGauge));
     }
     services.push(Arc::new(crate::operations::OperationService));
-    let config = components.config();
     if !config.cleanup_interval.is_zero() {
         services.push(Arc::new(CleanupSchedule {
             interval: config.cleanup_interval,

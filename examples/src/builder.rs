@@ -119,7 +119,7 @@ impl OrchestratorBuilder {
 
     /// Sets the admin API's bearer token (without one, `/api/v1/*` answers 401).
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
-        self.config.api.admin_token = orchestrator_axum::config::AdminToken::new(token);
+        self.config.api.admin_token = orchestrator_axum::AdminToken::new(token);
         self
     }
 

@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `migrate` and `send`.
 //!
-//! Everything else is configured through the environment ([`crate::config`]); the command line
+//! Everything else is configured through the environment ([`Config`](crate::Config)); the command line
 //! only says what this process does.
 
 use std::path::PathBuf;

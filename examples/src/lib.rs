@@ -28,16 +28,16 @@
 //! axum application, a task type of your own, and the whole pipeline on the in-memory store.
 //!
 //! ## Layout
-//! - [`builder`]: [`OrchestratorBuilder`], the settings and the build steps, in order:
+//! - `builder.rs`: [`OrchestratorBuilder`], the settings and the build steps, in order:
 //!   `storage.rs` (the store, its queue, group commit: the one place that knows the store
 //!   traits), `clients.rs` (GitHub, Codegen, breakers), `ingest.rs` (verifier, rules, ingest
 //!   service, replay guard), `api.rs` (the routes' state, the full API, a worker's probes),
-//!   `workers.rs` (handler registry, worker), [`background`] (the scheduled services).
-//! - [`orchestrator`]: [`Orchestrator`], the built result: `router`, `layer`, `run_workers`,
+//!   `workers.rs` (handler registry, worker), `background.rs` (the scheduled services).
+//! - `orchestrator.rs`: [`Orchestrator`], the built result: `router`, `layer`, `run_workers`,
 //!   `serve`; `serve.rs`: HTTP serving with the shutdown drain.
-//! - [`components`]: [`Components`], what handler factories and background services get.
-//! - [`config`]: every environment variable, validated at start-up (one message per problem),
-//!   composed of the crates' own config structs; [`role`]: [`Role`].
+//! - `components.rs`: [`Components`], what handler factories and background services get.
+//! - `config/`: every environment variable, validated at start-up (one message per problem),
+//!   composed of the crates' own config structs; `role.rs`: [`Role`].
 //! - [`cli`]: the subcommands; [`send`]: the signed test delivery.
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
 //! - [`health`]: the server's extra health check (GitHub reachability).
@@ -46,19 +46,19 @@
 //!   background service of the worker role.
 
 mod api;
-pub mod background;
-pub mod builder;
+mod background;
+mod builder;
 pub mod cli;
 mod clients;
-pub mod components;
-pub mod config;
-pub mod error;
+mod components;
+mod config;
+mod error;
 pub mod health;
 mod ingest;
 mod operations;
-pub mod orchestrator;
+mod orchestrator;
 mod report;
-pub mod role;
+mod role;
 pub mod send;
 mod serve;
 pub mod shutdown;
@@ -69,7 +69,9 @@ mod workers;
 pub use background::BackgroundService;
 pub use builder::OrchestratorBuilder;
 pub use components::Components;
-pub use config::Config;
+pub use config::{
+    Config, ConfigError, ConfigProblem, DEFAULT_BIND_ADDR, DEFAULT_DATABASE_URL, Purpose,
+};
 pub use error::ServerError;
 pub use orchestrator::Orchestrator;
 pub use role::Role;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use orchestrator_server::cli::{Cli, Command};
-use orchestrator_server::config::{Config, Purpose};
+use orchestrator_server::{Config, Purpose};
 use orchestrator_server::{Orchestrator, ServerError, send, shutdown, telemetry};
 
 #[tokio::main]

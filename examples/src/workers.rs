@@ -23,7 +23,7 @@ pub(crate) fn registry(
     let mut registry = HandlerRegistry::new();
     if builtin {
         let config = &components.config;
-        orchestrator_codegen::register_handlers(
+        orchestrator_codegen::handlers::register_handlers(
             &mut registry,
             components.github.clone(),
             components.codegen.clone(),

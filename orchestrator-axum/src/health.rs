@@ -1,4 +1,6 @@
-//! `/health`: the database, the task queue, circuit breakers and any added checks.
+//! What `/health` checks: [`HealthCheck`] (an added dependency check), [`CachedCheck`], the
+//! [`HealthStatus`] scale, and the timing and wording every check shares. The route itself, which
+//! runs the database, queue, breaker and added checks against the state, is `routes/system.rs`.
 //!
 //! The database decides between up and down: when it fails the answer is 503 `unhealthy`.
 //! Anything else that is not healthy (queue, an open breaker, an added check such as GitHub
@@ -6,21 +8,14 @@
 //! Whatever is not healthy says why under `reasons`, in words safe for an unauthenticated
 //! endpoint (the failure's details go to the log).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
-use http::StatusCode;
-use orchestrator_core::breaker::BreakerState;
 use orchestrator_core::clock::{self, Clock};
 use orchestrator_core::error::{StoreError, StoreErrorKind};
 use serde::Serialize;
-
-use crate::dto::HealthResponse;
-use crate::state::AppState;
 
 /// How long one check may take before it counts as unhealthy.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,10 +101,10 @@ impl<C: HealthCheck> HealthCheck for CachedCheck<C> {
 }
 
 /// A check's status and, when it is not healthy, why (one short sentence for operators).
-type Verdict = (HealthStatus, Option<String>);
+pub(crate) type Verdict = (HealthStatus, Option<String>);
 
 /// Runs the check of `what`, unhealthy when it takes longer than [`CHECK_TIMEOUT`].
-async fn timed<F: Future<Output = Verdict>>(what: &str, check: F) -> Verdict {
+pub(crate) async fn timed<F: Future<Output = Verdict>>(what: &str, check: F) -> Verdict {
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
         .unwrap_or_else(|_| {
@@ -120,7 +115,7 @@ async fn timed<F: Future<Output = Verdict>>(what: &str, check: F) -> Verdict {
 
 /// Why a store call failed, in words fit for an unauthenticated endpoint: the kind only (the
 /// driver's message, with host names and the like, goes to the log).
-fn store_reason(what: &str, err: &StoreError) -> String {
+pub(crate) fn store_reason(what: &str, err: &StoreError) -> String {
     match err.kind() {
         StoreErrorKind::Unavailable => {
             format!("{what} unreachable: no connection could be made or used (see the log)")
@@ -129,119 +124,6 @@ fn store_reason(what: &str, err: &StoreError) -> String {
             format!("{what} answered with an error (see the log)")
         }
     }
-}
-
-/// Runs every check at once: the database's, the queue's and the added ones, by name.
-async fn run_checks(state: &AppState, now: DateTime<Utc>) -> Vec<(String, Verdict)> {
-    let database = timed("database", async {
-        match state.tasks().ping().await {
-            Ok(()) => (HealthStatus::Healthy, None),
-            Err(err) => {
-                tracing::error!(error = %err, "health: database ping failed");
-                (
-                    HealthStatus::Unhealthy,
-                    Some(store_reason("database", &err)),
-                )
-            }
-        }
-    });
-    let queue_name = format!("task queue ({})", state.queue().backend());
-    let queue = timed(&queue_name, async {
-        match state.queue().depth(now).await {
-            Ok(depth) => {
-                if let Some(metrics) = state.metrics() {
-                    use orchestrator_core::observe::Observer;
-                    metrics.queue_depth(state.queue().backend(), depth);
-                }
-                (HealthStatus::Healthy, None)
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "health: queue depth failed");
-                (
-                    HealthStatus::Unhealthy,
-                    Some(store_reason(&queue_name, &err)),
-                )
-            }
-        }
-    });
-    let extras = join_all(state.health_checks().iter().map(|c| async move {
-        let verdict = timed(c.name(), async {
-            match c.check().await {
-                HealthStatus::Healthy => (HealthStatus::Healthy, None),
-                other => {
-                    let why = format!("{} {} (see the log)", c.name(), other.as_str());
-                    (other, Some(why))
-                }
-            }
-        })
-        .await;
-        (c.name().to_owned(), verdict)
-    }));
-    let (database, queue, extras) = futures::join!(database, queue, extras);
-    [
-        ("database".to_owned(), database),
-        ("celery".to_owned(), queue),
-    ]
-    .into_iter()
-    .chain(extras)
-    .collect()
-}
-
-/// Runs every check and says what `/health` answers.
-pub(crate) async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
-    let now = state.clock().now();
-    let verdicts = run_checks(state, now).await;
-
-    let mut checks = BTreeMap::new();
-    let mut reasons = BTreeMap::new();
-    // Only the database decides between up and down; anything else not healthy is degraded.
-    let mut overall = HealthStatus::Healthy;
-    for (name, (status, why)) in verdicts {
-        if name == "database" && status == HealthStatus::Unhealthy {
-            overall = HealthStatus::Unhealthy;
-        } else if status != HealthStatus::Healthy {
-            overall = overall.max(HealthStatus::Degraded);
-        }
-        if let Some(why) = why {
-            reasons.insert(name.clone(), why);
-        }
-        checks.insert(name, status.as_str().to_owned());
-    }
-    let mut breakers = BTreeMap::new();
-    let snapshot = state.breakers().snapshot();
-    if let Some(metrics) = state.metrics() {
-        metrics.record_breakers(&snapshot);
-    }
-    for b in snapshot {
-        if b.state != BreakerState::Closed {
-            overall = overall.max(HealthStatus::Degraded);
-            reasons.insert(
-                format!("breaker:{}", b.name),
-                format!(
-                    "{} circuit breaker {}: calls to it wait (tasks are deferred, no attempt used)",
-                    b.name,
-                    b.state.as_str()
-                ),
-            );
-        }
-        breakers.insert(b.name, b.state.as_str().to_owned());
-    }
-    let uptime = (now - state.started_at()).num_milliseconds().max(0) as f64 / 1000.0;
-    let status = if overall == HealthStatus::Unhealthy {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    let body = HealthResponse {
-        status: overall.as_str().to_owned(),
-        timestamp: now,
-        checks,
-        reasons,
-        breakers,
-        queue_backend: state.queue().backend().to_owned(),
-        uptime,
-    };
-    (status, body)
 }
 
 #[cfg(test)]

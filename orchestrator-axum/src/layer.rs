@@ -21,7 +21,7 @@ use http::{Method, Request};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::correlation::CorrelationLayer;
-use crate::rate_limit::webhook_limit;
+use crate::rate_limit_middleware::webhook_limit;
 use crate::routes::webhook::receive;
 use crate::state::AppState;
 

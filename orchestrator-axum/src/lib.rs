@@ -21,50 +21,57 @@
 //! is a field of the request's tracing span, so every log line of the request carries it.
 //!
 //! ## Layout
-//! - [`config`]: admin token, duplicate policy, rate limits, metrics access, retention.
-//! - [`state`]: [`AppState`], what every handler shares.
-//! - [`error`]: [`ApiError`], the only place where failures become status codes.
-//! - [`correlation`]: correlation ids, request spans, error bodies ([`CorrelationLayer`]).
-//! - `auth.rs` (bearer token), `rate_limit.rs` (GCRA per client), `body.rs` (size limit while
-//!   reading), [`budget`] (the process-wide budget of buffered body bytes).
+//! - `config.rs`: admin token, duplicate policy, rate limits, metrics access, retention.
+//! - `state.rs`: [`AppState`], what every handler shares.
+//! - `error.rs`: [`ApiError`], the only place where failures become status codes.
+//! - `correlation.rs`: correlation ids, request spans, error bodies ([`CorrelationLayer`]).
+//! - `auth.rs` (bearer token), `rate_limit.rs` (GCRA per client) and
+//!   `rate_limit_middleware.rs` (the routes' middleware over it), `body.rs` (size limit while
+//!   reading), `budget.rs` (the process-wide budget of buffered body bytes).
 //! - [`serve()`]: serving the router on a TCP listener with header and keep-alive timeouts, a
 //!   connection cap and graceful shutdown (HTTP/1 and HTTP/2).
-//! - `routes/`: `webhook.rs`, `events.rs`, `tasks.rs`, `admin.rs`, `system.rs`.
-//! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them.
-//! - [`metrics`]: the spec's Prometheus metrics as a core `Observer`; [`health`]: `/health`.
-//! - [`layer`]: the receiver alone, as a layer or a service.
+//! - `routes/`: `webhook.rs`, `events.rs`, `tasks.rs`, `admin.rs`, `system.rs` (`/health`,
+//!   `/metrics`).
+//! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them, and its route.
+//! - `metrics.rs`: the spec's Prometheus metrics as a core `Observer`; `health.rs`: what `/health`
+//!   checks.
+//! - `layer.rs`: the receiver alone, as a layer or a service.
 //! - `console` (cargo feature `console`): the operator console at `/ui`, mounted with
 //!   `console::router(state)`.
 
 mod auth;
 mod body;
-pub mod budget;
-pub mod config;
+mod budget;
+mod config;
 #[cfg(feature = "console")]
 pub mod console;
-pub mod correlation;
+mod correlation;
 pub mod dto;
-pub mod error;
-pub mod health;
-pub mod layer;
-pub mod metrics;
+mod error;
+mod health;
+mod layer;
+mod metrics;
 pub mod openapi;
 mod rate_limit;
+mod rate_limit_middleware;
 mod routes;
-pub mod serve;
-pub mod state;
+mod serve;
+mod state;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 pub use budget::BodyBudget;
-pub use config::{ApiConfig, DuplicatePolicy, RateLimit, RateLimits, WEBHOOK_PATH};
-pub use correlation::{CorrelationId, CorrelationLayer};
+pub use config::{
+    AdminToken, ApiConfig, DEFAULT_MAX_BUFFERED_BODY_BYTES, DuplicatePolicy, RateLimit, RateLimits,
+    WEBHOOK_PATH,
+};
+pub use correlation::{CorrelationId, CorrelationLayer, CorrelationService, REQUEST_ID};
 pub use error::ApiError;
 pub use health::{CachedCheck, HealthCheck, HealthStatus};
 pub use layer::{WebhookLayer, WebhookService, webhook_service};
-pub use metrics::Metrics;
+pub use metrics::{ConnectionGauge, Metrics};
 pub use serve::{ServeConfig, serve};
 pub use state::{AppState, AppStateBuilder};
 
@@ -72,7 +79,10 @@ pub use state::{AppState, AppStateBuilder};
 pub fn router(state: AppState) -> Router {
     let webhook = Router::new()
         .route(&state.config().webhook_path, post(routes::webhook::receive))
-        .route_layer(from_fn_with_state(state.clone(), rate_limit::webhook_limit));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit_middleware::webhook_limit,
+        ));
 
     // Layers added later run first: rate limit, then the token check.
     let api = Router::new()
@@ -104,9 +114,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/pause", post(routes::pause::pause))
         .route("/api/v1/admin/resume", post(routes::pause::resume))
         .route("/api/v1/admin/pauses", get(routes::pause::list))
-        .route("/api/v1/openapi.json", get(routes::system::openapi))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
-        .route_layer(from_fn_with_state(state.clone(), rate_limit::api_limit));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit_middleware::api_limit,
+        ));
 
     let system = Router::new()
         .route("/health", get(routes::system::health))

@@ -110,6 +110,8 @@ impl Metrics {
     /// The metrics registered in `registry` (which may hold the embedder's own metrics).
     pub fn with_registry(registry: Registry) -> prometheus::Result<Self> {
         let r = &registry;
+        let (http_connections_active, http_connection_timeouts_total, http_buffered_body_bytes) =
+            http_metrics(r)?;
         Ok(Self {
             webhook_events_total: counter(
                 r,
@@ -207,22 +209,9 @@ impl Metrics {
                 "Times the Redis queue found its data lost and re-published the store's runnable tasks, by signal (group_missing, stream_drained)",
                 &["reason"],
             )?,
-            http_connections_active: gauge(
-                r,
-                "http_connections_active",
-                "HTTP connections open (at most MAX_CONNECTIONS)",
-            )?,
-            http_connection_timeouts_total: counter(
-                r,
-                "http_connection_timeouts_total",
-                "HTTP connections closed by a timeout (header: no complete request head in time; idle: keep-alive)",
-                &["timeout"],
-            )?,
-            http_buffered_body_bytes: gauge(
-                r,
-                "http_buffered_body_bytes",
-                "Request-body bytes held in memory (at most MAX_BUFFERED_BODY_BYTES)",
-            )?,
+            http_connections_active,
+            http_connection_timeouts_total,
+            http_buffered_body_bytes,
             registry,
         })
     }
@@ -280,6 +269,29 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
+}
+
+/// The HTTP server's metrics: open connections, connections closed by a timeout, buffered body
+/// bytes.
+fn http_metrics(r: &Registry) -> prometheus::Result<(IntGauge, IntCounterVec, IntGauge)> {
+    Ok((
+        gauge(
+            r,
+            "http_connections_active",
+            "HTTP connections open (at most MAX_CONNECTIONS)",
+        )?,
+        counter(
+            r,
+            "http_connection_timeouts_total",
+            "HTTP connections closed by a timeout (header: no complete request head in time; idle: keep-alive)",
+            &["timeout"],
+        )?,
+        gauge(
+            r,
+            "http_buffered_body_bytes",
+            "Request-body bytes held in memory (at most MAX_BUFFERED_BODY_BYTES)",
+        )?,
+    ))
 }
 
 fn gauge_value(n: u64) -> i64 {

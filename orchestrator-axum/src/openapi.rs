@@ -8,9 +8,13 @@ mod refine;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use axum::Json;
+use axum::extract::State;
+
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
 use crate::routes::{admin, events, operations, pause, system, tasks, webhook};
+use crate::state::AppState;
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -40,7 +44,7 @@ use crate::routes::{admin, events, operations, pause, system, tasks, webhook};
         pause::list,
         system::health,
         system::prometheus,
-        system::openapi,
+        document,
     ),
     components(schemas(
         dto::ErrorBody,
@@ -109,4 +113,17 @@ pub fn openapi_for(config: &ApiConfig) -> utoipa::openapi::OpenApi {
         doc.paths.paths.insert(config.webhook_path.clone(), item);
     }
     doc
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi_document",
+    tag = "system",
+    security(("bearer" = [])),
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object), (status = 401, body = dto::ErrorBody))
+)]
+pub(crate) async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_for(state.config()))
 }

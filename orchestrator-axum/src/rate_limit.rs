@@ -20,9 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -30,8 +27,6 @@ use http::{HeaderMap, HeaderName};
 use orchestrator_core::guard::{RateDecision, RateLimiter as SharedRateLimiter, RateQuota};
 
 use crate::config::RateLimit;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// How many checks between two sweeps of idle client entries.
 const SWEEP_EVERY: u64 = 4096;
@@ -158,48 +153,6 @@ pub(crate) fn client_ip(
     forwarded
         .or(peer.map(|p| p.ip()))
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-async fn enforce(
-    limiter: Option<&RouteLimit>,
-    state: &AppState,
-    req: Request,
-    next: Next,
-    webhook: bool,
-) -> Response {
-    if let Some(limiter) = limiter {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let client = client_ip(
-            req.headers(),
-            peer,
-            state.config().trusted_proxy_header.as_ref(),
-        );
-        if let Err(retry_after) = limiter.check(client).await {
-            tracing::warn!(%client, "rate limited");
-            if webhook && let Some(metrics) = state.metrics() {
-                metrics.webhook_refused("rate_limited");
-            }
-            return ApiError::RateLimited { retry_after }.into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// Middleware: the webhook receiver's limit.
-pub(crate) async fn webhook_limit(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    enforce(state.webhook_limiter(), &state, req, next, true).await
-}
-
-/// Middleware: the API's limit.
-pub(crate) async fn api_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    enforce(state.api_limiter(), &state, req, next, false).await
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct AppStateBuilder {
     clock: Arc<dyn Clock>,
     config: ApiConfig,
     metrics: Option<Arc<Metrics>>,
+    /// Set by [`AppStateBuilder::without_metrics`].
+    metrics_off: bool,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
@@ -95,6 +97,14 @@ impl AppStateBuilder {
     /// the workers as their observer). Default: a fresh registry.
     pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// No metrics at all (the server's `ENABLE_METRICS=false`): `/metrics` answers 404 with
+    /// the error body, and neither `/health` nor the routes update any gauge or counter.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics = None;
+        self.metrics_off = true;
         self
     }
 
@@ -148,7 +158,10 @@ impl AppStateBuilder {
 
     /// The state.
     pub fn build(self) -> AppState {
-        let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
+        let metrics = match self.metrics_off {
+            true => None,
+            false => self.metrics.or_else(|| Metrics::new().ok().map(Arc::new)),
+        };
         let started_at = self.clock.now();
         AppState {
             inner: Arc::new(Inner {
@@ -199,6 +212,7 @@ impl AppState {
             clock,
             config: ApiConfig::default(),
             metrics: None,
+            metrics_off: false,
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
@@ -267,7 +281,7 @@ impl AppState {
         &self.inner.config
     }
 
-    /// The metrics, when there are any.
+    /// The metrics, unless the state was built [`without_metrics`](AppStateBuilder::without_metrics).
     pub fn metrics(&self) -> Option<&Metrics> {
         self.inner.metrics.as_deref()
     }

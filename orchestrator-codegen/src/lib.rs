@@ -21,28 +21,30 @@
 //! is followed with `Waiting` outcomes (no worker slot held) until it ends or times out.
 //!
 //! ## Layout
-//! - [`config`]: validated settings ([`GitHubConfig`], [`CodegenConfig`], [`HandlerConfig`]);
+//! - `config.rs`: validated settings ([`GitHubConfig`], [`CodegenConfig`], [`HandlerConfig`]);
 //!   secrets in [`Secret`] (redacted `Debug`).
 //! - [`github`]: [`GitHubClient`] (`client.rs`), App auth (`app_auth.rs`), quota
 //!   (`rate_limit.rs`), response shapes (`wire.rs`).
 //! - [`codegen`]: the agent client, [`CodegenClient`].
 //! - `http.rs`: plumbing both clients share (status mapping, `Retry-After`, breaker permits).
 //! - [`handlers`]: one handler per built-in task type, the classification rules, the prompt, and
-//!   [`register_handlers`].
-//! - [`error`]: what can fail while building a client.
+//!   [`register_handlers`](handlers::register_handlers).
+//! - `error.rs`: what can fail while building a client.
 //! - `failpoint.rs`: crash-test failpoints, compiled in only with the `failpoints` feature (a
 //!   testing aid).
 
 pub mod codegen;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 mod failpoint;
 pub mod github;
 pub mod handlers;
 mod http;
 
 pub use codegen::CodegenClient;
-pub use config::{CodegenConfig, GitHubAppConfig, GitHubConfig, HandlerConfig, Secret, Timeouts};
+pub use config::{
+    CodegenConfig, DEFAULT_CODEGEN_API_URL, DEFAULT_GITHUB_API_URL, DEFAULT_RUN_FAILURE_STATUSES,
+    GitHubAppConfig, GitHubConfig, HandlerConfig, Secret, Timeouts,
+};
 pub use error::Error;
 pub use github::GitHubClient;
-pub use handlers::{CodegenTriggerInput, FailingCheck, NEEDS_ATTENTION, register_handlers};

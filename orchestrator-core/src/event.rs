@@ -1,9 +1,5 @@
 //! Stored webhook events: what ingest inserts and what the event endpoints read back.
 
-use std::any::Any;
-use std::fmt;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,53 +29,6 @@ pub struct NewEvent {
     /// stored unparsed, with no tasks, unprocessed and with this as its error, so it can be
     /// reprocessed after an upgrade. `None` for every delivery that parsed.
     pub parse_error: Option<String>,
-    /// What the store worked out from this delivery before it reached the store's serial
-    /// section (see [`EventStore::prepare`](crate::store::EventStore::prepare)); empty when
-    /// built, and stores must accept events that were never prepared.
-    pub prepared: Prepared,
-}
-
-/// Store-specific data derived from a [`NewEvent`] ahead of the commit, such as the payload
-/// in the store's own encoding, so the work runs in the request's task (in parallel across
-/// requests) instead of in the store's one writer. Only the store that made it reads it back,
-/// by type.
-///
-/// It is derived from the event's other fields, so it takes no part in equality: two events
-/// with the same delivery are equal whether or not either was prepared.
-#[derive(Clone, Default)]
-pub struct Prepared(Option<Arc<dyn Any + Send + Sync>>);
-
-impl Prepared {
-    /// Holds `value` for the store that made it.
-    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Arc::new(value)))
-    }
-
-    /// The held value, if there is one of type `T`.
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        self.0.as_deref().and_then(|value| value.downcast_ref())
-    }
-
-    /// Whether nothing was prepared.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_empty() {
-            "Prepared(empty)"
-        } else {
-            "Prepared(..)"
-        })
-    }
-}
-
-impl PartialEq for Prepared {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 /// A stored event with its processing state (the spec's event detail JSON).

@@ -23,7 +23,10 @@
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
 //! - [`cleanup`]: the `cleanup` task (the retention cleanup run by a worker, its counts in the
 //!   task's output).
-//! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
+//! - [`memory`]: in-memory implementations of the store traits (the task queue is
+//!   [`queue::StoreQueue`] over them), GitHub and the coding agent, for tests and embedding. The
+//!   in-memory delivery guard is [`guard::MemoryDeliveryGuard`]; the shared [`guard::RateLimiter`]
+//!   has no in-memory implementation, because without one the HTTP layer limits in process.
 //! - [`secret`]: [`secret::Secret`], the redacted string every crate keeps tokens and keys in.
 //! - [`prelude`]: the names an embedder needs (handlers, rules, task model, memory store,
 //!   clocks, `async_trait`) in one `use orchestrator_core::prelude::*`.

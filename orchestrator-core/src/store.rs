@@ -7,6 +7,8 @@
 //!
 //! The contracts are small traits, one per concern, each in its own file and re-exported here:
 //! - `event.rs`: [`EventStore`] — ingest, the event list and detail, reprocessing;
+//! - `batch.rs`: [`BatchStore`] — many deliveries in one commit (group commit), with the
+//!   store's own per-delivery preparation;
 //! - `task.rs`: [`TaskStore`] — what the API reads and what operators do (list, detail,
 //!   manual retry, statistics, retention, ping);
 //! - `attempt.rs`: [`AttemptStore`] — what queues and workers drive (claim, finish, leases,
@@ -23,6 +25,7 @@
 
 pub mod agent_run;
 mod attempt;
+mod batch;
 pub mod browse;
 mod event;
 pub mod operation;
@@ -36,7 +39,8 @@ use serde::{Deserialize, Serialize};
 use crate::task::{TaskStatus, TaskType};
 
 pub use attempt::{AttemptStore, Claim, Finish, FinishReport, QueueDepth, TaskEnd};
-pub use event::{EventStore, IngestOutcome, ReprocessOutcome, ingest_each};
+pub use batch::{BatchDelivery, BatchStore};
+pub use event::{EventStore, IngestOutcome, ReprocessOutcome};
 pub use pause::PauseStore;
 pub use submit::SubmitStore;
 pub use task::{CleanupReport, RetentionPolicy, RetryOutcome, Stats, TaskStore};

@@ -44,7 +44,6 @@ fn event(delivery: &str, event_type: &str, at: DateTime<Utc>) -> NewEvent {
         headers: vec![("x-github-event".to_owned(), event_type.to_owned())],
         received_at: at,
         parse_error: None,
-        prepared: Default::default(),
     }
 }
 

@@ -156,7 +156,6 @@ fn new_event(delivery: &str, at: DateTime<Utc>) -> NewEvent {
         headers: Vec::new(),
         received_at: at,
         parse_error: None,
-        prepared: Default::default(),
     }
 }
 

@@ -327,7 +327,6 @@ proptest! {
                     headers: vec![],
                     received_at: clock.now(),
                     parse_error: None,
-                    prepared: Default::default(),
                 };
                 store.ingest(event, tasks).await.unwrap();
             }

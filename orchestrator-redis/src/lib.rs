@@ -34,29 +34,29 @@
 //!   priority).
 //!
 //! ## Layout
-//! - [`config`]: [`RedisConfig`] (reaching Redis), [`QueueConfig`] (queue behaviour).
-//! - [`connection`]: [`RedisConnection`], the reconnecting handle with backoff.
+//! - `config.rs`: [`RedisConfig`] (reaching Redis), [`QueueConfig`] (queue behaviour).
+//! - `connection.rs`: [`RedisConnection`], the reconnecting handle with backoff.
 //! - [`keys`]: every key name.
-//! - [`stream`]: [`TaskStream`], the Redis side of the queue (publish, read, takeover, ack,
-//!   depth); [`delay`] its delayed set and mover; [`dead_letter`] its dead-letter stream.
-//! - [`queue`]: [`RedisQueue`], the stream paired with a task store; [`sweeper`] re-publishes;
+//! - `stream.rs`: [`TaskStream`], the Redis side of the queue (publish, read, takeover, ack,
+//!   depth); [`delay`] its delayed set and mover; `dead_letter.rs` its dead-letter stream.
+//! - `queue.rs`: [`RedisQueue`], the stream paired with a task store; `sweeper.rs` re-publishes;
 //!   [`loss`] notices lost queue data and resets.
-//! - [`replay_guard`] and [`rate_limit`]: the shared guards for the HTTP layer.
+//! - `replay_guard.rs` and `rate_limit.rs`: the shared guards for the HTTP layer.
 //! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA).
-//! - [`error`]: the crate's error, mapped onto the core's store error kinds.
+//! - `error.rs`: the crate's error, mapped onto the core's store error kinds.
 
-pub mod config;
-pub mod connection;
-pub mod dead_letter;
+mod config;
+mod connection;
+mod dead_letter;
 pub mod delay;
-pub mod error;
+mod error;
 pub mod keys;
 pub mod loss;
-pub mod queue;
-pub mod rate_limit;
-pub mod replay_guard;
-pub mod stream;
-pub mod sweeper;
+mod queue;
+mod rate_limit;
+mod replay_guard;
+mod stream;
+mod sweeper;
 
 pub use config::{QueueConfig, RedisConfig};
 pub use connection::RedisConnection;
@@ -65,5 +65,5 @@ pub use error::{Error, Result};
 pub use queue::RedisQueue;
 pub use rate_limit::{Decision, Rate, RedisRateLimiter};
 pub use replay_guard::ReplayGuard;
-pub use stream::{Delivery, TaskStream};
+pub use stream::{StreamMessage, TaskStream};
 pub use sweeper::{Republished, Sweeper};

@@ -32,7 +32,7 @@ use crate::config::QueueConfig;
 use crate::connection::RedisConnection;
 use crate::error::{Error, Result};
 use crate::loss::LossWatch;
-use crate::stream::{Delivery, TaskStream};
+use crate::stream::{StreamMessage, TaskStream};
 use crate::sweeper::{Sweeper, interval_passed};
 
 /// A task queue on Redis Streams over a store's [`AttemptStore`] (and its [`TaskStore`] for
@@ -172,7 +172,7 @@ impl RedisQueue {
         worker: &str,
         max: usize,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Vec<StreamMessage>> {
         if !self.backlog_is_empty() {
             self.send(now, &[], &[]).await?;
         }
@@ -196,7 +196,7 @@ impl RedisQueue {
     /// Asks the store to start the task of one message.
     async fn confirm(
         &self,
-        delivery: Delivery,
+        delivery: StreamMessage,
         worker: &str,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,

@@ -28,9 +28,10 @@ use crate::connection::{RedisConnection, Slot, is_group_lost};
 use crate::error::{Error, Result};
 use crate::keys::QueueKeys;
 
-/// One delivered message.
+/// One message read from the task stream (an entry naming a task id), not to be confused with
+/// a webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub struct StreamMessage {
     /// The stream entry id (acknowledge with it).
     pub entry_id: String,
     /// The task it names; `None` for an entry without a readable task id.
@@ -212,7 +213,7 @@ impl TaskStream {
 
     /// Reads up to `max` new messages for `consumer`; when there are none, waits up to the
     /// configured block time on the consumer's own connection.
-    pub async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>> {
+    pub async fn read(&self, consumer: &str, max: usize) -> Result<Vec<StreamMessage>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -230,7 +231,7 @@ impl TaskStream {
         blocking: Option<&Slot>,
         consumer: &str,
         max: usize,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Vec<StreamMessage>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.config.group)
@@ -251,7 +252,7 @@ impl TaskStream {
         };
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         Ok(entries
-            .map(|e| Delivery {
+            .map(|e| StreamMessage {
                 task_id: e
                     .get::<String>("task")
                     .and_then(|s| Uuid::parse_str(&s).ok()),
@@ -278,7 +279,7 @@ impl TaskStream {
         consumer: &str,
         max: usize,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Delivery>, u64)> {
+    ) -> Result<(Vec<StreamMessage>, u64)> {
         if max == 0 {
             return Ok((Vec::new(), 0));
         }
@@ -365,7 +366,7 @@ impl TaskStream {
     }
 }
 
-fn parse_reclaim(reply: Value) -> Result<(Vec<Delivery>, u64)> {
+fn parse_reclaim(reply: Value) -> Result<(Vec<StreamMessage>, u64)> {
     let bad = || Error::Reply("reclaim script".into());
     let Value::Array(mut parts) = reply else {
         return Err(bad());
@@ -392,7 +393,7 @@ fn parse_reclaim(reply: Value) -> Result<(Vec<Delivery>, u64)> {
                     .and_then(|s| Uuid::parse_str(&s).ok());
             }
         }
-        out.push(Delivery {
+        out.push(StreamMessage {
             entry_id,
             task_id,
             reclaimed: true,

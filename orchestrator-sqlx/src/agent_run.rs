@@ -18,7 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::any::both;
+use crate::sql_store::both;
 
 /// The columns every ledger read returns, in the order each database's `record` reads them.
 macro_rules! run_columns {

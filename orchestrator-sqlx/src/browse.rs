@@ -13,7 +13,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::any::both;
+use crate::sql_store::both;
 
 /// One condition's value; `T` is how the database stores an instant.
 enum Bound<T> {

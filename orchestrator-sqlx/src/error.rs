@@ -1,9 +1,7 @@
 //! This crate's errors and their mapping onto the core's [`StoreError`] kinds.
 
 use orchestrator_core::error::{StoreError, StoreErrorKind};
-use orchestrator_core::event::NewEvent;
-use orchestrator_core::store::{EventStore, IngestOutcome, ingest_each};
-use orchestrator_core::task::NewTask;
+use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 
 /// A failure to open or migrate a database.
 #[derive(Debug, thiserror::Error)]
@@ -105,16 +103,37 @@ pub(crate) fn fails_every_statement(err: &StoreError) -> bool {
 /// The outcomes of a batch after its one-transaction attempt (`together`): those outcomes when
 /// it committed; when it failed in a way every delivery shares ([`fails_every_statement`]),
 /// that failure for each at once; else each delivery ingested on its own.
-pub(crate) async fn settle_batch<S: EventStore + ?Sized>(
-    store: &S,
-    batch: Vec<(NewEvent, Vec<NewTask>)>,
+/// `ingest_one` is how the store ingests one delivery on its own.
+pub(crate) async fn settle_batch<P, F, Fut>(
+    batch: Vec<BatchDelivery<P>>,
     together: Result<Vec<IngestOutcome>, StoreError>,
-) -> Vec<Result<IngestOutcome, StoreError>> {
+    ingest_one: F,
+) -> Vec<Result<IngestOutcome, StoreError>>
+where
+    F: Fn(BatchDelivery<P>) -> Fut,
+    Fut: Future<Output = Result<IngestOutcome, StoreError>>,
+{
     match together {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(err) if fails_every_statement(&err) => same_failure(batch.len(), &err),
-        Err(_) => ingest_each(store, batch).await,
+        Err(_) => one_by_one(batch, ingest_one).await,
     }
+}
+
+/// Each delivery of `batch` ingested on its own with `ingest_one`, in order.
+pub(crate) async fn one_by_one<P, F, Fut>(
+    batch: Vec<BatchDelivery<P>>,
+    ingest_one: F,
+) -> Vec<Result<IngestOutcome, StoreError>>
+where
+    F: Fn(BatchDelivery<P>) -> Fut,
+    Fut: Future<Output = Result<IngestOutcome, StoreError>>,
+{
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        outcomes.push(ingest_one(delivery).await);
+    }
+    outcomes
 }
 
 /// `count` copies of a failure that every delivery of a batch shares.

@@ -23,21 +23,23 @@
 //! - Both keep an `open_tasks` counter on each event, changed in the same statement or
 //!   transaction as the task status, so "the event is processed when its last task is
 //!   terminal" needs no lock across statements.
-//! - `ingest_batch` (the core's group commit) writes a whole batch in one transaction, one
-//!   commit; if any delivery of it fails, the batch is rolled back and ingested one by one, so
+//! - `BatchStore::ingest_batch` (the core's group commit) writes a whole batch in one
+//!   transaction, one commit; if any delivery of it fails, the batch is rolled back and ingested one by one, so
 //!   no delivery's failure takes another with it.
 //! - Every time written comes from the callers' `now` arguments (never the database clock).
 //! - All SQL is static text with bound parameters.
 //!
 //! # Layout
-//! - [`config`]: pool and durability settings ([`PoolOptions`]).
+//! - `config.rs`: pool and durability settings ([`PoolOptions`]).
 //! - `error.rs`: [`Error`] and the mapping onto the core's `StoreError` kinds.
 //! - [`migrate`]: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
 //! - `plan.rs`: what a finished attempt writes, computed once for both databases.
 //! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` task reads and operator actions,
 //!   `attempt.rs` claims, finishes and leases, `stats.rs` figures and retention, `rows.rs` decoding).
-//! - `sqlite/`: [`SqliteStore`], the same files.
-//! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `sqlite/`: [`SqliteStore`], the same files, plus `insert.rs` (the event and task inserts,
+//!   one delivery or a multi-row batch), `payload.rs` (zstd payloads, [`PreparedPayload`]) and
+//!   `checkpoint.rs` (the background WAL checkpointer).
+//! - `sql_store.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `browse.rs`: keyset-paged lists (`BrowseStore`) for both databases and [`SqlStore`];
 //!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
@@ -47,9 +49,8 @@
 //! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
-mod any;
 mod browse;
-pub mod config;
+mod config;
 mod error;
 mod list;
 pub mod migrate;
@@ -58,12 +59,13 @@ mod pause;
 mod plan;
 mod postgres;
 mod report;
+mod sql_store;
 mod sqlite;
 mod stats;
 mod submit;
 
-pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};
 pub use error::Error;
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql_store::SqlStore;
+pub use sqlite::{PreparedPayload, SqliteStore};

@@ -21,8 +21,8 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::any::both;
 use crate::error::corrupt;
+use crate::sql_store::both;
 
 /// The columns every operation read returns, in the order each database's decoder reads them.
 macro_rules! operation_columns {

@@ -10,7 +10,7 @@ use orchestrator_core::store::pause::{Pause, PauseScope, PauseStore};
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::any::both;
+use crate::sql_store::both;
 
 /// A pause of exactly this scope ($1 repository, $2 task type; NULL for "every"), unless one
 /// exists.

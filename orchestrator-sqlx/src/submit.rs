@@ -8,7 +8,7 @@ use orchestrator_core::store::SubmitStore;
 use orchestrator_core::task::NewTask;
 
 use crate::SqlStore;
-use crate::any::both;
+use crate::sql_store::both;
 
 #[async_trait]
 impl SubmitStore for SqlStore {

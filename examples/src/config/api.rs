@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use orchestrator_axum::AdminToken;
 use orchestrator_axum::DuplicatePolicy;
-use orchestrator_axum::config::AdminToken;
 
 use super::read::Reader;
 use super::{Config, Purpose};

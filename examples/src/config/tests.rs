@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use orchestrator_axum::config::AdminToken;
+use orchestrator_axum::AdminToken;
 use orchestrator_axum::{DuplicatePolicy, RateLimit};
 use orchestrator_core::breaker::BreakerConfig;
 use orchestrator_sqlx::SqliteDurability;

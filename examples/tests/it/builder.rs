@@ -284,3 +284,62 @@ async fn the_full_router_mounts_in_another_app_with_the_admin_api() {
         .unwrap();
     assert_eq!(live.text().await.unwrap(), "ok");
 }
+
+/// `ENABLE_METRICS=false` is honoured: `/metrics` answers 404 with the error body, deliveries
+/// still work, and nothing is recorded (no delivery counted, no queue gauge set by `/health`).
+#[tokio::test]
+async fn with_metrics_off_nothing_is_recorded_and_metrics_is_not_served() {
+    let store = Arc::new(MemoryStore::new());
+    let orchestrator = builder(&store)
+        .configure(|c| c.enable_metrics = false)
+        .build()
+        .await
+        .unwrap();
+    let running = serve(&orchestrator).await;
+    let push = corpus("push/with-new-branch.payload.json");
+    assert_eq!(deliver(&running.base, "push", &push).await.status(), 200);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/health", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = client
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 404);
+    let body: Value = metrics.json().await.unwrap();
+    assert_eq!(body["status_code"], 404);
+    assert_eq!(body["path"], "/metrics");
+    let recorded = orchestrator.components().metrics().render();
+    assert!(
+        !recorded.contains("webhook_events_total{") && !recorded.contains("celery_queue_size{"),
+        "nothing may be recorded with metrics off:\n{recorded}"
+    );
+    running.stop.cancel();
+    running.served.await.unwrap().unwrap();
+}
+
+/// The same delivery with metrics on is counted and served (the test above can fail).
+#[tokio::test]
+async fn with_metrics_on_a_delivery_is_counted_and_served() {
+    let store = Arc::new(MemoryStore::new());
+    let orchestrator = builder(&store).build().await.unwrap();
+    let running = serve(&orchestrator).await;
+    let push = corpus("push/with-new-branch.payload.json");
+    assert_eq!(deliver(&running.base, "push", &push).await.status(), 200);
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("webhook_events_total{"), "{text}");
+    assert!(text.contains("celery_queue_size{"), "{text}");
+    running.stop.cancel();
+    running.served.await.unwrap().unwrap();
+}

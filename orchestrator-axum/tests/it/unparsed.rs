@@ -145,7 +145,6 @@ async fn an_event_stored_unparsed_by_an_older_version_is_reprocessed_after_an_up
         headers: vec![],
         received_at: app.store_now(),
         parse_error: Some("pull_request payload is missing required fields: head".into()),
-        prepared: Default::default(),
     };
     let IngestOutcome::Accepted { event_id, .. } = app.store.ingest(event, vec![]).await.unwrap()
     else {

@@ -18,7 +18,7 @@
 
 mod check_run;
 mod check_suite;
-pub mod classify;
+mod classify;
 mod codegen_trigger;
 mod prompt;
 mod pull_request;
@@ -40,7 +40,7 @@ use serde_json::Value;
 
 pub use check_run::CheckFailureAnalysis;
 pub use check_suite::CheckSuiteFailureAnalysis;
-pub use classify::{CheckKind, FileKind, TriggerReason};
+pub use classify::{CheckKind, FileKind, TriggerReason, classify_check, classify_file};
 pub use codegen_trigger::CodegenTrigger;
 pub use prompt::build_prompt;
 pub use pull_request::PullRequestAnalysis;

@@ -424,7 +424,7 @@ async fn needs_attention_then_a_manual_retry_creates_exactly_one_run() {
     let agent = Arc::new(FakeAgent::new());
     agent.script_statuses(["COMPLETE"]);
     let mut registry = HandlerRegistry::new();
-    orchestrator_codegen::register_handlers(
+    orchestrator_codegen::handlers::register_handlers(
         &mut registry,
         Arc::new(FakeGitHub::new()),
         agent.clone(),
@@ -458,7 +458,6 @@ async fn needs_attention_then_a_manual_retry_creates_exactly_one_run() {
         headers: vec![],
         received_at: clock.now(),
         parse_error: None,
-        prepared: Default::default(),
     };
     store.ingest(event, vec![new]).await.unwrap();
     // What a worker killed between storing the intent and recording the run leaves behind.

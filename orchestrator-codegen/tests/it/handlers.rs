@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use orchestrator_codegen::HandlerConfig;
+use orchestrator_codegen::handlers::CodegenTriggerInput;
 use orchestrator_codegen::handlers::{
     CheckFailureAnalysis, CheckSuiteFailureAnalysis, PullRequestAnalysis, PushAnalysis,
 };
-use orchestrator_codegen::{CodegenTriggerInput, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskHandler};
 use orchestrator_core::task::{Task, TaskType};
@@ -381,7 +382,7 @@ async fn unexpected_input_data_fails_permanently_without_calling_anyone() {
     let github = Arc::new(FakeGitHub::new());
     let agent = Arc::new(FakeAgent::new());
     let mut registry = HandlerRegistry::new();
-    orchestrator_codegen::register_handlers(
+    orchestrator_codegen::handlers::register_handlers(
         &mut registry,
         github.clone(),
         agent.clone(),

@@ -1,8 +1,9 @@
 //! Properties of the pure decision rules: file classification and the prompt.
 
+use orchestrator_codegen::HandlerConfig;
+use orchestrator_codegen::handlers::CodegenTriggerInput;
 use orchestrator_codegen::handlers::build_prompt;
-use orchestrator_codegen::handlers::classify::{FileKind, TriggerReason, classify_file};
-use orchestrator_codegen::{CodegenTriggerInput, HandlerConfig};
+use orchestrator_codegen::handlers::{FileKind, TriggerReason, classify_file};
 use proptest::prelude::*;
 
 const REASONS: [TriggerReason; 7] = [

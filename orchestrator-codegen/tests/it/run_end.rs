@@ -38,7 +38,7 @@ async fn rig(statuses: &[&str]) -> Rig {
     agent.script_statuses(statuses.iter().copied());
     agent.complete_with("opened a fix", Vec::new());
     let mut registry = HandlerRegistry::new();
-    orchestrator_codegen::register_handlers(
+    orchestrator_codegen::handlers::register_handlers(
         &mut registry,
         Arc::new(FakeGitHub::new()),
         agent.clone(),
@@ -72,7 +72,6 @@ async fn rig(statuses: &[&str]) -> Rig {
         headers: vec![],
         received_at: clock.now(),
         parse_error: None,
-        prepared: Default::default(),
     };
     store.ingest(event, vec![new]).await.unwrap();
     Rig {

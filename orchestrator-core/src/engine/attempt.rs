@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::worker::SpanFactory;
 use crate::clock::{self, Clock};
 use crate::error::{TaskError, TaskErrorKind};
 use crate::event::WebhookEvent;
@@ -25,6 +24,9 @@ use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(250);
 /// Longest pause between two tries to record an outcome.
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Makes the span an execution runs in (the server links it to the task's stored trace).
+pub type SpanFactory = Arc<dyn Fn(&Task) -> tracing::Span + Send + Sync>;
 
 /// Everything an attempt needs; cheap to clone into a spawned task.
 #[derive(Clone)]

@@ -1,9 +1,10 @@
 //! Group commit: many concurrent deliveries, one transaction.
 //!
 //! A commit costs a disk flush whatever it carries, so under load the receiver's throughput is
-//! bounded by flushes per second. [`GroupCommit`] wraps an [`EventStore`]: concurrent `ingest`
-//! calls wait in a channel, and each committer takes everything that is waiting (up to
-//! `max_batch`) and hands it to [`EventStore::ingest_batch`] in one go. Nothing waits on a timer:
+//! bounded by flushes per second. [`GroupCommit`] wraps a [`BatchStore`]: concurrent `ingest`
+//! calls prepare their delivery in their own task ([`BatchStore::prepare`]) and wait in a
+//! channel, and each committer takes everything that is waiting (up to `max_batch`) and hands it
+//! to [`BatchStore::ingest_batch`] in one go. Nothing waits on a timer:
 //! a lone delivery is committed at once, and batches form only while a commit is already in flight,
 //! so latency never grows to buy throughput. Every caller still gets its own outcome only after
 //! the commit that holds its delivery has succeeded.
@@ -15,33 +16,36 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
-use crate::store::{EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome};
+use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::store::{
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
+};
 use crate::task::NewTask;
 
 type Reply = oneshot::Sender<Result<IngestOutcome, StoreError>>;
-type Job = (NewEvent, Vec<NewTask>, Reply);
+type Job<P> = (BatchDelivery<P>, Reply);
 
-/// An [`EventStore`] that batches concurrent `ingest` calls into shared commits.
+/// An [`EventStore`] that batches concurrent `ingest` calls into shared commits of the
+/// [`BatchStore`] `S`.
 ///
 /// Must be created inside a tokio runtime (it spawns its committers).
-pub struct GroupCommit {
-    inner: Arc<dyn EventStore>,
-    jobs: mpsc::Sender<Job>,
+pub struct GroupCommit<S: BatchStore> {
+    inner: Arc<S>,
+    jobs: mpsc::Sender<Job<S::Prepared>>,
 }
 
-impl std::fmt::Debug for GroupCommit {
+impl<S: BatchStore> std::fmt::Debug for GroupCommit<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommit").finish_non_exhaustive()
     }
 }
 
-impl GroupCommit {
+impl<S: BatchStore> GroupCommit<S> {
     /// Wraps `inner` with `committers` concurrent committers (1 for SQLite, whose writes are
     /// serialised anyway; a few for PostgreSQL) taking up to `max_batch` deliveries each.
-    pub fn new(inner: Arc<dyn EventStore>, committers: usize, max_batch: usize) -> Self {
+    pub fn new(inner: Arc<S>, committers: usize, max_batch: usize) -> Self {
         let max_batch = max_batch.max(1);
-        let (jobs, receiver) = mpsc::channel::<Job>(max_batch * committers.max(1) * 4);
+        let (jobs, receiver) = mpsc::channel::<Job<S::Prepared>>(max_batch * committers.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..committers.max(1) {
             tokio::spawn(commit_loop(inner.clone(), receiver.clone(), max_batch));
@@ -55,9 +59,9 @@ impl GroupCommit {
     /// wait in line behind the request tasks that keep the workers busy under load; on its own
     /// thread the committer moves on as soon as the database answers. Falls back to
     /// [`new`](Self::new) if the thread or its runtime cannot be started.
-    pub fn on_own_thread(inner: Arc<dyn EventStore>, max_batch: usize) -> Self {
+    pub fn on_own_thread(inner: Arc<S>, max_batch: usize) -> Self {
         let max_batch = max_batch.max(1);
-        let (jobs, receiver) = mpsc::channel::<Job>(max_batch * 4);
+        let (jobs, receiver) = mpsc::channel::<Job<S::Prepared>>(max_batch * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -76,9 +80,9 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(
-    store: Arc<dyn EventStore>,
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+async fn commit_loop<S: BatchStore>(
+    store: Arc<S>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job<S::Prepared>>>>,
     max_batch: usize,
 ) {
     loop {
@@ -90,10 +94,7 @@ async fn commit_loop(
                 return; // every sender is gone
             }
         }
-        let (batch, replies): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|(event, tasks, reply)| ((event, tasks), reply))
-            .unzip();
+        let (batch, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let expected = batch.len();
         let started = std::time::Instant::now();
         let mut outcomes = store.ingest_batch(batch).await.into_iter();
@@ -117,35 +118,21 @@ async fn commit_loop(
 }
 
 #[async_trait]
-impl EventStore for GroupCommit {
+impl<S: BatchStore> EventStore for GroupCommit<S> {
     async fn ingest(
         &self,
         event: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
-        let mut event = event;
-        if event.prepared.is_empty() {
-            // Here, in the caller's task, not in the committer that every delivery waits for.
-            event.prepared = self.inner.prepare(&event);
-        }
+        // Here, in the caller's task, not in the committer that every delivery waits for.
+        let prepared = self.inner.prepare(&event);
         let (reply, outcome) = oneshot::channel();
         let gone = || StoreError::new(StoreErrorKind::Unavailable, "group committer stopped");
         self.jobs
-            .send((event, tasks, reply))
+            .send(((event, tasks, prepared), reply))
             .await
             .map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?
-    }
-
-    async fn ingest_batch(
-        &self,
-        batch: Vec<(NewEvent, Vec<NewTask>)>,
-    ) -> Vec<Result<IngestOutcome, StoreError>> {
-        self.inner.ingest_batch(batch).await
-    }
-
-    fn prepare(&self, event: &NewEvent) -> Prepared {
-        self.inner.prepare(event)
     }
 
     async fn list_events(
@@ -182,7 +169,7 @@ mod tests {
     use crate::memory::MemoryStore;
 
     /// Counts batches and their sizes, delegating to a MemoryStore; prepares each event with
-    /// the id of the thread that prepared it and counts the batched events that carry one.
+    /// the id of the thread that prepared it and records them.
     struct Counting {
         inner: MemoryStore,
         batches: AtomicUsize,
@@ -203,26 +190,32 @@ mod tests {
     }
 
     #[async_trait]
-    impl EventStore for Counting {
-        async fn ingest(&self, e: NewEvent, t: Vec<NewTask>) -> Result<IngestOutcome, StoreError> {
-            self.inner.ingest(e, t).await
+    impl BatchStore for Counting {
+        type Prepared = std::thread::ThreadId;
+
+        fn prepare(&self, _: &NewEvent) -> std::thread::ThreadId {
+            std::thread::current().id()
         }
+
         async fn ingest_batch(
             &self,
-            batch: Vec<(NewEvent, Vec<NewTask>)>,
+            batch: Vec<BatchDelivery<std::thread::ThreadId>>,
         ) -> Vec<Result<IngestOutcome, StoreError>> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             self.largest.fetch_max(batch.len(), Ordering::SeqCst);
-            let prepared = batch
-                .iter()
-                .filter_map(|(e, _)| e.prepared.get::<std::thread::ThreadId>().copied());
+            let prepared = batch.iter().map(|(_, _, thread)| *thread);
             self.prepared.lock().unwrap().extend(prepared);
             // Hold the commit a moment so concurrent callers pile up behind it.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            crate::store::ingest_each(&self.inner, batch).await
+            let batch = batch.into_iter().map(|(e, t, _)| (e, t, ())).collect();
+            self.inner.ingest_batch(batch).await
         }
-        fn prepare(&self, _: &NewEvent) -> Prepared {
-            Prepared::new(std::thread::current().id())
+    }
+
+    #[async_trait]
+    impl EventStore for Counting {
+        async fn ingest(&self, e: NewEvent, t: Vec<NewTask>) -> Result<IngestOutcome, StoreError> {
+            self.inner.ingest(e, t).await
         }
         async fn list_events(
             &self,
@@ -256,7 +249,6 @@ mod tests {
             headers: Vec::new(),
             received_at: Utc::now(),
             parse_error: None,
-            prepared: Default::default(),
         }
     }
 
@@ -331,18 +323,10 @@ mod tests {
         let counting = Arc::new(Counting::new());
         let store = GroupCommit::on_own_thread(counting.clone(), 8);
         let caller = std::thread::current().id();
-        let mut new = event("p-1");
-        new.prepared = counting.prepare(&new);
-        assert_eq!(new.prepared.get::<std::thread::ThreadId>(), Some(&caller));
-        // Unprepared: GroupCommit prepares it here (this test's thread), not on its committer.
+        // GroupCommit prepares each delivery here (this test's thread), not on its committer.
+        store.ingest(event("p-1"), Vec::new()).await.unwrap();
         store.ingest(event("p-2"), Vec::new()).await.unwrap();
-        store.ingest(new, Vec::new()).await.unwrap();
         assert_eq!(*counting.prepared.lock().unwrap(), vec![caller, caller]);
-        assert_eq!(
-            store.prepare(&event("p-3")).get::<std::thread::ThreadId>(),
-            Some(&caller),
-            "GroupCommit passes prepare through to the store it wraps"
-        );
     }
 
     #[tokio::test]

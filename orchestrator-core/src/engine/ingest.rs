@@ -222,34 +222,19 @@ impl Ingestor {
         trace_context: Option<String>,
         verified_event: &mut Option<String>,
     ) -> Result<Receipt, IngestError> {
-        if let Err(err) = self.limits.check_size(body.len()) {
-            tracing::warn!(reason = err.as_str(), size = body.len(), "delivery refused");
-            return Err(err.into());
-        }
-        let envelope = Delivery::from_headers(headers).inspect_err(|err| {
-            tracing::warn!(reason = err.as_str(), "delivery refused");
-        })?;
-        let delivery_id = envelope.delivery_id.as_str();
-        let event = envelope.event.as_str();
-        let signature = headers
-            .get(delivery::headers::SIGNATURE_256)
-            .map(|v| v.as_bytes());
-        let legacy = headers.contains_key(delivery::headers::SIGNATURE_SHA1);
-        self.verifier
-            .verify(signature, legacy, &body)
-            .inspect_err(|err| {
-                tracing::warn!(
-                    delivery_id,
-                    event,
-                    reason = err.as_str(),
-                    "delivery signature refused"
-                );
-            })?;
-        *verified_event = Some(event.to_owned());
-        let (json, parsed, parse_error) = read_payload(envelope.format, &body, event)
-            .inspect_err(|err| {
-                tracing::warn!(delivery_id, event, reason = err.as_str(), error = %err, "delivery payload refused");
-            })?;
+        let verified = self.verify(headers, &body, verified_event)?;
+        let delivery_id = verified.envelope.delivery_id.as_str();
+        let event = verified.envelope.event.as_str();
+        let mut receipt = Receipt {
+            delivery_id: delivery_id.to_owned(),
+            event_type: event.to_owned(),
+            action: verified.parsed.action.clone(),
+            event_id: 0,
+            duplicate: false,
+            task_ids: Vec::new(),
+            zen: verified.parsed.zen().map(str::to_owned),
+            parse_error: verified.parse_error.clone(),
+        };
 
         // Only now, with the sender proven and the body understood, may the id be marked.
         let claimed = match self.consult_guard(delivery_id, event).await {
@@ -260,34 +245,15 @@ impl Ingestor {
                     event_id,
                     "duplicate delivery (known to the delivery guard); nothing stored"
                 );
-                return Ok(Receipt {
-                    delivery_id: delivery_id.to_owned(),
-                    event_type: event.to_owned(),
-                    action: parsed.action.clone(),
-                    event_id,
-                    duplicate: true,
-                    task_ids: Vec::new(),
-                    zen: parsed.zen().map(str::to_owned),
-                    parse_error,
-                });
+                receipt.event_id = event_id;
+                receipt.duplicate = true;
+                return Ok(receipt);
             }
             GuardAnswer::Claimed => true,
             GuardAnswer::AskStore => false,
         };
 
-        let now = self.clock.now();
-        // An unparsed delivery causes no tasks: its typed view is what routing would read.
-        let specs = match parse_error {
-            None => self.router.route(&parsed),
-            Some(_) => Vec::new(),
-        };
-        let tasks: Vec<NewTask> = specs
-            .into_iter()
-            .map(|spec| NewTask {
-                trace_context: trace_context.clone(),
-                ..NewTask::new(spec, self.retry.max_retries, now)
-            })
-            .collect();
+        let (new_event, tasks) = self.rows(headers, &verified, trace_context);
         let refs: Vec<TaskRef> = tasks
             .iter()
             .map(|t| TaskRef {
@@ -299,19 +265,6 @@ impl Ingestor {
         for task in &tasks {
             *created.entry(task.spec.task_type.clone()).or_default() += 1;
         }
-        let new_event = NewEvent {
-            delivery_id: delivery_id.to_owned(),
-            event_type: event.to_owned(),
-            action: parsed.action.clone(),
-            source: "github".to_owned(),
-            repository: parsed.repository.as_ref().map(|r| r.full_name.clone()),
-            installation_id: parsed.installation_id,
-            payload: json,
-            headers: Delivery::stored_headers(headers),
-            received_at: now,
-            parse_error: parse_error.clone(),
-            prepared: Default::default(),
-        };
         let outcome = match self.store.ingest(new_event, tasks).await {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -328,16 +281,100 @@ impl Ingestor {
             }
         };
         self.confirm_guard(delivery_id, event, stored_id).await;
-        let mut receipt = Receipt {
-            delivery_id: delivery_id.to_owned(),
-            event_type: event.to_owned(),
-            action: parsed.action.clone(),
-            event_id: 0,
-            duplicate: false,
-            task_ids: Vec::new(),
-            zen: parsed.zen().map(str::to_owned),
+        self.announce(&mut receipt, outcome, &refs, &created).await;
+        Ok(receipt)
+    }
+
+    /// Size, envelope headers, signature, payload: the checks before anything is stored. Sets
+    /// `verified_event` once the signature holds (the metric label of a genuine delivery).
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        verified_event: &mut Option<String>,
+    ) -> Result<Verified, IngestError> {
+        if let Err(err) = self.limits.check_size(body.len()) {
+            tracing::warn!(reason = err.as_str(), size = body.len(), "delivery refused");
+            return Err(err.into());
+        }
+        let envelope = Delivery::from_headers(headers).inspect_err(|err| {
+            tracing::warn!(reason = err.as_str(), "delivery refused");
+        })?;
+        let delivery_id = envelope.delivery_id.as_str();
+        let event = envelope.event.as_str();
+        let signature = headers
+            .get(delivery::headers::SIGNATURE_256)
+            .map(|v| v.as_bytes());
+        let legacy = headers.contains_key(delivery::headers::SIGNATURE_SHA1);
+        self.verifier
+            .verify(signature, legacy, body)
+            .inspect_err(|err| {
+                tracing::warn!(
+                    delivery_id,
+                    event,
+                    reason = err.as_str(),
+                    "delivery signature refused"
+                );
+            })?;
+        *verified_event = Some(event.to_owned());
+        let (json, parsed, parse_error) = read_payload(envelope.format, body, event)
+            .inspect_err(|err| {
+                tracing::warn!(delivery_id, event, reason = err.as_str(), error = %err, "delivery payload refused");
+            })?;
+        Ok(Verified {
+            envelope,
+            json,
+            parsed,
             parse_error,
+        })
+    }
+
+    /// The event row and its task rows for a verified delivery, received now. An unparsed
+    /// delivery causes no tasks: its typed view is what routing would read.
+    fn rows(
+        &self,
+        headers: &HeaderMap,
+        verified: &Verified,
+        trace_context: Option<String>,
+    ) -> (NewEvent, Vec<NewTask>) {
+        let now = self.clock.now();
+        let parsed = &verified.parsed;
+        let specs = match verified.parse_error {
+            None => self.router.route(parsed),
+            Some(_) => Vec::new(),
         };
+        let tasks = specs
+            .into_iter()
+            .map(|spec| NewTask {
+                trace_context: trace_context.clone(),
+                ..NewTask::new(spec, self.retry.max_retries, now)
+            })
+            .collect();
+        let new_event = NewEvent {
+            delivery_id: verified.envelope.delivery_id.clone(),
+            event_type: verified.envelope.event.clone(),
+            action: parsed.action.clone(),
+            source: "github".to_owned(),
+            repository: parsed.repository.as_ref().map(|r| r.full_name.clone()),
+            installation_id: parsed.installation_id,
+            payload: verified.json.clone(),
+            headers: Delivery::stored_headers(headers),
+            received_at: now,
+            parse_error: verified.parse_error.clone(),
+        };
+        (new_event, tasks)
+    }
+
+    /// Logs and counts what the store did, publishes the new tasks, and fills in `receipt`.
+    async fn announce(
+        &self,
+        receipt: &mut Receipt,
+        outcome: IngestOutcome,
+        refs: &[TaskRef],
+        created: &BTreeMap<TaskType, u64>,
+    ) {
+        let delivery_id = receipt.delivery_id.as_str();
+        let event = receipt.event_type.as_str();
         match outcome {
             IngestOutcome::Duplicate { event_id } => {
                 tracing::info!(
@@ -363,11 +400,11 @@ impl Ingestor {
                         "delivery stored"
                     );
                 }
-                for (task_type, count) in &created {
+                for (task_type, count) in created {
                     self.observer.tasks_created(task_type, *count);
                 }
                 if !refs.is_empty()
-                    && let Err(err) = self.queue.publish(&refs).await
+                    && let Err(err) = self.queue.publish(refs).await
                 {
                     tracing::warn!(delivery_id, event, error = %err, "publishing tasks failed; the sweeper will publish them");
                 }
@@ -375,7 +412,6 @@ impl Ingestor {
                 receipt.task_ids = task_ids;
             }
         }
-        Ok(receipt)
     }
 
     /// Asks the guard (if any) about `delivery_id`. A failing guard is logged and treated as
@@ -477,6 +513,16 @@ impl Ingestor {
         }
         Ok(outcome)
     }
+}
+
+/// A delivery whose size, headers, signature and payload passed.
+struct Verified {
+    envelope: Delivery,
+    /// The JSON payload (the `payload=` field of a form body).
+    json: Bytes,
+    parsed: ParsedEvent,
+    /// Why the typed view failed, for a delivery stored unparsed.
+    parse_error: Option<String>,
 }
 
 /// The JSON bytes of a verified body, its typed view, and the parse error when that view failed

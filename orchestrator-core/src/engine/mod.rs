@@ -1,13 +1,22 @@
 //! The engine: the ingest path of a delivery and the worker loop of a task, generic over the
 //! store, queue, handler and clock traits.
+//!
+//! ## Layout
+//! - `ingest.rs`: [`Ingestor`], a delivery from headers and body to committed rows.
+//! - `group_commit.rs`: [`GroupCommit`], concurrent deliveries sharing one commit.
+//! - `worker.rs`: [`Worker`], the claim loop, leases and shutdown.
+//! - `attempt.rs`: one attempt of one claimed task (handler, lease renewal, outcome), and the
+//!   [`SpanFactory`] it runs in.
+//! - `operation.rs`: [`OperationRunner`], bulk retry / reprocess operations run in batches.
 
 mod attempt;
-pub mod group_commit;
-pub mod ingest;
-pub mod operation;
-pub mod worker;
+mod group_commit;
+mod ingest;
+mod operation;
+mod worker;
 
+pub use attempt::SpanFactory;
 pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
 pub use operation::{OperationRunner, OperationRunnerConfig};
-pub use worker::{SpanFactory, Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::Runner;
+use super::attempt::{Runner, SpanFactory};
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::handler::HandlerRegistry;
@@ -19,7 +19,6 @@ use crate::observe::{NoopObserver, Observer};
 use crate::queue::TaskQueue;
 use crate::retry::RetryPolicy;
 use crate::store::{AttemptStore, EventStore};
-use crate::task::Task;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -47,9 +46,6 @@ impl Default for WorkerConfig {
         }
     }
 }
-
-/// Makes the span an execution runs in (the server links it to the task's stored trace).
-pub type SpanFactory = Arc<dyn Fn(&Task) -> tracing::Span + Send + Sync>;
 
 /// Runs tasks.
 pub struct Worker {

@@ -1,4 +1,8 @@
-//! In-memory implementations of every contract, for tests and for embedding without a database.
+//! In-memory implementations of the store traits, GitHub and the coding agent, for tests and for
+//! embedding without a database. (The in-memory delivery guard is
+//! [`MemoryDeliveryGuard`](crate::guard::MemoryDeliveryGuard); the shared
+//! [`RateLimiter`](crate::guard::RateLimiter) has none: without one, the HTTP layer limits in
+//! process.)
 //!
 //! - [`MemoryStore`]: [`EventStore`](crate::store::EventStore) +
 //!   [`TaskStore`](crate::store::TaskStore) + [`AttemptStore`](crate::store::AttemptStore) +

@@ -1,5 +1,5 @@
 //! [`MemoryStore`]: the reference store behind one mutex, and its [`EventStore`] and
-//! [`TaskStore`] implementations (its `AttemptStore` is in `attempt.rs`).
+//! [`TaskStore`] implementations, and a [`BatchStore`] (its `AttemptStore` is in `attempt.rs`).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -11,8 +11,8 @@ use super::state::State;
 use crate::error::StoreError;
 use crate::event::{EventSummary, NewEvent, WebhookEvent};
 use crate::store::{
-    CleanupReport, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
-    RetryOutcome, Stats, TaskFilter, TaskStore,
+    BatchDelivery, BatchStore, CleanupReport, EventFilter, EventStore, IngestOutcome, Page,
+    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use crate::task::{NewTask, Task, TaskDetail};
 
@@ -132,6 +132,25 @@ impl EventStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<ReprocessOutcome, StoreError> {
         self.lock().reprocess(id, tasks, now)
+    }
+}
+
+/// Nothing to prepare; a batch is ingested one delivery at a time (each under the lock), so
+/// [`GroupCommit`](crate::engine::GroupCommit) can sit in front of the in-memory store too.
+#[async_trait]
+impl BatchStore for MemoryStore {
+    type Prepared = ();
+
+    fn prepare(&self, _event: &NewEvent) {}
+
+    async fn ingest_batch(
+        &self,
+        batch: Vec<BatchDelivery<()>>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        batch
+            .into_iter()
+            .map(|(event, tasks, ())| self.lock().ingest(event, tasks))
+            .collect()
     }
 }
 

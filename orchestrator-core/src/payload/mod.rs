@@ -20,11 +20,11 @@
 //! fall back to [`EventKind::Other`]).
 //!
 //! ## Layout
-//! - [`events`]: the public typed views ([`EventKind`] and its structs).
+//! - `events.rs`: the public typed views ([`EventKind`] and its structs).
 //! - `envelope`: the top-level serde structs, one per event.
 //! - `lenient`: readers for the common fields that never fail on an unexpected type.
 
-pub mod events;
+mod events;
 
 mod envelope;
 mod lenient;

@@ -7,15 +7,15 @@
 //! [`Rule`] for anything finer.
 //!
 //! ## Layout
-//! - [`builtin`]: the four default rules of the spec, each with a stable public name and
+//! - `builtin.rs`: the four default rules of the spec, each with a stable public name and
 //!   configurable actions / conclusions, priority and config.
-//! - [`event_rule`]: the declarative [`EventRule`].
+//! - `event_rule.rs`: the declarative [`EventRule`].
 //! - [`input`]: the typed `input_data` of the built-in task types (shared with the handlers).
 //! - [`report`]: the buttons of the orchestrator's own checks ([`ReportButtonsRule`]) and
 //!   [`OwnChecks`], which keeps the other rules away from them (no reporting loop).
 
-pub mod builtin;
-pub mod event_rule;
+mod builtin;
+mod event_rule;
 pub mod input;
 pub mod report;
 
@@ -28,7 +28,8 @@ use crate::payload::ParsedEvent;
 use crate::task::{TaskSpec, TaskType};
 
 pub use builtin::{
-    CheckRunFailureRule, CheckSuiteFailureRule, PullRequestRule, PushDefaultBranchRule,
+    CheckRunFailureRule, CheckSuiteFailureRule, DEFAULT_FAILURE_CONCLUSIONS,
+    DEFAULT_PULL_REQUEST_ACTIONS, PullRequestRule, PushDefaultBranchRule,
 };
 pub use event_rule::{EventInput, EventRule};
 pub use report::{OwnChecks, ReportButtonsRule};

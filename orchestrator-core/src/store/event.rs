@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{EventFilter, Page};
 use crate::error::StoreError;
-use crate::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
+use crate::event::{EventSummary, NewEvent, WebhookEvent};
 use crate::task::NewTask;
 
 /// What [`EventStore::ingest`] did.
@@ -59,32 +59,6 @@ pub trait EventStore: Send + Sync + 'static {
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError>;
 
-    /// Commits several deliveries with as few commits as the store can manage (group commit).
-    /// Each delivery stays atomic on its own and gets exactly the outcome [`ingest`] would have
-    /// given it; one delivery's failure never loses another's. The default ingests them one by
-    /// one; SQL stores override it with one transaction for the whole batch.
-    ///
-    /// [`ingest`]: EventStore::ingest
-    async fn ingest_batch(
-        &self,
-        batch: Vec<(NewEvent, Vec<NewTask>)>,
-    ) -> Vec<Result<IngestOutcome, StoreError>> {
-        ingest_each(self, batch).await
-    }
-
-    /// Per-delivery work that does not need the store's serial section, such as encoding the
-    /// payload the way the store keeps it. Batching front ends ([`GroupCommit`]) call it in the
-    /// caller's task before the delivery waits for a commit, so the work runs in parallel
-    /// across requests instead of inside the one writer; the result travels in
-    /// [`NewEvent::prepared`]. A store must still accept events that were never prepared.
-    /// The default prepares nothing.
-    ///
-    /// [`GroupCommit`]: crate::engine::GroupCommit
-    fn prepare(&self, event: &NewEvent) -> Prepared {
-        let _ = event;
-        Prepared::default()
-    }
-
     /// Events, newest first.
     async fn list_events(
         &self,
@@ -106,17 +80,4 @@ pub trait EventStore: Send + Sync + 'static {
         tasks: Vec<NewTask>,
         now: DateTime<Utc>,
     ) -> Result<ReprocessOutcome, StoreError>;
-}
-
-/// Ingests `batch` one delivery at a time, each with its own [`EventStore::ingest`]: the default
-/// [`EventStore::ingest_batch`], and the fallback of stores whose one-transaction batch failed.
-pub async fn ingest_each<S: EventStore + ?Sized>(
-    store: &S,
-    batch: Vec<(NewEvent, Vec<NewTask>)>,
-) -> Vec<Result<IngestOutcome, StoreError>> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (event, tasks) in batch {
-        outcomes.push(store.ingest(event, tasks).await);
-    }
-    outcomes
 }

@@ -235,7 +235,6 @@ pub(crate) async fn commit_tasks(
         headers: Vec::new(),
         received_at: now,
         parse_error: None,
-        prepared: Default::default(),
     };
     match store.ingest(event, tasks).await.unwrap() {
         IngestOutcome::Accepted { task_ids, .. } => task_ids

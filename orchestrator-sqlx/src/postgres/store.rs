@@ -1,11 +1,12 @@
-//! [`EventStore`] on PostgreSQL: ingest, event list and detail, reprocess.
+//! [`EventStore`] and [`BatchStore`] on PostgreSQL: ingest (one delivery or a batch in one
+//! transaction), event list and detail, reprocess.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
-    EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, ingest_each,
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
 };
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
@@ -13,7 +14,7 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::rows::{bind_one_task, bind_tasks, event, insert_one_task, insert_tasks, summary};
-use crate::error::{settle_batch, store_error};
+use crate::error::{one_by_one, settle_batch, store_error};
 use crate::plan::headers_json;
 
 /// One statement: the event, then its tasks only if the event row was inserted.
@@ -132,15 +133,40 @@ impl PgStore {
     /// The whole batch in one transaction (one commit); any error rolls all of it back.
     async fn ingest_together(
         &self,
-        batch: &[(NewEvent, Vec<NewTask>)],
+        batch: &[BatchDelivery<()>],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (event, tasks) in batch {
+        for (event, tasks, ()) in batch {
             outcomes.push(ingest_on(&mut tx, event, tasks).await?);
         }
         tx.commit().await.map_err(store_error)?;
         Ok(outcomes)
+    }
+}
+
+/// Nothing to prepare: PostgreSQL compresses large payloads itself (TOAST).
+#[async_trait]
+impl BatchStore for PgStore {
+    type Prepared = ();
+
+    fn prepare(&self, _event: &NewEvent) {}
+
+    /// One transaction for the whole batch. If any delivery fails (a conflicting task id, a
+    /// deadlock between batches racing on the same delivery ids), the transaction is rolled
+    /// back and every delivery is ingested on its own, so each gets the outcome `ingest` gives
+    /// it and no failure takes another delivery with it; when the database is unavailable (no
+    /// connection) each gets that failure at once.
+    async fn ingest_batch(
+        &self,
+        batch: Vec<BatchDelivery<()>>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        let one = |(event, tasks, ()): BatchDelivery<()>| self.ingest(event, tasks);
+        if batch.len() < 2 {
+            return one_by_one(batch, one).await;
+        }
+        let together = self.ingest_together(&batch).await;
+        settle_batch(batch, together, one).await
     }
 }
 
@@ -153,22 +179,6 @@ impl EventStore for PgStore {
     ) -> Result<IngestOutcome, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(store_error)?;
         ingest_on(&mut conn, &new, &tasks).await
-    }
-
-    /// One transaction for the whole batch. If any delivery fails (a conflicting task id, a
-    /// deadlock between batches racing on the same delivery ids), the transaction is rolled
-    /// back and every delivery is ingested on its own, so each gets the outcome `ingest` gives
-    /// it and no failure takes another delivery with it; when the database is unavailable (no
-    /// connection) each gets that failure at once.
-    async fn ingest_batch(
-        &self,
-        batch: Vec<(NewEvent, Vec<NewTask>)>,
-    ) -> Vec<Result<IngestOutcome, StoreError>> {
-        if batch.len() < 2 {
-            return ingest_each(self, batch).await;
-        }
-        let together = self.ingest_together(&batch).await;
-        settle_batch(self, batch, together).await
     }
 
     async fn list_events(

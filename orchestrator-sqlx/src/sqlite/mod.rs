@@ -23,9 +23,9 @@
 
 mod agent_run;
 mod attempt;
-mod batch;
 mod browse;
 mod checkpoint;
+mod insert;
 mod operation;
 mod pause;
 mod payload;
@@ -35,6 +35,8 @@ mod stats;
 mod store;
 mod submit;
 mod tasks;
+
+pub use payload::PreparedPayload;
 
 use std::str::FromStr;
 
@@ -104,7 +106,7 @@ impl SqliteStore {
                     checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
                 )
                 .pragma("temp_store", "memory")
-                .statement_cache_capacity(batch::WRITER_STATEMENT_CACHE),
+                .statement_cache_capacity(insert::WRITER_STATEMENT_CACHE),
         )
         .await?;
         let store_reader = options

@@ -5,8 +5,9 @@
 //! and once more by the checkpoint. Compressed with zstd (level 1, about 20 µs per 28 KiB) the
 //! same body is about 3 KiB, and the one writer, which every delivery waits for, moves a ninth
 //! of the bytes. The work is done before the commit where it can be
-//! ([`EventStore::prepare`](orchestrator_core::store::EventStore::prepare), called by the group
-//! committer in each request's task, and by the store before it takes the write lock).
+//! ([`BatchStore::prepare`](orchestrator_core::store::BatchStore::prepare), called by the group
+//! committer in each request's task, and by the store before it takes the write lock); what it
+//! makes, a [`PreparedPayload`], travels beside the event, never inside it.
 //!
 //! The `payload_encoding` column says how `payload` holds the body: `NULL` means the JSON text
 //! as received (small bodies, rows written before the column existed, or a store opened with
@@ -21,10 +22,8 @@ use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::NewEvent;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteRow, SqliteTypeInfo};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
 use sqlx::{Encode, Sqlite, Type};
-
-use super::rows::get;
 
 /// Bodies shorter than this are stored as text: compressing them saves little.
 const MIN_COMPRESSED_LEN: usize = 1024;
@@ -47,10 +46,12 @@ pub(super) enum StoredPayload {
     Zstd(Vec<u8>),
 }
 
-/// A compressed payload made ahead of the commit, with the body it was made from, so a body
-/// changed after preparing is never stored as its old compressed form.
+/// A delivery payload compressed ahead of the commit by the SQLite store's
+/// [`BatchStore::prepare`](orchestrator_core::store::BatchStore::prepare) (opaque: only the store
+/// that made it reads it). It keeps the body it was made from, so a body changed after
+/// preparing is never stored as its old compressed form.
 #[derive(Debug)]
-pub(super) struct PreparedPayload {
+pub struct PreparedPayload {
     source: Bytes,
     frame: Vec<u8>,
 }
@@ -88,10 +89,10 @@ impl StoredPayload {
         })
     }
 
-    /// What `event` stores: the compressed form prepared ahead of the commit if it was made
-    /// from this very body, else encoded now.
-    pub(super) fn of(event: &NewEvent, compress: bool) -> Self {
-        match event.prepared.get::<PreparedPayload>() {
+    /// What `event` stores: `prepared`, the compressed form made ahead of the commit, if it was
+    /// made from this very body, else the body encoded now.
+    pub(super) fn of(event: &NewEvent, prepared: Option<&PreparedPayload>, compress: bool) -> Self {
+        match prepared {
             // Usually the very same buffer; comparing contents only when it is not.
             Some(prepared)
                 if (prepared.source.as_ptr() == event.payload.as_ptr()
@@ -146,22 +147,8 @@ impl Encode<'_, Sqlite> for StoredPayload {
     }
 }
 
-/// The body of an event row (columns `payload` and `payload_encoding`), byte for byte as
-/// received.
-pub(super) fn read(row: &SqliteRow) -> Result<Bytes, StoreError> {
-    let encoding: Option<String> = get(row, "payload_encoding")?;
-    match encoding.as_deref() {
-        None => Ok(Bytes::from(get::<String>(row, "payload")?)),
-        Some(ZSTD) => decompress(&get::<Vec<u8>>(row, "payload")?),
-        Some(other) => Err(StoreError::new(
-            StoreErrorKind::Internal,
-            format!("stored payload has an unknown encoding {other:?}"),
-        )),
-    }
-}
-
 /// Expands one stored zstd frame.
-fn decompress(frame: &[u8]) -> Result<Bytes, StoreError> {
+pub(super) fn decompress(frame: &[u8]) -> Result<Bytes, StoreError> {
     let corrupt = |error: std::io::Error| {
         StoreError::with_source(
             StoreErrorKind::Internal,
@@ -233,11 +220,9 @@ mod tests {
             headers: Vec::new(),
             received_at: chrono::Utc::now(),
             parse_error: None,
-            prepared: Default::default(),
         };
         let prepared = PreparedPayload::new(&first, true).unwrap();
-        event.prepared = orchestrator_core::event::Prepared::new(prepared);
-        let stored = |event: &NewEvent| match StoredPayload::of(event, true) {
+        let stored = |event: &NewEvent| match StoredPayload::of(event, Some(&prepared), true) {
             StoredPayload::Zstd(frame) => decompress(&frame).unwrap(),
             StoredPayload::Text(_) => panic!("long bodies are compressed"),
         };

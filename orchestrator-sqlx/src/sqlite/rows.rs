@@ -1,7 +1,8 @@
 //! Row decoding, time conversion and the shared task insert on SQLite.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::StoreError;
+use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::{EventSummary, WebhookEvent};
 use orchestrator_core::task::{NewTask, Task, TaskExecution};
 use serde_json::Value;
@@ -9,6 +10,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
+use super::payload::{ZSTD, decompress};
 use crate::error::{corrupt, store_error};
 use crate::plan::{
     count, json_text, parse_execution_status, parse_headers, parse_status, parse_task_type, to_i32,
@@ -147,7 +149,7 @@ pub(super) fn event(row: &SqliteRow) -> Result<WebhookEvent, StoreError> {
         source: get(row, "source")?,
         repository: get(row, "repository")?,
         installation_id: get(row, "installation_id")?,
-        payload: super::payload::read(row)?,
+        payload: payload(row)?,
         headers: parse_headers(&get::<String>(row, "headers")?)?,
         processed: get(row, "processed")?,
         processing_started_at: opt_time(get(row, "processing_started_at")?)?,
@@ -171,4 +173,18 @@ pub(super) fn summary(row: &SqliteRow) -> Result<EventSummary, StoreError> {
         created_at: time(get(row, "created_at")?)?,
         error_message: get(row, "error_message")?,
     })
+}
+
+/// The body of an event row (columns `payload` and `payload_encoding`), byte for byte as
+/// received.
+fn payload(row: &SqliteRow) -> Result<Bytes, StoreError> {
+    let encoding: Option<String> = get(row, "payload_encoding")?;
+    match encoding.as_deref() {
+        None => Ok(Bytes::from(get::<String>(row, "payload")?)),
+        Some(ZSTD) => decompress(&get::<Vec<u8>>(row, "payload")?),
+        Some(other) => Err(StoreError::new(
+            StoreErrorKind::Internal,
+            format!("stored payload has an unknown encoding {other:?}"),
+        )),
+    }
 }

@@ -1,21 +1,22 @@
-//! [`EventStore`] on SQLite: ingest, event list and detail, reprocess.
+//! [`EventStore`] and [`BatchStore`] on SQLite: ingest (one delivery or a batch, the payload
+//! compressed before the write lock), event list and detail, reprocess.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
+use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
-    EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, ingest_each,
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
 };
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::batch::{ingest_many, insert_event};
+use super::insert::{Delivery, ingest_many, insert_event};
 use super::payload::PreparedPayload;
 use super::rows::{event, insert_task, summary, us};
-use crate::error::{settle_batch, store_error};
+use crate::error::{one_by_one, settle_batch, store_error};
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
 
@@ -44,11 +45,13 @@ const GET: &str = "SELECT id, delivery_id, event_type, action, source, repositor
 async fn ingest_on(
     conn: &mut SqliteConnection,
     new: &NewEvent,
+    prepared: Option<&PreparedPayload>,
     tasks: &[NewTask],
     compress: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let at = new.received_at;
-    let Some(event_id) = insert_event(&mut *conn, new, tasks.len(), compress).await? else {
+    let Some(event_id) = insert_event(&mut *conn, new, prepared, tasks.len(), compress).await?
+    else {
         let row = sqlx::query(EXISTING)
             .bind(&new.delivery_id)
             .fetch_one(&mut *conn)
@@ -95,26 +98,58 @@ async fn refused(conn: &mut SqliteConnection, id: i64) -> Result<ReprocessOutcom
 }
 
 impl SqliteStore {
-    /// `new` with its payload encoded, before the write lock is taken (a no-op when a group
-    /// committer already prepared it).
-    fn prepared(&self, mut new: NewEvent) -> NewEvent {
-        if new.prepared.is_empty() {
-            new.prepared = self.prepare(&new);
-        }
-        new
+    /// One delivery whose payload was prepared (compressed) before the write lock.
+    async fn ingest_prepared(
+        &self,
+        (new, tasks, prepared): Delivery,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let outcome = ingest_on(
+            &mut tx,
+            &new,
+            prepared.as_ref(),
+            &tasks,
+            self.compress_payloads,
+        )
+        .await?;
+        tx.commit().await.map_err(store_error)?;
+        self.committed();
+        Ok(outcome)
     }
 
     /// The whole batch in one write transaction (one commit, a few multi-row inserts); any error
     /// rolls all of it back.
-    async fn ingest_together(
-        &self,
-        batch: &[(NewEvent, Vec<NewTask>)],
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
+    async fn ingest_together(&self, batch: &[Delivery]) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.write().await?;
         let outcomes = ingest_many(&mut tx, batch, self.compress_payloads).await?;
         tx.commit().await.map_err(store_error)?;
         self.committed();
         Ok(outcomes)
+    }
+}
+
+/// The payload is compressed in the caller's task, so the writer only copies it.
+#[async_trait]
+impl BatchStore for SqliteStore {
+    type Prepared = Option<PreparedPayload>;
+
+    fn prepare(&self, event: &NewEvent) -> Option<PreparedPayload> {
+        PreparedPayload::new(&event.payload, self.compress_payloads)
+    }
+
+    /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
+    /// the transaction is rolled back and every delivery is ingested on its own, so each gets
+    /// the outcome `ingest` gives it and no failure takes another delivery with it; when the
+    /// database is unavailable (locked, disk full) each gets that failure at once.
+    async fn ingest_batch(
+        &self,
+        batch: Vec<BatchDelivery<Option<PreparedPayload>>>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        if batch.len() < 2 {
+            return one_by_one(batch, |d| self.ingest_prepared(d)).await;
+        }
+        let together = self.ingest_together(&batch).await;
+        settle_batch(batch, together, |d| self.ingest_prepared(d)).await
     }
 }
 
@@ -125,38 +160,8 @@ impl EventStore for SqliteStore {
         new: NewEvent,
         tasks: Vec<NewTask>,
     ) -> Result<IngestOutcome, StoreError> {
-        let new = self.prepared(new);
-        let mut tx = self.write().await?;
-        let outcome = ingest_on(&mut tx, &new, &tasks, self.compress_payloads).await?;
-        tx.commit().await.map_err(store_error)?;
-        self.committed();
-        Ok(outcome)
-    }
-
-    /// One write transaction (one commit, one sync) for the whole batch. If any delivery fails,
-    /// the transaction is rolled back and every delivery is ingested on its own, so each gets
-    /// the outcome `ingest` gives it and no failure takes another delivery with it; when the
-    /// database is unavailable (locked, disk full) each gets that failure at once.
-    async fn ingest_batch(
-        &self,
-        batch: Vec<(NewEvent, Vec<NewTask>)>,
-    ) -> Vec<Result<IngestOutcome, StoreError>> {
-        let batch: Vec<_> = batch
-            .into_iter()
-            .map(|(new, tasks)| (self.prepared(new), tasks))
-            .collect();
-        if batch.len() < 2 {
-            return ingest_each(self, batch).await;
-        }
-        let together = self.ingest_together(&batch).await;
-        settle_batch(self, batch, together).await
-    }
-
-    /// The payload compressed in the caller's task, so the writer only copies it.
-    fn prepare(&self, event: &NewEvent) -> Prepared {
-        PreparedPayload::new(&event.payload, self.compress_payloads)
-            .map(Prepared::new)
-            .unwrap_or_default()
+        let prepared = self.prepare(&new);
+        self.ingest_prepared((new, tasks, prepared)).await
     }
 
     async fn list_events(

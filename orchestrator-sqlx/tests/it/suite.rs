@@ -6,7 +6,7 @@ use orchestrator_core::error::StoreErrorKind;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::{
-    AttemptStore, EventFilter, EventStore, ExternalRun, Finish, IngestOutcome, Page,
+    AttemptStore, BatchStore, EventFilter, EventStore, ExternalRun, Finish, IngestOutcome, Page,
     ReprocessOutcome, RetentionPolicy, RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskStatus, TaskType};
@@ -14,7 +14,7 @@ use orchestrator_sqlx::SqlStore;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{AsQueue, at, event, task};
+use crate::support::{AsQueue, at, event, prepared, task};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -953,7 +953,9 @@ pub async fn batch_ingest_keeps_each_delivery_atomic(store: &SqlStore) {
         vec![task("push_analysis", 0, at(0))],
     );
     let b = (event("d-b", "ping", at(0)), vec![]);
-    let outcomes = store.ingest_batch(vec![a, a_again, b]).await;
+    let outcomes = store
+        .ingest_batch(prepared(store, vec![a, a_again, b]))
+        .await;
     assert_eq!(outcomes.len(), 3);
     let Ok(IngestOutcome::Accepted { event_id: a_id, .. }) = outcomes[0] else {
         panic!("{outcomes:?}")
@@ -981,7 +983,7 @@ pub async fn batch_ingest_keeps_each_delivery_atomic(store: &SqlStore) {
         event("d-d", "push", at(1)),
         vec![task("push_analysis", 0, at(1))],
     );
-    let outcomes = store.ingest_batch(vec![c, bad, d]).await;
+    let outcomes = store.ingest_batch(prepared(store, vec![c, bad, d])).await;
     assert!(
         matches!(outcomes[0], Ok(IngestOutcome::Accepted { .. })),
         "{outcomes:?}"

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::StoreQueue;
+use orchestrator_core::store::{BatchDelivery, BatchStore};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteStore};
 use sqlx::Connection;
@@ -29,6 +30,20 @@ impl AsQueue for SqlStore {
     fn queue(&self) -> StoreQueue<SqlStore> {
         StoreQueue::new(Arc::new(self.clone()))
     }
+}
+
+/// `batch` with each delivery prepared by `store`, as the group committer hands it over.
+pub fn prepared<S: BatchStore>(
+    store: &S,
+    batch: Vec<(NewEvent, Vec<NewTask>)>,
+) -> Vec<BatchDelivery<S::Prepared>> {
+    batch
+        .into_iter()
+        .map(|(event, tasks)| {
+            let prepared = store.prepare(&event);
+            (event, tasks, prepared)
+        })
+        .collect()
 }
 
 /// A store on a database that is removed when this is dropped.
@@ -162,7 +177,6 @@ pub fn event(delivery: &str, event_type: &str, received: DateTime<Utc>) -> NewEv
         ],
         received_at: received,
         parse_error: None,
-        prepared: Default::default(),
     }
 }
 

@@ -4,10 +4,10 @@
 
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::store::{
-    EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy, TaskStore,
+    BatchStore, EventFilter, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy, TaskStore,
 };
 
-use crate::support::{at, event, task};
+use crate::support::{at, event, prepared, task};
 
 const ERROR: &str = "pull_request payload is missing required fields: invalid type: null";
 
@@ -28,13 +28,16 @@ fn accepted(outcome: &IngestOutcome) -> i64 {
     }
 }
 
-pub async fn an_unparsed_delivery_is_kept_until_reprocessed<S: EventStore + TaskStore>(store: &S) {
+pub async fn an_unparsed_delivery_is_kept_until_reprocessed<S: BatchStore + TaskStore>(store: &S) {
     let single = accepted(&store.ingest(unparsed("u-1", 0), vec![]).await.unwrap());
     let batch = store
-        .ingest_batch(vec![
-            (unparsed("u-2", 1), vec![]),
-            (event("p-1", "push", at(1)), vec![]),
-        ])
+        .ingest_batch(prepared(
+            store,
+            vec![
+                (unparsed("u-2", 1), vec![]),
+                (event("p-1", "push", at(1)), vec![]),
+            ],
+        ))
         .await;
     let batched = accepted(batch[0].as_ref().unwrap());
     for id in [single, batched] {

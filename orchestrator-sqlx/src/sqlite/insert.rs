@@ -1,4 +1,5 @@
-//! Batch ingest on SQLite: a group of deliveries in one write transaction with multi-row inserts.
+//! The event and task `INSERT`s on SQLite: one delivery ([`insert_event`]) or a group of
+//! deliveries in one write transaction with multi-row inserts ([`ingest_many`]).
 //!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
 //! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,
@@ -13,13 +14,13 @@ use std::sync::LazyLock;
 
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
-use orchestrator_core::store::IngestOutcome;
+use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
-use super::payload::StoredPayload;
+use super::payload::{PreparedPayload, StoredPayload};
 use super::rows::us;
 use crate::error::store_error;
 use crate::plan::{headers_json, json_text, to_i32};
@@ -44,6 +45,9 @@ const TASK_COLUMNS: &str = "INSERT INTO workflow_tasks (task_id, webhook_event_i
 const TASK_ROW: &str = "(?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+
+/// A delivery of a batch with its payload as the store prepared it.
+pub(super) type Delivery = BatchDelivery<Option<PreparedPayload>>;
 
 /// `head` followed by `rows` copies of `row`, comma-separated, then `tail`.
 fn statement(head: &str, row: &str, rows: usize, tail: &str) -> String {
@@ -77,13 +81,14 @@ fn chunks(mut len: usize) -> impl Iterator<Item = usize> {
 fn bind_event<'q>(
     query: SqliteQuery<'q>,
     event: &NewEvent,
+    prepared: Option<&PreparedPayload>,
     tasks: usize,
     compress: bool,
 ) -> SqliteQuery<'q> {
     let at = us(event.received_at);
     let processed = tasks == 0 && event.parse_error.is_none();
     let settled_at = processed.then_some(at);
-    let payload = StoredPayload::of(event, compress);
+    let payload = StoredPayload::of(event, prepared, compress);
     let encoding = payload.encoding();
     query
         .bind(event.delivery_id.clone())
@@ -134,11 +139,12 @@ static INSERT_ONE_EVENT: LazyLock<String> =
 pub(super) async fn insert_event(
     conn: &mut SqliteConnection,
     event: &NewEvent,
+    prepared: Option<&PreparedPayload>,
     tasks: usize,
     compress: bool,
 ) -> Result<Option<i64>, StoreError> {
     let query = sqlx::query(AssertSqlSafe(INSERT_ONE_EVENT.as_str()));
-    let row = bind_event(query, event, tasks, compress)
+    let row = bind_event(query, event, prepared, tasks, compress)
         .fetch_optional(&mut *conn)
         .await
         .map_err(store_error)?;
@@ -149,7 +155,7 @@ pub(super) async fn insert_event(
 /// Inserts the events of `batch`; returns the id of every row inserted, by delivery id.
 async fn insert_events(
     conn: &mut SqliteConnection,
-    batch: &[(NewEvent, Vec<NewTask>)],
+    batch: &[Delivery],
     compress: bool,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let mut inserted = HashMap::with_capacity(batch.len());
@@ -159,8 +165,8 @@ async fn insert_events(
         rest = tail;
         let sql = statement(EVENT_COLUMNS, EVENT_ROW, rows, EVENT_TAIL);
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (event, tasks) in chunk {
-            query = bind_event(query, event, tasks.len(), compress);
+        for (event, tasks, prepared) in chunk {
+            query = bind_event(query, event, prepared.as_ref(), tasks.len(), compress);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(store_error)? {
             let id: i64 = row.try_get(0).map_err(store_error)?;
@@ -195,14 +201,14 @@ async fn insert_tasks(
 /// accepted, a later one (or one already stored) is a duplicate of it.
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
-    batch: &[(NewEvent, Vec<NewTask>)],
+    batch: &[Delivery],
     compress: bool,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut inserted = insert_events(conn, batch, compress).await?;
     let mut seen: HashMap<&str, i64> = HashMap::new();
     let mut tasks = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
-    for (event, event_tasks) in batch {
+    for (event, event_tasks, _) in batch {
         let delivery = event.delivery_id.as_str();
         if let Some(event_id) = inserted.remove(delivery) {
             seen.insert(delivery, event_id);
@@ -239,7 +245,7 @@ mod tests {
 
     use bytes::Bytes;
     use chrono::Utc;
-    use orchestrator_core::store::{EventFilter, EventStore, Page};
+    use orchestrator_core::store::{BatchStore, EventFilter, EventStore, Page};
     use orchestrator_core::task::{TaskSpec, TaskType};
 
     use super::*;
@@ -268,11 +274,21 @@ mod tests {
             headers: vec![("x-github-delivery".to_owned(), id.to_owned())],
             received_at: Utc::now(),
             parse_error: None,
-            prepared: Default::default(),
         };
         let mut spec = TaskSpec::new(TaskType::new("push_analysis").unwrap());
         spec.branch = Some(id.to_owned());
         (event, vec![NewTask::new(spec, 2, Utc::now())])
+    }
+
+    /// `batch` prepared as the group committer prepares it.
+    fn prepared(store: &SqliteStore, batch: Vec<(NewEvent, Vec<NewTask>)>) -> Vec<Delivery> {
+        batch
+            .into_iter()
+            .map(|(event, tasks)| {
+                let payload = store.prepare(&event);
+                (event, tasks, payload)
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -292,7 +308,7 @@ mod tests {
         let mut batch: Vec<_> = (0..148).map(|i| delivery(&format!("d-{i}"))).collect();
         batch.insert(70, delivery("old"));
         batch.push(delivery("d-3"));
-        let outcomes = store.ingest_batch(batch.clone()).await;
+        let outcomes = store.ingest_batch(prepared(&store, batch.clone())).await;
         assert_eq!(outcomes.len(), 150);
         assert_eq!(
             outcomes[70].as_ref().unwrap(),
@@ -355,7 +371,7 @@ mod tests {
             .unwrap();
         // All new: every delivery accepted with its task.
         let first: Vec<_> = (0..10).map(|i| delivery(&format!("a-{i}"))).collect();
-        let outcomes = store.ingest_batch(first).await;
+        let outcomes = store.ingest_batch(prepared(&store, first)).await;
         assert!(outcomes.iter().all(
             |o| matches!(o, Ok(IngestOutcome::Accepted { task_ids, .. }) if task_ids.len() == 1)
         ));
@@ -368,7 +384,7 @@ mod tests {
         // One delivery already stored: it is a duplicate, the rest are accepted.
         let mut second: Vec<_> = (0..5).map(|i| delivery(&format!("b-{i}"))).collect();
         second.insert(2, delivery("a-3"));
-        let outcomes = store.ingest_batch(second).await;
+        let outcomes = store.ingest_batch(prepared(&store, second)).await;
         assert_eq!(
             outcomes[2].as_ref().unwrap(),
             &IngestOutcome::Duplicate { event_id: a3 }
@@ -393,7 +409,8 @@ mod tests {
         let again = store.ingest(delivery("c-0").0, Vec::new()).await.unwrap();
         assert!(matches!(again, IngestOutcome::Duplicate { .. }));
         let third: Vec<_> = (0..3).map(|i| delivery(&format!("d-{i}"))).collect();
-        assert!(store.ingest_batch(third).await.iter().all(|o| o.is_ok()));
+        let outcomes = store.ingest_batch(prepared(&store, third)).await;
+        assert!(outcomes.iter().all(|o| o.is_ok()));
         assert_eq!(count(&store, "webhook_events").await, 19);
         assert_eq!(count(&store, "workflow_tasks").await, 19);
         // Each task points at its own event.

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
+use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
-    AttemptStore, Claim, CleanupReport, EventFilter, EventStore, ExternalRun, Finish, FinishReport,
-    IngestOutcome, Page, QueueDepth, ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats,
-    TaskFilter, TaskStore,
+    AttemptStore, BatchDelivery, BatchStore, Claim, CleanupReport, EventFilter, EventStore,
+    ExternalRun, Finish, FinishReport, IngestOutcome, Page, QueueDepth, ReprocessOutcome,
+    RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{NewTask, Task, TaskDetail};
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::config::PoolOptions;
 use crate::error::Error;
 use crate::postgres::PgStore;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{PreparedPayload, SqliteStore};
 
 /// The store of whichever database the URL names; the core's `StoreQueue` over it is the
 /// database queue.
@@ -105,12 +105,6 @@ impl EventStore for SqlStore {
     ) -> Result<IngestOutcome, StoreError> {
         both!(self, s => s.ingest(event, tasks).await)
     }
-    async fn ingest_batch(
-        &self,
-        batch: Vec<(NewEvent, Vec<NewTask>)>,
-    ) -> Vec<Result<IngestOutcome, StoreError>> {
-        both!(self, s => s.ingest_batch(batch).await)
-    }
     async fn list_events(
         &self,
         filter: &EventFilter,
@@ -121,9 +115,6 @@ impl EventStore for SqlStore {
     async fn get_event(&self, id: i64) -> Result<Option<WebhookEvent>, StoreError> {
         both!(self, s => s.get_event(id).await)
     }
-    fn prepare(&self, event: &NewEvent) -> Prepared {
-        both!(self, s => s.prepare(event))
-    }
     async fn reprocess_event(
         &self,
         id: i64,
@@ -131,6 +122,32 @@ impl EventStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<ReprocessOutcome, StoreError> {
         both!(self, s => s.reprocess_event(id, tasks, now).await)
+    }
+}
+
+/// SQLite prepares the compressed payload; PostgreSQL prepares nothing.
+#[async_trait]
+impl BatchStore for SqlStore {
+    type Prepared = Option<PreparedPayload>;
+
+    fn prepare(&self, event: &NewEvent) -> Option<PreparedPayload> {
+        match self {
+            Self::Postgres(_) => None,
+            Self::Sqlite(s) => s.prepare(event),
+        }
+    }
+
+    async fn ingest_batch(
+        &self,
+        batch: Vec<BatchDelivery<Option<PreparedPayload>>>,
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        match self {
+            Self::Postgres(s) => {
+                let batch = batch.into_iter().map(|(e, t, _)| (e, t, ())).collect();
+                s.ingest_batch(batch).await
+            }
+            Self::Sqlite(s) => s.ingest_batch(batch).await,
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
         c.clock.clone(),
     )
     .config(c.config.api.clone())
+    .cancel_store(c.stores.cancel.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .health_check(Arc::new(CachedCheck::new(

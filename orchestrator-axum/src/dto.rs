@@ -207,6 +207,9 @@ pub struct TaskSummaryDto {
     pub error_message: Option<String>,
     /// The coding agent's page for its run.
     pub codegen_task_url: Option<String>,
+    /// The newer task (same repository, pull request and task type, newer head SHA) that
+    /// superseded this one, if any.
+    pub superseded_by: Option<Uuid>,
 }
 
 impl From<Task> for TaskSummaryDto {
@@ -222,6 +225,7 @@ impl From<Task> for TaskSummaryDto {
             completed_at: t.completed_at,
             error_message: t.error_message,
             codegen_task_url: t.codegen_task_url,
+            superseded_by: t.superseded_by,
         }
     }
 }
@@ -237,7 +241,7 @@ pub struct ExecutionDto {
     pub attempt: u32,
     /// The worker that ran it.
     pub worker_id: String,
-    /// `running`, `completed`, `failed`, `deferred`, `released` or `abandoned`.
+    /// `running`, `completed`, `failed`, `deferred`, `released`, `abandoned` or `cancelled`.
     pub status: String,
     /// Start.
     pub started_at: DateTime<Utc>,
@@ -318,6 +322,9 @@ pub struct TaskDetailDto {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The newer task (same repository, pull request and task type, newer head SHA) that
+    /// superseded this one, if any.
+    pub superseded_by: Option<Uuid>,
     /// Attempts, oldest first.
     pub executions: Vec<ExecutionDto>,
 }
@@ -349,6 +356,7 @@ impl From<TaskDetail> for TaskDetailDto {
             codegen_task_url: t.codegen_task_url,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            superseded_by: t.superseded_by,
             executions: d.executions.into_iter().map(Into::into).collect(),
         }
     }

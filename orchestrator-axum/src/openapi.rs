@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, events, system, tasks, webhook};
+use crate::routes::{admin, cancel, events, system, tasks, webhook};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -27,6 +27,7 @@ use crate::routes::{admin, events, system, tasks, webhook};
         tasks::list,
         tasks::get,
         tasks::retry,
+        cancel::cancel,
         admin::metrics,
         admin::stats,
         admin::cleanup,

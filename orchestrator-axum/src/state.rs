@@ -9,6 +9,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::{EventStore, TaskStore};
 
 use crate::budget::BodyBudget;
@@ -37,6 +38,7 @@ struct Inner {
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    cancel: Option<Arc<dyn CancelStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +62,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    cancel: Option<Arc<dyn CancelStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -104,6 +107,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Lets `POST /api/v1/tasks/{task_id}/cancel` cancel tasks in `store` (without it the route
+    /// answers 503).
+    pub fn cancel_store(mut self, store: Arc<dyn CancelStore>) -> Self {
+        self.cancel = Some(store);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -131,6 +141,7 @@ impl AppStateBuilder {
                 breakers: self.breakers,
                 health_checks: self.health_checks,
                 started_at,
+                cancel: self.cancel,
             }),
         }
     }
@@ -156,6 +167,7 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            cancel: None,
         }
     }
 
@@ -231,5 +243,10 @@ impl AppState {
 
     pub(crate) fn started_at(&self) -> DateTime<Utc> {
         self.inner.started_at
+    }
+
+    /// The cancel capability, when configured ([`AppStateBuilder::cancel_store`]).
+    pub fn cancel_store(&self) -> Option<&dyn CancelStore> {
+        self.inner.cancel.as_deref()
     }
 }

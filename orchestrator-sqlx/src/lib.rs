@@ -39,9 +39,12 @@
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `cancel.rs`: cancelling tasks (`CancelStore`), the same way: shared parts and the
+//!   [`SqlStore`] dispatch here, each database's transaction in its `cancel.rs`.
 
 mod agent_run;
 mod any;
+mod cancel;
 pub mod config;
 mod error;
 mod list;

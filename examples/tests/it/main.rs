@@ -12,6 +12,7 @@
 mod agent_runs;
 mod agent_stub;
 mod builder;
+mod cancel;
 mod crash;
 mod faults;
 mod hostile;

@@ -10,6 +10,7 @@
 
 mod admin;
 mod budget;
+mod cancel;
 mod connections;
 mod down;
 mod events;

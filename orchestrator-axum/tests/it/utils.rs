@@ -63,6 +63,7 @@ impl TestApp {
         )
         .config(config)
         .metrics(metrics.clone())
+        .cancel_store(store.clone())
         .build();
         let router = router(state.clone());
         Self {

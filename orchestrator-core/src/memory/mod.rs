@@ -12,11 +12,13 @@
 //! - `lease.rs`: an attempt's life (claim, lease renewal, finish, lease expiry).
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `queue.rs`: the trait implementations over them.
+//! - `cancel.rs`: cancelling tasks ([`CancelStore`](crate::store::cancel::CancelStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
 mod agent_run;
+mod cancel;
 mod github;
 mod lease;
 mod queue;

@@ -105,6 +105,7 @@ impl State {
             trace_context: new.trace_context,
             created_at: now,
             updated_at: now,
+            superseded_by: None,
         };
         if let Some(event_id) = event_id {
             self.event_tasks

@@ -20,6 +20,9 @@ pub enum ExecutionStatus {
     Released,
     /// The worker's lease ran out before it reported back (it crashed or hung).
     Abandoned,
+    /// The task was cancelled while this attempt ran (an operator, or superseded by newer
+    /// work); whatever the handler still returns is discarded.
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -32,6 +35,7 @@ impl ExecutionStatus {
             ExecutionStatus::Deferred => "deferred",
             ExecutionStatus::Released => "released",
             ExecutionStatus::Abandoned => "abandoned",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 
@@ -44,6 +48,7 @@ impl ExecutionStatus {
             ExecutionStatus::Deferred,
             ExecutionStatus::Released,
             ExecutionStatus::Abandoned,
+            ExecutionStatus::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == s)

@@ -26,6 +26,7 @@
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod agent_run;
+mod cancel;
 mod queue;
 mod rows;
 mod stats;

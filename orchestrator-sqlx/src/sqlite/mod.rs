@@ -23,6 +23,7 @@
 
 mod agent_run;
 mod batch;
+mod cancel;
 mod checkpoint;
 mod payload;
 mod queue;

@@ -8,6 +8,7 @@
 )]
 
 mod agent_runs;
+mod cancel;
 mod concurrency;
 mod plans;
 mod sqlite_payloads;
@@ -64,6 +65,7 @@ on_both! {
     agent_runs::ledger_admits_resumes_and_limits_each_head(2),
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+    cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
 }
 
 /// The ledger's racing admissions, on both databases and the in-memory reference store; the
@@ -91,6 +93,14 @@ mod ledger {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_admissions_of_one_head_admit_one_in_memory() {
         agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones_in_memory() {
+        crate::cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(
+            &MemoryStore::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

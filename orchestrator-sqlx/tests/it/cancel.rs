@@ -1,0 +1,178 @@
+//! Cancelling tasks (`CancelStore`), written once and run on PostgreSQL, SQLite and the
+//! in-memory reference store: a pending task never starts, a running one loses its lease and
+//! its late finish changes nothing, a terminal one is refused, the event settles, and the
+//! agent-run ledger refuses a cancelled task.
+
+use orchestrator_core::error::StoreErrorKind;
+use orchestrator_core::queue::{Finish, TaskQueue};
+use orchestrator_core::store::agent_run::{
+    Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
+};
+use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::{EventStore, IngestOutcome, RetryOutcome, TaskStore};
+use orchestrator_core::task::{ExecutionStatus, TaskStatus};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{at, event, task};
+
+/// What every store under test is.
+pub trait Cancellable: CancelStore + AgentRunStore + EventStore + TaskStore + TaskQueue {}
+impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + TaskQueue> Cancellable for T {}
+
+fn cancelled(outcome: CancelOutcome) -> orchestrator_core::task::Task {
+    match outcome {
+        CancelOutcome::Cancelled(task) => *task,
+        other => panic!("not cancelled: {other:?}"),
+    }
+}
+
+pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S: Cancellable>(
+    store: &S,
+) {
+    let IngestOutcome::Accepted { event_id, task_ids } = store
+        .ingest(
+            event("d-cancel", "pull_request", at(0)),
+            vec![
+                task("pull_request_analysis", 0, at(0)),
+                task("codegen_trigger", 0, at(0)),
+                task("push_analysis", 0, at(0)),
+            ],
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not accepted")
+    };
+    let (pending, running, done) = (task_ids[0], task_ids[1], task_ids[2]);
+    let claim = store
+        .start_attempt(running, "w1", at(60), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let finished = store
+        .start_attempt(done, "w1", at(60), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    store
+        .finish_attempt(
+            &finished,
+            Finish::Completed {
+                output: json!({}),
+                followups: vec![],
+            },
+            at(2),
+        )
+        .await
+        .unwrap();
+
+    // A pending task: cancelled, and it never starts.
+    let t = cancelled(store.cancel_task(pending, "stop", at(3)).await.unwrap());
+    assert_eq!(
+        (t.status, t.completed_at, t.error_message.as_deref()),
+        (TaskStatus::Cancelled, Some(at(3)), Some("stop"))
+    );
+    assert!(
+        store
+            .start_attempt(pending, "w2", at(60), at(4))
+            .await
+            .unwrap()
+            .is_none(),
+        "a cancelled task was started"
+    );
+    assert!(
+        store
+            .claim("w2", 10, std::time::Duration::from_secs(30), at(4))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A running task: cancelled with its execution; the worker loses its lease, and its late
+    // finish is refused and changes nothing.
+    let t = cancelled(store.cancel_task(running, "stop", at(5)).await.unwrap());
+    assert_eq!(
+        (t.status, t.lease_owner.clone()),
+        (TaskStatus::Cancelled, None)
+    );
+    assert!(
+        !TaskStore::extend_lease(store, &claim, at(90))
+            .await
+            .unwrap()
+    );
+    let late = store
+        .finish_attempt(
+            &claim,
+            Finish::Completed {
+                output: json!({"late": true}),
+                followups: vec![task("codegen_trigger", 0, at(6))],
+            },
+            at(6),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), StoreErrorKind::Conflict);
+    let detail = store.get_task(running).await.unwrap().unwrap();
+    assert_eq!(detail.task.status, TaskStatus::Cancelled);
+    assert_eq!(detail.task.output_data, None);
+    let last = detail.executions.last().expect("an execution");
+    assert_eq!(
+        (
+            last.status,
+            last.completed_at,
+            last.error_message.as_deref()
+        ),
+        (ExecutionStatus::Cancelled, Some(at(5)), Some("stop"))
+    );
+    assert_eq!(last.duration_ms, Some(4000));
+
+    // The ledger refuses a run for the cancelled task.
+    let intent = RunIntent {
+        task_id: running,
+        attempt: 1,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(7),
+        head_sha: Some("abc123".into()),
+        force: false,
+    };
+    assert_eq!(
+        store
+            .admit(&intent, &AgentRunPolicy::default(), at(7))
+            .await
+            .unwrap(),
+        Admission::Refused(Refusal::TaskCancelled)
+    );
+    assert!(store.agent_runs(running).await.unwrap().is_empty());
+
+    // Terminal and unknown tasks.
+    assert_eq!(
+        store.cancel_task(done, "stop", at(8)).await.unwrap(),
+        CancelOutcome::Terminal(TaskStatus::Completed)
+    );
+    assert_eq!(
+        store.cancel_task(pending, "again", at(8)).await.unwrap(),
+        CancelOutcome::Terminal(TaskStatus::Cancelled)
+    );
+    assert_eq!(
+        store
+            .cancel_task(Uuid::now_v7(), "stop", at(8))
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    // Every task is terminal: the event is processed, and no follow-up was inserted.
+    let ev = store.get_event(event_id).await.unwrap().unwrap();
+    assert!(ev.processed, "{ev:?}");
+    assert_eq!(ev.error_message, None);
+    let all = store
+        .list_tasks(&Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    // An operator may run a cancelled task again.
+    assert!(matches!(
+        store.retry_task(pending, at(9)).await.unwrap(),
+        RetryOutcome::Scheduled(_)
+    ));
+}

@@ -12,7 +12,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::RedisConnection;
 
 use crate::config::Config;
@@ -70,6 +70,11 @@ impl Components {
     /// The task store.
     pub fn tasks(&self) -> &Arc<dyn TaskStore> {
         &self.stores.tasks
+    }
+
+    /// The attempt store: claims, finishes and leases (what queues and workers drive).
+    pub fn attempts(&self) -> &Arc<dyn AttemptStore> {
+        &self.stores.attempts
     }
 
     /// The agent-run ledger (at most one Codegen run per creation; one per PR head SHA).

@@ -3,8 +3,9 @@
 //! queue (the store's own, or Redis Streams when Redis is configured), puts group commit in
 //! front of ingest, and closes the connections at the end.
 //!
-//! Any store that is an event store, a task store and its own queue ([`StoreBackend`]: the SQL
-//! stores, the in-memory store) can be given to the builder; a [`SqlStore`] given that way is
+//! Any store that is an event store, a task store, an attempt store and an agent-run ledger
+//! ([`StoreBackend`]: the SQL stores, the in-memory store) can be given to the builder; its own
+//! queue is the core's `StoreQueue` over its task table; a [`SqlStore`] given that way is
 //! treated exactly like one opened from a URL.
 
 use std::any::Any;
@@ -14,28 +15,33 @@ use std::time::Duration;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
-use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::cancel::CancelStore;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
 use crate::config::Config;
 use crate::error::ServerError;
 
-/// What the builder needs from a store: events, tasks, the queue over its own task table, and
-/// the agent-run ledger (`codegen_trigger` records every Codegen run creation in it first), and
-/// cancelling tasks.
-pub trait StoreBackend: EventStore + TaskStore + TaskQueue + AgentRunStore + CancelStore {}
+/// What the builder needs from a store: events, task reads and operator actions, the attempt
+/// state machine (its task table is the database queue), the agent-run ledger
+/// (`codegen_trigger` records every Codegen run creation in it first), and cancelling tasks.
+pub trait StoreBackend:
+    EventStore + TaskStore + AttemptStore + AgentRunStore + CancelStore
+{
+}
 
-impl<T: EventStore + TaskStore + TaskQueue + AgentRunStore + CancelStore> StoreBackend for T {}
+impl<T: EventStore + TaskStore + AttemptStore + AgentRunStore + CancelStore> StoreBackend for T {}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub(crate) events: Arc<dyn EventStore>,
     pub(crate) tasks: Arc<dyn TaskStore>,
+    /// Claims, finishes and leases (the queues and workers drive them).
+    pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Cancelling tasks (the cancel route, supersede at ingest).
@@ -61,9 +67,10 @@ impl Stores {
         Self {
             events: store.clone(),
             tasks: store.clone(),
+            attempts: store.clone(),
             agent_runs: store.clone(),
             cancel: store.clone(),
-            own_queue: store,
+            own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,
         }
@@ -127,6 +134,7 @@ impl Stores {
             conn.clone(),
             queue_config(config),
             self.tasks.clone(),
+            self.attempts.clone(),
             clock,
         )
         .map_err(redis)?

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orchestrator_core::breaker::{BreakerSnapshot, BreakerState};
 use orchestrator_core::observe::{DeliveryOutcome, Observer};
-use orchestrator_core::queue::QueueDepth;
+use orchestrator_core::store::QueueDepth;
 use orchestrator_core::task::{TaskStatus, TaskType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

@@ -8,9 +8,9 @@ use orchestrator_core::breaker::BreakerSet;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
-use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::cancel::CancelStore;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -171,17 +171,19 @@ impl AppState {
         }
     }
 
-    /// A builder over one backend that is event store, task store and queue at once (the
-    /// in-memory store, the SQL store with its database queue).
+    /// A builder over one backend that is event store, task store and attempt store at once
+    /// (the in-memory store, the SQL stores), with the database queue over its task table
+    /// ([`StoreQueue`]).
     pub fn builder_for<S>(
         ingestor: Arc<Ingestor>,
         store: Arc<S>,
         clock: Arc<dyn Clock>,
     ) -> AppStateBuilder
     where
-        S: EventStore + TaskStore + TaskQueue,
+        S: EventStore + TaskStore + AttemptStore,
     {
-        Self::builder(ingestor, store.clone(), store.clone(), store, clock)
+        let queue = Arc::new(StoreQueue::new(store.clone()));
+        Self::builder(ingestor, store.clone(), store, queue, clock)
     }
 
     /// The ingestor.

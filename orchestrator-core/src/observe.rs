@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::breaker::BreakerState;
-use crate::queue::QueueDepth;
+use crate::store::QueueDepth;
 use crate::task::{TaskStatus, TaskType};
 
 /// How a delivery ended at the receiver.

@@ -3,7 +3,8 @@
 //!
 //! The store is the source of truth: [`EventStore::ingest`](orchestrator_core::store::EventStore::ingest)
 //! commits a delivery and all its tasks before the receiver acknowledges it, and the database
-//! queue ([`TaskQueue`](orchestrator_core::queue::TaskQueue)) claims tasks straight from the task
+//! queue (the core's [`StoreQueue`](orchestrator_core::queue::StoreQueue) over these stores'
+//! [`AttemptStore`](orchestrator_core::store::AttemptStore)) claims tasks straight from the task
 //! table with leases, so a task is never lost between ingest and execution.
 //!
 //! Pick a database at run time with [`SqlStore::connect`]: `postgres://...` for production
@@ -33,8 +34,8 @@
 //! - `error.rs`: [`Error`] and the mapping onto the core's `StoreError` kinds.
 //! - [`migrate`]: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
 //! - `plan.rs`: what a finished attempt writes, computed once for both databases.
-//! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` tasks, `queue.rs` claims and
-//!   leases, `stats.rs` figures and retention, `rows.rs` decoding).
+//! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` task reads and operator actions,
+//!   `attempt.rs` claims, finishes and leases, `stats.rs` figures and retention, `rows.rs` decoding).
 //! - `sqlite/`: [`SqliteStore`], the same files.
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]

@@ -26,8 +26,8 @@
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod agent_run;
+mod attempt;
 mod cancel;
-mod queue;
 mod rows;
 mod stats;
 mod store;

@@ -22,11 +22,11 @@
 //! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
 mod agent_run;
+mod attempt;
 mod batch;
 mod cancel;
 mod checkpoint;
 mod payload;
-mod queue;
 mod rows;
 mod stats;
 mod store;

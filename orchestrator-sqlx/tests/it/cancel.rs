@@ -4,12 +4,13 @@
 //! agent-run ledger refuses a cancelled task.
 
 use orchestrator_core::error::StoreErrorKind;
-use orchestrator_core::queue::{Finish, TaskQueue};
 use orchestrator_core::store::agent_run::{
     Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
 };
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
-use orchestrator_core::store::{EventStore, IngestOutcome, RetryOutcome, TaskStore};
+use orchestrator_core::store::{
+    AttemptStore, EventStore, Finish, IngestOutcome, RetryOutcome, TaskStore,
+};
 use orchestrator_core::task::{ExecutionStatus, TaskStatus};
 use serde_json::json;
 use uuid::Uuid;
@@ -17,8 +18,8 @@ use uuid::Uuid;
 use crate::support::{at, event, task};
 
 /// What every store under test is.
-pub trait Cancellable: CancelStore + AgentRunStore + EventStore + TaskStore + TaskQueue {}
-impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + TaskQueue> Cancellable for T {}
+pub trait Cancellable: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore {}
+impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore> Cancellable for T {}
 
 fn cancelled(outcome: CancelOutcome) -> orchestrator_core::task::Task {
     match outcome {
@@ -83,7 +84,7 @@ pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S:
     );
     assert!(
         store
-            .claim("w2", 10, std::time::Duration::from_secs(30), at(4))
+            .claim_due("w2", 10, at(60), at(4))
             .await
             .unwrap()
             .is_empty()
@@ -96,11 +97,7 @@ pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S:
         (t.status, t.lease_owner.clone()),
         (TaskStatus::Cancelled, None)
     );
-    assert!(
-        !TaskStore::extend_lease(store, &claim, at(90))
-            .await
-            .unwrap()
-    );
+    assert!(!store.extend_lease(&claim, at(90)).await.unwrap());
     let late = store
         .finish_attempt(
             &claim,

@@ -151,5 +151,8 @@ pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>
             interval: config.cleanup_interval,
         }));
     }
+    if let Some(reporter) = crate::report::ReportService::configured(config) {
+        services.push(Arc::new(reporter));
+    }
     services
 }

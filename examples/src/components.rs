@@ -82,6 +82,11 @@ impl Components {
         &self.stores.agent_runs
     }
 
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub fn reports(&self) -> &Arc<dyn orchestrator_core::store::report::ReportStore> {
+        &self.stores.reports
+    }
+
     /// The task queue (the database's, or Redis Streams).
     pub fn queue(&self) -> &Arc<dyn TaskQueue> {
         &self.queue

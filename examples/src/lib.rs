@@ -42,6 +42,8 @@
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
 //! - [`health`]: the server's extra health check (GitHub reachability).
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
+//! - `report.rs`: the reporter (check runs / statuses / one comment on the pull request) as a
+//!   background service of the worker role.
 
 mod api;
 pub mod background;
@@ -54,6 +56,7 @@ pub mod error;
 pub mod health;
 mod ingest;
 pub mod orchestrator;
+mod report;
 pub mod role;
 pub mod send;
 mod serve;

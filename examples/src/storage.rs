@@ -17,7 +17,9 @@ use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
+use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::cancel::CancelStore;
+use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
@@ -27,13 +29,23 @@ use crate::error::ServerError;
 
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
-/// (`codegen_trigger` records every Codegen run creation in it first), and cancelling tasks.
+/// (`codegen_trigger` records every Codegen run creation in it first), the console's
+/// keyset-paged lists, the reporter's cursor and records, and cancelling tasks.
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + CancelStore
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + CancelStore
 {
 }
 
-impl<T: EventStore + TaskStore + AttemptStore + AgentRunStore + CancelStore> StoreBackend for T {}
+impl<T> StoreBackend for T where
+    T: EventStore
+        + TaskStore
+        + AttemptStore
+        + AgentRunStore
+        + BrowseStore
+        + ReportStore
+        + CancelStore
+{
+}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
@@ -46,6 +58,10 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Cancelling tasks (the cancel route, supersede at ingest).
     pub(crate) cancel: Arc<dyn CancelStore>,
+    /// The console's keyset-paged lists.
+    pub(crate) browse: Arc<dyn BrowseStore>,
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub(crate) reports: Arc<dyn ReportStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -70,6 +86,8 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             cancel: store.clone(),
+            browse: store.clone(),
+            reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,

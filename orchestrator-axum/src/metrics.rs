@@ -40,6 +40,7 @@ pub struct Metrics {
     github_api_requests_total: IntCounterVec,
     github_api_rate_limit_remaining: IntGauge,
     codegen_agent_tasks_total: IntCounterVec,
+    github_reports_total: IntCounterVec,
     circuit_breaker_state: IntGaugeVec,
     redis_queue_resets_total: IntCounterVec,
     tasks_cancelled_total: IntCounterVec,
@@ -188,6 +189,12 @@ impl Metrics {
                 "codegen_agent_tasks_total",
                 "Coding-agent runs by outcome",
                 &["outcome"],
+            )?,
+            github_reports_total: counter(
+                r,
+                "github_reports_total",
+                "Reports sent to GitHub (check runs, statuses, comments) by kind and outcome",
+                &["kind", "outcome"],
             )?,
             circuit_breaker_state: gauge_vec(
                 r,
@@ -358,6 +365,12 @@ impl Observer for Metrics {
     fn codegen_run(&self, outcome: &str) {
         self.codegen_agent_tasks_total
             .with_label_values(&[outcome])
+            .inc();
+    }
+
+    fn github_report(&self, kind: &str, outcome: &str) {
+        self.github_reports_total
+            .with_label_values(&[kind, outcome])
             .inc();
     }
 

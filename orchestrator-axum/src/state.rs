@@ -9,6 +9,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
+use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 
@@ -34,6 +35,7 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    browse: Option<Arc<dyn BrowseStore>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
@@ -63,6 +65,7 @@ pub struct AppStateBuilder {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     cancel: Option<Arc<dyn CancelStore>>,
+    browse: Option<Arc<dyn BrowseStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -114,6 +117,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Sets the keyset-paged lists the operator console reads (without it the console's lists
+    /// answer 503).
+    pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
+        self.browse = Some(browse);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -140,6 +150,7 @@ impl AppStateBuilder {
                 metrics,
                 breakers: self.breakers,
                 health_checks: self.health_checks,
+                browse: self.browse,
                 started_at,
                 cancel: self.cancel,
             }),
@@ -168,6 +179,7 @@ impl AppState {
             health_checks: Vec::new(),
             shared_rate_limiter: None,
             cancel: None,
+            browse: None,
         }
     }
 
@@ -229,6 +241,11 @@ impl AppState {
     /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
     pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
+    }
+
+    /// The keyset-paged lists, when configured.
+    pub fn browse(&self) -> Option<&dyn BrowseStore> {
+        self.inner.browse.as_deref()
     }
 
     pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {

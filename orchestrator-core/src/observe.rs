@@ -77,6 +77,11 @@ pub trait Observer: Send + Sync + 'static {
     /// creation answer was lost was found again), `needs_attention` (it could not be found).
     fn codegen_run(&self, _outcome: &str) {}
 
+    /// A report to GitHub was sent or failed (`github_reports_total{kind,outcome}`): `kind` is
+    /// `check_run`, `status` or `comment`; `outcome` is `ok`, `failed`, `rate_limited`,
+    /// `circuit_open` or `gave_up` (retries used up until the task changes again).
+    fn github_report(&self, _kind: &str, _outcome: &str) {}
+
     /// A circuit breaker changed state.
     fn breaker(&self, _name: &str, _state: BreakerState) {}
 

@@ -14,13 +14,17 @@
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
 //! - [`cancel`]: cancelling tasks.
+//! - [`browse`]: keyset-paged lists of events and tasks (the operator console).
+//! - [`report`]: the reporter's cursor and what it last sent to GitHub.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
 pub mod agent_run;
 mod attempt;
+pub mod browse;
 pub mod cancel;
 mod event;
+pub mod report;
 mod task;
 
 use serde::{Deserialize, Serialize};

@@ -38,13 +38,17 @@
 //!   `attempt.rs` claims, finishes and leases, `stats.rs` figures and retention, `rows.rs` decoding).
 //! - `sqlite/`: [`SqliteStore`], the same files.
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `browse.rs`: keyset-paged lists (`BrowseStore`) for both databases and [`SqlStore`];
+//!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
 //! - `cancel.rs`: cancelling tasks (`CancelStore`), the same way: shared parts and the
 //!   [`SqlStore`] dispatch here, each database's transaction in its `cancel.rs`.
+//! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
 mod any;
+mod browse;
 mod cancel;
 pub mod config;
 mod error;
@@ -52,6 +56,7 @@ mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod report;
 mod sqlite;
 mod stats;
 

@@ -20,7 +20,8 @@
 //! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
-//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget).
+//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
+//!   (reporting back on the pull request).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ mod api;
 mod clients;
 mod http_limits;
 mod read;
+mod report;
 mod storage;
 mod telemetry;
 mod worker;
@@ -107,6 +109,9 @@ const VARIABLES: &[&str] = &[
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_BUFFERED_BODY_BYTES",
+    "REPORT_TO_GITHUB",
+    "REPORT_CHECK_NAME",
+    "REPORT_PR_COMMENT",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -171,6 +176,11 @@ pub struct Config {
     /// from `SHUTDOWN_GRACE_SECONDS` and `ENABLE_METRICS`). `MAX_BUFFERED_BODY_BYTES` is
     /// [`ApiConfig::max_buffered_body_bytes`] in `api`.
     pub serve: ServeConfig,
+    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
+    /// [`Config::report_mode`]).
+    pub report: orchestrator_core::report::ReportConfig,
+    /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
+    pub report_to: Option<orchestrator_core::report::ReportMode>,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -196,6 +206,8 @@ impl Default for Config {
             enable_metrics: true,
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
+            report: orchestrator_core::report::ReportConfig::default(),
+            report_to: None,
         }
     }
 }
@@ -251,6 +263,7 @@ impl Config {
         worker::read(&mut r, purpose, &mut config);
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
+        report::read(&mut r, &mut config);
         r.finish(config)
     }
 

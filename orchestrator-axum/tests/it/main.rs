@@ -12,6 +12,8 @@ mod admin;
 mod budget;
 mod cancel;
 mod connections;
+#[cfg(feature = "console")]
+mod console;
 mod down;
 mod events;
 mod layer;

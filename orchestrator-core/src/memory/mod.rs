@@ -15,16 +15,21 @@
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `attempt.rs`: the trait implementations over them.
 //! - `cancel.rs`: cancelling tasks ([`CancelStore`](crate::store::cancel::CancelStore)).
+//! - `browse.rs`: keyset-paged lists ([`BrowseStore`](crate::store::browse::BrowseStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `report_store.rs`: the reporter's cursor and records
+//!   ([`ReportStore`](crate::store::report::ReportStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
 mod agent_run;
 mod attempt;
+mod browse;
 mod cancel;
 mod github;
 mod lease;
 mod report;
+mod report_store;
 mod state;
 mod store;
 

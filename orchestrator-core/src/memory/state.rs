@@ -31,6 +31,8 @@ pub(super) struct State {
     pub(super) executions: HashMap<Uuid, Vec<TaskExecution>>,
     /// The agent-run ledger, oldest first (see `agent_run.rs`).
     pub(super) agent_runs: Vec<AgentRunRecord>,
+    /// The reporter's cursors, leases and records (see `report_store.rs`).
+    pub(super) reporting: super::report_store::Reporting,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {

@@ -27,7 +27,9 @@
 
 mod agent_run;
 mod attempt;
+mod browse;
 mod cancel;
+mod report;
 mod rows;
 mod stats;
 mod store;

@@ -24,9 +24,11 @@
 mod agent_run;
 mod attempt;
 mod batch;
+mod browse;
 mod cancel;
 mod checkpoint;
 mod payload;
+mod report;
 mod rows;
 mod stats;
 mod store;

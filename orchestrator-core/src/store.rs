@@ -13,7 +13,7 @@
 //!   lease expiry, stale runnable tasks, agent runs recorded on a task), with its vocabulary
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
-//! - [`cancel`]: cancelling tasks.
+//! - [`cancel`]: cancelling tasks; [`supersede`]: the rule that cancels stale pull-request work.
 //! - [`browse`]: keyset-paged lists of events and tasks (the operator console).
 //! - [`report`]: the reporter's cursor and what it last sent to GitHub.
 //!
@@ -25,6 +25,7 @@ pub mod browse;
 pub mod cancel;
 mod event;
 pub mod report;
+pub mod supersede;
 mod task;
 
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -33,5 +34,22 @@ impl CancelStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<CancelOutcome, StoreError> {
         both!(self, s => s.cancel_task(task_id, message, now).await)
+    }
+    async fn supersede(
+        &self,
+        request: &SupersedeRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SupersedeOutcome, StoreError> {
+        both!(self, s => s.supersede(request, now).await)
+    }
+    async fn cancel_closed(
+        &self,
+        repository: &str,
+        pr_number: i64,
+        message: &str,
+        running: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        both!(self, s => s.cancel_closed(repository, pr_number, message, running, now).await)
     }
 }

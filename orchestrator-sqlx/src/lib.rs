@@ -59,6 +59,7 @@ mod postgres;
 mod report;
 mod sqlite;
 mod stats;
+mod supersede;
 
 pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};

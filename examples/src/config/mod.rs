@@ -21,7 +21,7 @@
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
-//!   (reporting back on the pull request).
+//!   (reporting back on the pull request), `supersede.rs` (superseding stale pull-request work).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ use std::time::Duration;
 use orchestrator_axum::{ApiConfig, ServeConfig};
 use orchestrator_codegen::{CodegenConfig, GitHubConfig, HandlerConfig};
 use orchestrator_core::delivery::DeliveryLimits;
-use orchestrator_core::engine::WorkerConfig;
+use orchestrator_core::engine::{SupersedeConfig, WorkerConfig};
 use orchestrator_core::retry::RetryPolicy;
 use orchestrator_core::secret::Secret;
 use orchestrator_redis::{QueueConfig, RedisConfig};
@@ -45,6 +45,7 @@ mod http_limits;
 mod read;
 mod report;
 mod storage;
+mod supersede;
 mod telemetry;
 mod worker;
 
@@ -112,6 +113,8 @@ const VARIABLES: &[&str] = &[
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
     "REPORT_PR_COMMENT",
+    "SUPERSEDE_ENABLED",
+    "SUPERSEDE_RUNNING",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -181,6 +184,9 @@ pub struct Config {
     pub report: orchestrator_core::report::ReportConfig,
     /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
     pub report_to: Option<orchestrator_core::report::ReportMode>,
+    /// `SUPERSEDE_ENABLED`, `SUPERSEDE_RUNNING`: stale pull-request work is cancelled when a
+    /// newer head arrives (given to the ingestor).
+    pub supersede: SupersedeConfig,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -206,6 +212,7 @@ impl Default for Config {
             enable_metrics: true,
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
+            supersede: SupersedeConfig::default(),
             report: orchestrator_core::report::ReportConfig::default(),
             report_to: None,
         }
@@ -264,6 +271,7 @@ impl Config {
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
+        supersede::read(&mut r, &mut config);
         r.finish(config)
     }
 

@@ -4,8 +4,10 @@
 mod attempt;
 pub mod group_commit;
 pub mod ingest;
+pub mod supersede;
 pub mod worker;
 
 pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
+pub use supersede::SupersedeConfig;
 pub use worker::{SpanFactory, Worker, WorkerConfig};

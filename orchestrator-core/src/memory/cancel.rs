@@ -9,6 +9,7 @@ use super::MemoryStore;
 use super::state::{State, close};
 use crate::error::StoreError;
 use crate::store::cancel::{CancelOutcome, CancelStore};
+use crate::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use crate::task::{ExecutionStatus, TaskStatus, Transition};
 
 impl State {
@@ -64,5 +65,26 @@ impl CancelStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<CancelOutcome, StoreError> {
         Ok(self.lock().cancel(task_id, message, None, now))
+    }
+
+    async fn supersede(
+        &self,
+        request: &SupersedeRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SupersedeOutcome, StoreError> {
+        Ok(self.lock().supersede(request, now))
+    }
+
+    async fn cancel_closed(
+        &self,
+        repository: &str,
+        pr_number: i64,
+        message: &str,
+        running: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self
+            .lock()
+            .close_pr(repository, pr_number, message, running, now))
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct State {
     pub(super) agent_runs: Vec<AgentRunRecord>,
     /// The reporter's cursors, leases and records (see `report_store.rs`).
     pub(super) reporting: super::report_store::Reporting,
+    /// The newest head of each pull request (repository, number), see `supersede.rs`.
+    pub(super) pr_heads: HashMap<(String, i64), crate::store::supersede::KnownHead>,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {

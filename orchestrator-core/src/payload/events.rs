@@ -167,6 +167,9 @@ pub struct CheckRun {
     /// The suite it belongs to.
     #[serde(default, deserialize_with = "null_default")]
     pub check_suite: CheckSuiteSummary,
+    /// When the run started (orders heads when its suite's creation time is missing).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Pull requests whose head is this commit.
     #[serde(default, deserialize_with = "null_default")]
     pub pull_requests: Vec<PullRequestRef>,

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use crate::task::{Task, TaskStatus};
 
 /// Why tasks were cancelled (the `reason` label of `tasks_cancelled_total`).
@@ -72,4 +73,26 @@ pub trait CancelStore: Send + Sync + 'static {
         message: &str,
         now: DateTime<Utc>,
     ) -> Result<CancelOutcome, StoreError>;
+
+    /// In one transaction: records the request's head as the pull request's newest (unless a
+    /// newer one is known: then the request is late) and applies the rule of
+    /// [`supersede`](crate::store::supersede) to the pull request's open tasks, each cancel
+    /// exactly like [`cancel_task`](CancelStore::cancel_task) plus `superseded_by`.
+    async fn supersede(
+        &self,
+        request: &SupersedeRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SupersedeOutcome, StoreError>;
+
+    /// In one transaction: cancels the open work of a closed pull request with `message`
+    /// (pending and retrying tasks; running ones too with `running`), never a task that already
+    /// has an agent run. Returns the cancelled tasks.
+    async fn cancel_closed(
+        &self,
+        repository: &str,
+        pr_number: i64,
+        message: &str,
+        running: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use orchestrator_core::task::Task;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -93,5 +94,25 @@ impl CancelStore for PgStore {
         let outcome = Self::cancel_in(&mut tx, task_id, message, None, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
+    }
+
+    async fn supersede(
+        &self,
+        request: &SupersedeRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SupersedeOutcome, StoreError> {
+        self.supersede_tx(request, now).await
+    }
+
+    async fn cancel_closed(
+        &self,
+        repository: &str,
+        pr_number: i64,
+        message: &str,
+        running: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.close_tx(repository, pr_number, message, running, now)
+            .await
     }
 }

@@ -8,10 +8,11 @@ use orchestrator_core::store::agent_run::{
     Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
 };
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::supersede::{PrHead, SupersedeOutcome, SupersedeRequest};
 use orchestrator_core::store::{
     AttemptStore, EventStore, Finish, IngestOutcome, RetryOutcome, TaskStore,
 };
-use orchestrator_core::task::{ExecutionStatus, TaskStatus};
+use orchestrator_core::task::{ExecutionStatus, TaskStatus, TaskType};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -172,4 +173,180 @@ pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S:
         store.retry_task(pending, at(9)).await.unwrap(),
         RetryOutcome::Scheduled(_)
     ));
+}
+
+fn at_sha(kind: &str, sha: &str, parent: Option<Uuid>) -> orchestrator_core::task::NewTask {
+    let mut t = task(kind, 0, at(0));
+    t.spec.commit_sha = Some(sha.to_owned());
+    t.parent_task_id = parent;
+    t
+}
+
+async fn ingest<S: Cancellable>(
+    store: &S,
+    delivery: &str,
+    tasks: Vec<orchestrator_core::task::NewTask>,
+) -> Vec<Uuid> {
+    match store
+        .ingest(event(delivery, "pull_request", at(0)), tasks)
+        .await
+        .unwrap()
+    {
+        IngestOutcome::Accepted { task_ids, .. } => task_ids,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn request(sha: &str, secs: i64, new: Vec<Uuid>, kind: &str) -> SupersedeRequest {
+    SupersedeRequest {
+        head: PrHead {
+            repository: "octo/repo".into(),
+            pr_number: 7,
+            head_sha: sha.into(),
+            head_at: at(secs),
+        },
+        new_tasks: new
+            .into_iter()
+            .map(|id| (id, TaskType::new(kind).unwrap()))
+            .collect(),
+        running: false,
+    }
+}
+
+async fn task_of<S: Cancellable>(store: &S, id: Uuid) -> orchestrator_core::task::Task {
+    store.get_task(id).await.unwrap().unwrap().task
+}
+
+pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: Cancellable>(
+    store: &S,
+) {
+    // Head a: an analysis (pending), one running, and two agent children of a finished one.
+    let a = ingest(
+        store,
+        "d-a",
+        vec![
+            at_sha("pull_request_analysis", "a", None),
+            at_sha("pull_request_analysis", "a", None),
+        ],
+    )
+    .await;
+    let (a_pending, a_running) = (a[0], a[1]);
+    let first = store
+        .supersede(
+            &request("a", 10, vec![a_pending], "pull_request_analysis"),
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, SupersedeOutcome::default());
+    store
+        .start_attempt(a_running, "w", at(600), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let children = ingest(
+        store,
+        "d-a-children",
+        vec![
+            at_sha("codegen_trigger", "a", Some(a_running)),
+            at_sha("codegen_trigger", "a", Some(a_running)),
+        ],
+    )
+    .await;
+    let (with_run, without_run) = (children[0], children[1]);
+    let intent = RunIntent {
+        task_id: with_run,
+        attempt: 1,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(7),
+        head_sha: Some("a".into()),
+        force: false,
+    };
+    assert!(matches!(
+        store
+            .admit(&intent, &AgentRunPolicy::default(), at(2))
+            .await
+            .unwrap(),
+        Admission::Admitted(_)
+    ));
+
+    // Head b (newer): the stale pending analysis and the child without a run are cancelled;
+    // the running analysis stays (SUPERSEDE_RUNNING is off); the child with a run is marked.
+    let b = ingest(
+        store,
+        "d-b",
+        vec![at_sha("pull_request_analysis", "b", None)],
+    )
+    .await[0];
+    let outcome = store
+        .supersede(&request("b", 20, vec![b], "pull_request_analysis"), at(3))
+        .await
+        .unwrap();
+    assert_eq!(outcome.cancelled, vec![a_pending, without_run]);
+    assert_eq!(outcome.marked, vec![with_run]);
+    assert!(!outcome.late);
+    let t = task_of(store, a_pending).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(b))
+    );
+    assert!(t.error_message.unwrap().contains("head SHA b"));
+    let t = task_of(store, without_run).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(b))
+    );
+    let t = task_of(store, with_run).await;
+    assert_eq!((t.status, t.superseded_by), (TaskStatus::Pending, Some(b)));
+    assert_eq!(task_of(store, a_running).await.status, TaskStatus::Running);
+    let refused = RunIntent {
+        task_id: without_run,
+        ..intent.clone()
+    };
+    assert_eq!(
+        store
+            .admit(&refused, &AgentRunPolicy::default(), at(4))
+            .await
+            .unwrap(),
+        Admission::Refused(Refusal::TaskCancelled)
+    );
+
+    // A late delivery of head a (older than b) cancels nothing of b; its own task is stale.
+    let late = ingest(
+        store,
+        "d-a-late",
+        vec![at_sha("pull_request_analysis", "a", None)],
+    )
+    .await[0];
+    let outcome = store
+        .supersede(
+            &request("a", 15, vec![late], "pull_request_analysis"),
+            at(5),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.late);
+    assert_eq!(outcome.cancelled, vec![late]);
+    assert_eq!(task_of(store, late).await.superseded_by, Some(b));
+    assert_eq!(task_of(store, b).await.status, TaskStatus::Pending);
+    // The same head again (a redelivery or reopened) supersedes nothing.
+    let again = store
+        .supersede(&request("b", 20, vec![b], "pull_request_analysis"), at(6))
+        .await
+        .unwrap();
+    assert!(again.cancelled.is_empty() && !again.late);
+
+    // Closing the pull request cancels its pending work, not running work or a followed run.
+    let closed = store
+        .cancel_closed("octo/repo", 7, "closed", false, at(7))
+        .await
+        .unwrap();
+    assert_eq!(closed, vec![b]);
+    let t = task_of(store, b).await;
+    assert_eq!(
+        (t.status, t.error_message.as_deref(), t.superseded_by),
+        (TaskStatus::Cancelled, Some("closed"), None)
+    );
+    assert_eq!(task_of(store, with_run).await.status, TaskStatus::Pending);
+    assert_eq!(task_of(store, a_running).await.status, TaskStatus::Running);
 }

@@ -68,6 +68,7 @@ on_both! {
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
+    cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
@@ -98,6 +99,14 @@ mod ledger {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_admissions_of_one_head_admit_one_in_memory() {
         agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads_in_memory() {
+        crate::cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(
+            &MemoryStore::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

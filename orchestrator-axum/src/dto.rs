@@ -425,6 +425,11 @@ pub struct TaskListQuery {
     pub task_type: Option<String>,
     /// Only tasks of this repository (`owner/name`).
     pub repository: Option<String>,
+    /// Only tasks superseded by this task (a task id).
+    #[param(value_type = Option<Uuid>)]
+    pub superseded_by: Option<String>,
+    /// Only superseded (`true`) or not superseded (`false`) tasks.
+    pub superseded: Option<bool>,
 }
 
 /// `POST /api/v1/webhooks/events/{event_id}/reprocess`.

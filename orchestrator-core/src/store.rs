@@ -29,6 +29,7 @@ pub mod supersede;
 mod task;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::task::{TaskStatus, TaskType};
 
@@ -72,6 +73,10 @@ pub struct TaskFilter {
     pub task_type: Option<TaskType>,
     /// Only tasks of this `owner/name`.
     pub repository: Option<String>,
+    /// Only tasks superseded by this task.
+    pub superseded_by: Option<Uuid>,
+    /// Only superseded (true) or not superseded (false) tasks.
+    pub superseded: Option<bool>,
 }
 
 /// A coding-agent run started for a task.

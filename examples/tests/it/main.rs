@@ -19,5 +19,6 @@ mod hostile;
 mod pull_request;
 mod redis_flush;
 mod shutdown;
+mod supersede;
 mod support;
 mod tracing;

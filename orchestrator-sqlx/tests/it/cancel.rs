@@ -10,7 +10,7 @@ use orchestrator_core::store::agent_run::{
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
 use orchestrator_core::store::supersede::{PrHead, SupersedeOutcome, SupersedeRequest};
 use orchestrator_core::store::{
-    AttemptStore, EventStore, Finish, IngestOutcome, RetryOutcome, TaskStore,
+    AttemptStore, EventStore, Finish, IngestOutcome, Page, RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, TaskStatus, TaskType};
 use serde_json::json;
@@ -349,4 +349,36 @@ pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: C
     );
     assert_eq!(task_of(store, with_run).await.status, TaskStatus::Pending);
     assert_eq!(task_of(store, a_running).await.status, TaskStatus::Running);
+
+    // The task list filters by it.
+    let list = |filter: TaskFilter| async move {
+        let mut ids: Vec<Uuid> = store
+            .list_tasks(&filter, Page::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut by_b = vec![a_pending, with_run, without_run, late];
+    by_b.sort();
+    let superseded_by_b = TaskFilter {
+        superseded_by: Some(b),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(superseded_by_b).await, by_b);
+    let superseded = TaskFilter {
+        superseded: Some(true),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(superseded).await, by_b);
+    let mut rest = vec![a_running, b];
+    rest.sort();
+    let not_superseded = TaskFilter {
+        superseded: Some(false),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(not_superseded).await, rest);
 }

@@ -31,6 +31,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     )
     .config(c.config.api.clone())
     .cancel_store(c.stores.cancel.clone())
+    .submit_store(c.stores.submit.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .browse(c.stores.browse.clone())

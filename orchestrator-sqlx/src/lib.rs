@@ -59,6 +59,7 @@ mod postgres;
 mod report;
 mod sqlite;
 mod stats;
+mod submit;
 mod supersede;
 
 pub use any::SqlStore;

@@ -32,6 +32,7 @@ mod report;
 mod report_store;
 mod state;
 mod store;
+mod submit;
 mod supersede;
 
 pub use agent::FakeAgent;

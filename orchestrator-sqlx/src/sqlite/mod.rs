@@ -32,6 +32,7 @@ mod report;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod supersede;
 mod tasks;
 

@@ -13,6 +13,7 @@ mod cancel;
 mod concurrency;
 mod plans;
 mod reports;
+mod run_end;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
@@ -69,6 +70,7 @@ on_both! {
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
     cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
+    run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
@@ -141,6 +143,14 @@ mod ledger {
     #[tokio::test]
     async fn an_unparsed_delivery_is_kept_until_reprocessed_in_memory() {
         crate::unparsed::an_unparsed_delivery_is_kept_until_reprocessed(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn an_ended_run_ends_its_task_and_a_retry_releases_the_run_in_memory() {
+        crate::run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(
+            &MemoryStore::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ pub(crate) fn state(
         c.clock.clone(),
     )
     .config(c.config.api.clone())
+    .cancel_store(c.stores.cancel.clone())
     .submit_store(c.stores.submit.clone())
     .pause_store(c.stores.pauses.clone(), task_types)
     .breakers(c.breakers.clone())

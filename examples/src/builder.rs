@@ -251,7 +251,9 @@ impl OrchestratorBuilder {
             self.clock.clone(),
             observer.clone(),
             queue.redis.as_ref(),
-        );
+        )
+        // Stale pull-request work is superseded right after each delivery is committed.
+        .with_supersede(stores.cancel.clone(), config.supersede);
         let components = Components {
             config,
             role: self.role,

@@ -18,6 +18,7 @@ use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
@@ -31,7 +32,8 @@ use crate::error::ServerError;
 /// state machine (its task table is the database queue), the agent-run ledger
 /// (`codegen_trigger` records every Codegen run creation in it first), the console's
 /// keyset-paged lists, the reporter's cursor and records, tasks from no delivery (the
-/// `cleanup` task), and bulk operations (retry / reprocess by filter).
+/// `cleanup` task), bulk operations (retry / reprocess by filter), pauses, and cancelling
+/// tasks.
 pub trait StoreBackend:
     EventStore
     + TaskStore
@@ -42,6 +44,7 @@ pub trait StoreBackend:
     + SubmitStore
     + OperationStore
     + PauseStore
+    + CancelStore
 {
 }
 
@@ -55,6 +58,7 @@ impl<T> StoreBackend for T where
         + SubmitStore
         + OperationStore
         + PauseStore
+        + CancelStore
 {
 }
 
@@ -67,6 +71,8 @@ pub(crate) struct Stores {
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
+    /// Cancelling tasks (the cancel route, supersede at ingest).
+    pub(crate) cancel: Arc<dyn CancelStore>,
     /// Tasks from no delivery (the `cleanup` task).
     pub(crate) submit: Arc<dyn SubmitStore>,
     /// Bulk operations.
@@ -100,6 +106,7 @@ impl Stores {
             tasks: store.clone(),
             attempts: store.clone(),
             agent_runs: store.clone(),
+            cancel: store.clone(),
             submit: store.clone(),
             operations: store.clone(),
             pauses: store.clone(),

@@ -239,6 +239,7 @@ mod tests {
             trace_context: None,
             created_at: now,
             updated_at: now,
+            superseded_by: None,
         }
     }
 

@@ -215,6 +215,9 @@ pub struct TaskSummaryDto {
     /// A pause covers it (`POST /api/v1/admin/pause`): it waits, its status unchanged.
     #[serde(default)]
     pub paused: bool,
+    /// The newer task (same repository, pull request and task type, newer head SHA) that
+    /// superseded this one, if any.
+    pub superseded_by: Option<Uuid>,
 }
 
 impl From<Task> for TaskSummaryDto {
@@ -231,6 +234,7 @@ impl From<Task> for TaskSummaryDto {
             error_message: t.error_message,
             codegen_task_url: t.codegen_task_url,
             paused: false,
+            superseded_by: t.superseded_by,
         }
     }
 }
@@ -246,7 +250,7 @@ pub struct ExecutionDto {
     pub attempt: u32,
     /// The worker that ran it.
     pub worker_id: String,
-    /// `running`, `completed`, `failed`, `deferred`, `released` or `abandoned`.
+    /// `running`, `completed`, `failed`, `deferred`, `released`, `abandoned` or `cancelled`.
     pub status: String,
     /// Start.
     pub started_at: DateTime<Utc>,
@@ -327,6 +331,9 @@ pub struct TaskDetailDto {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The newer task (same repository, pull request and task type, newer head SHA) that
+    /// superseded this one, if any.
+    pub superseded_by: Option<Uuid>,
     /// Attempts, oldest first.
     pub executions: Vec<ExecutionDto>,
     /// A pause covers it (`POST /api/v1/admin/pause`): it waits, its status unchanged.
@@ -361,6 +368,7 @@ impl From<TaskDetail> for TaskDetailDto {
             codegen_task_url: t.codegen_task_url,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            superseded_by: t.superseded_by,
             executions: d.executions.into_iter().map(Into::into).collect(),
             paused: false,
         }
@@ -430,6 +438,11 @@ pub struct TaskListQuery {
     pub task_type: Option<String>,
     /// Only tasks of this repository (`owner/name`).
     pub repository: Option<String>,
+    /// Only tasks superseded by this task (a task id).
+    #[param(value_type = Option<Uuid>)]
+    pub superseded_by: Option<String>,
+    /// Only superseded (`true`) or not superseded (`false`) tasks.
+    pub superseded: Option<bool>,
 }
 
 /// `POST /api/v1/webhooks/events/{event_id}/reprocess`.

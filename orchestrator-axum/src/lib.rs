@@ -108,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks", get(routes::tasks::list))
         .route("/api/v1/tasks/{task_id}", get(routes::tasks::get))
         .route("/api/v1/tasks/{task_id}/retry", post(routes::tasks::retry))
+        .route(
+            "/api/v1/tasks/{task_id}/cancel",
+            post(routes::cancel::cancel),
+        )
         .route("/api/v1/metrics", get(routes::admin::metrics))
         .route("/api/v1/admin/stats", get(routes::admin::stats))
         .route("/api/v1/admin/cleanup", post(routes::admin::cleanup))

@@ -43,6 +43,7 @@ pub struct Metrics {
     github_reports_total: IntCounterVec,
     circuit_breaker_state: IntGaugeVec,
     redis_queue_resets_total: IntCounterVec,
+    tasks_cancelled_total: IntCounterVec,
     http_connections_active: IntGauge,
     http_connection_timeouts_total: IntCounterVec,
     http_buffered_body_bytes: IntGauge,
@@ -209,6 +210,7 @@ impl Metrics {
                 "Times the Redis queue found its data lost and re-published the store's runnable tasks, by signal (group_missing, stream_drained)",
                 &["reason"],
             )?,
+            tasks_cancelled_total: cancelled_counter(r)?,
             http_connections_active,
             http_connection_timeouts_total,
             http_buffered_body_bytes,
@@ -395,6 +397,31 @@ impl Observer for Metrics {
             .with_label_values(&[reason])
             .inc();
     }
+
+    fn tasks_cancelled(&self, reason: &str, count: u64) {
+        self.tasks_cancelled_total
+            .with_label_values(&[reason])
+            .inc_by(count);
+    }
+}
+
+/// `tasks_cancelled_total{reason}`, every reason shown from the start (at 0).
+fn cancelled_counter(registry: &Registry) -> prometheus::Result<IntCounterVec> {
+    use orchestrator_core::store::cancel::CancelReason;
+    let metric = counter(
+        registry,
+        "tasks_cancelled_total",
+        "Tasks cancelled, by reason (manual, superseded, closed)",
+        &["reason"],
+    )?;
+    for reason in [
+        CancelReason::Manual,
+        CancelReason::Superseded,
+        CancelReason::Closed,
+    ] {
+        metric.with_label_values(&[reason.as_str()]);
+    }
+    Ok(metric)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use axum::extract::State;
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, events, operations, pause, system, tasks, webhook};
+use crate::routes::{admin, cancel, events, operations, pause, system, tasks, webhook};
 use crate::state::AppState;
 
 /// The document's root.
@@ -36,6 +36,7 @@ use crate::state::AppState;
         operations::list,
         operations::get,
         operations::cancel,
+        cancel::cancel,
         admin::metrics,
         admin::stats,
         admin::cleanup,

@@ -10,6 +10,7 @@ use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::operation::OperationStore;
 use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
 use orchestrator_core::task::TaskType;
@@ -42,6 +43,7 @@ struct Inner {
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    cancel: Option<Arc<dyn CancelStore>>,
     /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
     submit: Option<Arc<dyn SubmitStore>>,
     /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
@@ -72,6 +74,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    cancel: Option<Arc<dyn CancelStore>>,
     submit: Option<Arc<dyn SubmitStore>>,
     operations: Option<Arc<dyn OperationStore>>,
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
@@ -125,6 +128,13 @@ impl AppStateBuilder {
     /// quotas, same 429 answer; when `limiter` fails, the in-process buckets decide instead.
     pub fn shared_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.shared_rate_limiter = Some(limiter);
+        self
+    }
+
+    /// Lets `POST /api/v1/tasks/{task_id}/cancel` cancel tasks in `store` (without it the route
+    /// answers 503).
+    pub fn cancel_store(mut self, store: Arc<dyn CancelStore>) -> Self {
+        self.cancel = Some(store);
         self
     }
 
@@ -188,6 +198,7 @@ impl AppStateBuilder {
                 operations: self.operations,
                 browse: self.browse,
                 started_at,
+                cancel: self.cancel,
                 submit: self.submit,
                 pauses: self.pauses,
             }),
@@ -216,6 +227,7 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            cancel: None,
             submit: None,
             operations: None,
             pauses: None,
@@ -320,5 +332,10 @@ impl AppState {
 
     pub(crate) fn started_at(&self) -> DateTime<Utc> {
         self.inner.started_at
+    }
+
+    /// The cancel capability, when configured ([`AppStateBuilder::cancel_store`]).
+    pub fn cancel_store(&self) -> Option<&dyn CancelStore> {
+        self.inner.cancel.as_deref()
     }
 }

@@ -89,6 +89,10 @@ pub trait Observer: Send + Sync + 'static {
     /// vanished, or its stream ran empty while the store still had old runnable tasks) and
     /// re-published the store's runnable tasks at once (`redis_queue_resets_total{reason}`).
     fn queue_reset(&self, _reason: &str) {}
+
+    /// `count` tasks were cancelled for `reason` (`tasks_cancelled_total{reason}`): `manual`,
+    /// `superseded` or `closed` (see [`CancelReason`](crate::store::cancel::CancelReason)).
+    fn tasks_cancelled(&self, _reason: &str, _count: u64) {}
 }
 
 /// Observes nothing.

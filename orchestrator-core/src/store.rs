@@ -19,7 +19,8 @@
 //! - [`report`]: the reporter's cursor and what it last sent to GitHub;
 //! - `submit.rs`: [`SubmitStore`] — tasks that come from no delivery (the `cleanup` task);
 //! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip;
-//! - [`operation`]: bulk retry / reprocess by filter, run in batches in the background.
+//! - [`operation`]: bulk retry / reprocess by filter, run in batches in the background;
+//! - [`cancel`]: cancelling tasks; [`supersede`]: the rule that cancels stale pull-request work.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
@@ -27,14 +28,17 @@ pub mod agent_run;
 mod attempt;
 mod batch;
 pub mod browse;
+pub mod cancel;
 mod event;
 pub mod operation;
 pub mod pause;
 pub mod report;
 mod submit;
+pub mod supersede;
 mod task;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::task::{TaskStatus, TaskType};
 
@@ -81,6 +85,10 @@ pub struct TaskFilter {
     pub task_type: Option<TaskType>,
     /// Only tasks of this `owner/name`.
     pub repository: Option<String>,
+    /// Only tasks superseded by this task.
+    pub superseded_by: Option<Uuid>,
+    /// Only superseded (true) or not superseded (false) tasks.
+    pub superseded: Option<bool>,
 }
 
 /// A coding-agent run started for a task.

@@ -45,6 +45,10 @@ pub(crate) const HEAD_OPEN: &str = concat!(
      AND state IN ('pending', 'created', 'unresolved') ORDER BY id DESC LIMIT 1"
 );
 
+/// The task's status: a cancelled task never gets an intent. (PostgreSQL reads it with
+/// `FOR UPDATE` instead, so the admission serialises with a cancel on the task row.)
+pub(crate) const TASK_STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";
+
 /// A new pending intent.
 pub(crate) const INSERT: &str = "INSERT INTO agent_runs (intent_id, task_id, attempt, repository, \
     pr_number, head_sha, forced, state, created_at, updated_at) \

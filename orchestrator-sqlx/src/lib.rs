@@ -46,10 +46,13 @@
 //!   implementation; each database's statements in its `agent_run.rs`.
 //! - `operation.rs`: bulk operations (`OperationStore`): the filter's conditions, the shared
 //!   statements and the [`SqlStore`] implementation; each database's in its `operation.rs`.
+//! - `cancel.rs`: cancelling tasks (`CancelStore`), the same way: shared parts and the
+//!   [`SqlStore`] dispatch here, each database's transaction in its `cancel.rs`.
 //! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
 mod browse;
+mod cancel;
 mod config;
 mod error;
 mod list;
@@ -63,6 +66,7 @@ mod sql_store;
 mod sqlite;
 mod stats;
 mod submit;
+mod supersede;
 
 pub use config::{PoolOptions, SqliteDurability};
 pub use error::Error;

@@ -15,6 +15,9 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 pub(crate) enum Condition {
     Text(&'static str, String),
     Bool(&'static str, bool),
+    Uuid(&'static str, uuid::Uuid),
+    /// `column IS NOT NULL` (true) or `column IS NULL` (false).
+    Present(&'static str, bool),
 }
 
 /// The conditions of the event list (`webhook_events`) for `filter`.
@@ -44,6 +47,12 @@ pub(crate) fn tasks(filter: &TaskFilter) -> Vec<Condition> {
     if let Some(repository) = &filter.repository {
         conditions.push(Condition::Text("repository", repository.clone()));
     }
+    if let Some(by) = filter.superseded_by {
+        conditions.push(Condition::Uuid("superseded_by", by));
+    }
+    if let Some(superseded) = filter.superseded {
+        conditions.push(Condition::Present("superseded_by", superseded));
+    }
     conditions
 }
 
@@ -58,6 +67,7 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> uuid::Uuid: Encode<'q, DB> + Type<DB>,
 {
     let mut query = QueryBuilder::new(select_from);
     for (i, condition) in conditions.into_iter().enumerate() {
@@ -65,6 +75,9 @@ where
         match condition {
             Condition::Text(column, value) => query.push(column).push(" = ").push_bind(value),
             Condition::Bool(column, value) => query.push(column).push(" = ").push_bind(value),
+            Condition::Uuid(column, value) => query.push(column).push(" = ").push_bind(value),
+            Condition::Present(column, true) => query.push(column).push(" IS NOT NULL"),
+            Condition::Present(column, false) => query.push(column).push(" IS NULL"),
         };
     }
     query
@@ -102,6 +115,7 @@ mod tests {
             status: Some(TaskStatus::Failed),
             task_type: None,
             repository: Some("octo/repo".to_owned()),
+            ..Default::default()
         };
         let some = query::<Sqlite>("SELECT id FROM workflow_tasks", tasks(&filter), PAGE);
         assert_eq!(

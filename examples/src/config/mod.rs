@@ -22,7 +22,7 @@
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
 //!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
-//!   task).
+//!   task), `supersede.rs` (superseding stale pull-request work).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use orchestrator_axum::{ApiConfig, ServeConfig};
 use orchestrator_codegen::{CodegenConfig, GitHubConfig, HandlerConfig};
 use orchestrator_core::delivery::DeliveryLimits;
-use orchestrator_core::engine::WorkerConfig;
+use orchestrator_core::engine::{SupersedeConfig, WorkerConfig};
 use orchestrator_core::retry::RetryPolicy;
 use orchestrator_core::secret::Secret;
 use orchestrator_redis::{QueueConfig, RedisConfig};
@@ -47,6 +47,7 @@ mod http_limits;
 mod read;
 mod report;
 mod storage;
+mod supersede;
 mod telemetry;
 mod worker;
 
@@ -115,6 +116,8 @@ const VARIABLES: &[&str] = &[
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
     "REPORT_PR_COMMENT",
+    "SUPERSEDE_ENABLED",
+    "SUPERSEDE_RUNNING",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -184,6 +187,9 @@ pub struct Config {
     pub report: orchestrator_core::report::ReportConfig,
     /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
     pub report_to: Option<orchestrator_core::report::ReportMode>,
+    /// `SUPERSEDE_ENABLED`, `SUPERSEDE_RUNNING`: stale pull-request work is cancelled when a
+    /// newer head arrives (given to the ingestor).
+    pub supersede: SupersedeConfig,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -209,6 +215,7 @@ impl Default for Config {
             enable_metrics: true,
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
+            supersede: SupersedeConfig::default(),
             report: orchestrator_core::report::ReportConfig::default(),
             report_to: None,
         }
@@ -268,6 +275,7 @@ impl Config {
         http_limits::read(&mut r, &mut config);
         agent_failure::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
+        supersede::read(&mut r, &mut config);
         r.finish(config)
     }
 

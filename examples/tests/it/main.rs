@@ -12,6 +12,7 @@
 mod agent_runs;
 mod agent_stub;
 mod builder;
+mod cancel;
 mod cleanup_task;
 mod console;
 mod crash;
@@ -24,5 +25,6 @@ mod redis_flush;
 mod report;
 mod run_failure;
 mod shutdown;
+mod supersede;
 mod support;
 mod tracing;

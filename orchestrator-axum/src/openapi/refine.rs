@@ -109,6 +109,22 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "task_id",
         "$response.body#/task_id",
     ),
+    (
+        "get_task",
+        "200",
+        "CancelTask",
+        "cancel_task",
+        "task_id",
+        "$response.body#/task_id",
+    ),
+    (
+        "cancel_task",
+        "200",
+        "GetTask",
+        "get_task",
+        "task_id",
+        "$response.body#/task_id",
+    ),
 ];
 
 fn find<'a>(doc: &'a mut OpenApi, operation_id: &str) -> Option<&'a mut Operation> {

@@ -1,6 +1,7 @@
 //! The handlers, one file per group of the spec's endpoints, and what they share.
 
 pub(crate) mod admin;
+pub(crate) mod cancel;
 pub(crate) mod events;
 pub(crate) mod operations;
 pub(crate) mod pause;

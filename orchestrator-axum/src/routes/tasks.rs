@@ -52,6 +52,15 @@ pub(crate) async fn list(
         status,
         task_type,
         repository: query.repository,
+        superseded_by: query
+            .superseded_by
+            .map(|raw| {
+                Uuid::parse_str(&raw).map_err(|_| {
+                    ApiError::BadRequest(format!("superseded_by must be a task id, got {raw:?}"))
+                })
+            })
+            .transpose()?,
+        superseded: query.superseded,
     };
     let tasks = state.tasks().list_tasks(&filter, page).await?;
     let pauses = crate::routes::pause::current(&state).await?;

@@ -10,6 +10,7 @@
 
 mod admin;
 mod budget;
+mod cancel;
 mod connections;
 #[cfg(feature = "console")]
 mod console;

@@ -14,6 +14,7 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/api/v1/tasks"),
     ("get", "/api/v1/tasks/{task_id}"),
     ("post", "/api/v1/tasks/{task_id}/retry"),
+    ("post", "/api/v1/tasks/{task_id}/cancel"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/api/v1/metrics"),
@@ -79,6 +80,14 @@ async fn every_documented_operation_is_served_by_the_router() {
     let doc = document(&app).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
+            // Cancel needs a task that is still open; the others a failed one (below).
+            let cancel = path.ends_with("/cancel");
+            let task_id = if cancel {
+                let open = app.accept("pull_request", &pr_opened()).await;
+                open["result"]["task_id"].as_str().unwrap().to_owned()
+            } else {
+                task_id.clone()
+            };
             let uri = path
                 .replace("{event_id}", &event_id)
                 .replace("{task_id}", &task_id)
@@ -101,7 +110,9 @@ async fn every_documented_operation_is_served_by_the_router() {
                 .unwrap()
             };
             // The retry operation needs a failed task, reprocess an event without open tasks.
-            app.fail_all_due().await;
+            if !cancel {
+                app.fail_all_due().await;
+            }
             let resp = app.send(req).await;
             let status = resp.status();
             assert!(status.is_success(), "{method} {path} -> {status}");

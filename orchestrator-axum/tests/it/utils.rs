@@ -68,6 +68,7 @@ impl TestApp {
         .pause_store(store.clone(), TaskType::BUILT_IN.to_vec())
         .metrics(metrics.clone())
         .operations(store.clone())
+        .cancel_store(store.clone())
         .build();
         let router = router(state.clone());
         Self {

@@ -410,6 +410,14 @@ impl TaskHandler for CodegenTrigger {
         {
             Admission::Admitted(intent) => self.create(ctx, &input, &intent).await,
             Admission::Resume(intent) => self.resume(ctx, intent).await,
+            Admission::Refused(Refusal::TaskCancelled) => {
+                // The cancel won the race with this attempt: no run is created, and the
+                // worker's record of this attempt will not overwrite `cancelled`.
+                tracing::info!(task_id = %ctx.task.task_id, "agent run not created: the task was cancelled");
+                Err(TaskError::permanent(
+                    "the task was cancelled; no agent run was created",
+                ))
+            }
             Admission::Refused(refusal) => Ok(self.refused(ctx, refusal)),
             other => Err(TaskError::permanent(format!(
                 "unexpected answer of the agent-run ledger: {other:?}"

@@ -211,6 +211,7 @@ pub fn task(task_type: TaskType, pr_number: Option<i64>, input: Value) -> Task {
         trace_context: None,
         created_at: now,
         updated_at: now,
+        superseded_by: None,
     }
 }
 

@@ -149,7 +149,10 @@ impl Runner {
                     match self.queue.extend_lease(&claim, self.lease, now).await {
                         Ok(true) => held_until = clock::add(now, self.lease),
                         Ok(false) => {
-                            tracing::warn!("lease lost while the handler ran; abandoning the attempt");
+                            // The lease expired and another worker took the task, or the task
+                            // was cancelled (its execution is already closed `cancelled`):
+                            // either way the handler's future is dropped and nothing recorded.
+                            tracing::warn!("lease lost (taken over, or the task was cancelled) while the handler ran; dropping the attempt");
                             given_up.cancel();
                             return;
                         }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use uuid::Uuid;
 
+use super::supersede::{NewTaskRef, SupersedeConfig, Superseder};
 use crate::clock::Clock;
 use crate::delivery::{self, Delivery, DeliveryError, DeliveryLimits};
 use crate::error::StoreError;
@@ -113,6 +114,7 @@ pub struct Ingestor {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     guard: Option<Arc<dyn DeliveryGuard>>,
+    superseder: Option<Superseder>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -144,7 +146,19 @@ impl Ingestor {
             clock,
             observer: Arc::new(NoopObserver),
             guard: None,
+            superseder: None,
         }
+    }
+
+    /// Supersedes stale pull-request work in `store` right after each delivery is committed
+    /// (see [`supersede`](super::supersede)); `config.enabled = false` turns it off.
+    pub fn with_supersede(
+        mut self,
+        store: Arc<dyn crate::store::cancel::CancelStore>,
+        config: SupersedeConfig,
+    ) -> Self {
+        self.superseder = Some(Superseder { store, config });
+        self
     }
 
     /// Sets the size limit.
@@ -261,6 +275,10 @@ impl Ingestor {
                 run_at: t.run_at,
             })
             .collect();
+        let committed: Vec<NewTaskRef> = match &self.superseder {
+            Some(_) => tasks.iter().map(NewTaskRef::of).collect(),
+            None => Vec::new(),
+        };
         let mut created: BTreeMap<TaskType, u64> = BTreeMap::new();
         for task in &tasks {
             *created.entry(task.spec.task_type.clone()).or_default() += 1;
@@ -282,6 +300,16 @@ impl Ingestor {
         };
         self.confirm_guard(delivery_id, event, stored_id).await;
         self.announce(&mut receipt, outcome, &refs, &created).await;
+        // Stale pull-request work is cancelled only once this delivery's tasks are committed.
+        if let Some(superseder) = &self.superseder
+            && !receipt.duplicate
+            && receipt.parse_error.is_none()
+        {
+            let now = self.clock.now();
+            superseder
+                .apply(&verified.parsed, &committed, now, self.observer.as_ref())
+                .await;
+        }
         Ok(receipt)
     }
 

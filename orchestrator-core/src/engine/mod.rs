@@ -8,15 +8,18 @@
 //! - `attempt.rs`: one attempt of one claimed task (handler, lease renewal, outcome), and the
 //!   [`SpanFactory`] it runs in.
 //! - `operation.rs`: [`OperationRunner`], bulk retry / reprocess operations run in batches.
+//! - `supersede.rs`: after ingest, stale pull-request work is cancelled ([`SupersedeConfig`]).
 
 mod attempt;
 mod group_commit;
 mod ingest;
 mod operation;
+mod supersede;
 mod worker;
 
 pub use attempt::SpanFactory;
 pub use group_commit::GroupCommit;
 pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
 pub use operation::{OperationRunner, OperationRunnerConfig};
+pub use supersede::SupersedeConfig;
 pub use worker::{Worker, WorkerConfig};

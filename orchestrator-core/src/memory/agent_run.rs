@@ -12,9 +12,10 @@ use super::state::conflict;
 use crate::error::StoreError;
 use crate::store::ExternalRun;
 use crate::store::agent_run::{
-    Admission, AgentRunPolicy, AgentRunRecord, AgentRunState, AgentRunStore, HeadRuns, RunIntent,
-    Verdict, decide,
+    Admission, AgentRunPolicy, AgentRunRecord, AgentRunState, AgentRunStore, HeadRuns, Refusal,
+    RunIntent, Verdict, decide,
 };
+use crate::task::TaskStatus;
 
 /// Releases the unresolved intents of `task_id` (an operator retried it).
 pub(super) fn release_unresolved(runs: &mut [AgentRunRecord], task_id: Uuid, now: DateTime<Utc>) {
@@ -76,6 +77,13 @@ impl AgentRunStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
         let mut state = self.lock();
+        if state
+            .tasks
+            .get(&intent.task_id)
+            .is_some_and(|t| t.status == TaskStatus::Cancelled)
+        {
+            return Ok(Admission::Refused(Refusal::TaskCancelled));
+        }
         let task_open = state
             .agent_runs
             .iter()

@@ -18,6 +18,7 @@
 //! - `lease.rs`: an attempt's life (claim, lease renewal, finish, lease expiry).
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `attempt.rs`: the trait implementations over them.
+//! - `cancel.rs`: cancelling tasks ([`CancelStore`](crate::store::cancel::CancelStore)).
 //! - `browse.rs`: keyset-paged lists ([`BrowseStore`](crate::store::browse::BrowseStore)).
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
 //! - `operation.rs`: bulk operations ([`OperationStore`](crate::store::operation::OperationStore)).
@@ -29,6 +30,7 @@ mod agent;
 mod agent_run;
 mod attempt;
 mod browse;
+mod cancel;
 mod github;
 mod lease;
 mod operation;
@@ -38,6 +40,7 @@ mod report_store;
 mod state;
 mod store;
 mod submit;
+mod supersede;
 
 pub use agent::FakeAgent;
 pub use github::FakeGitHub;

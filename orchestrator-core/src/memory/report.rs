@@ -67,6 +67,16 @@ impl State {
                     .as_ref()
                     .is_none_or(|r| t.repository.as_ref() == Some(r))
             })
+            .filter(|t| {
+                filter
+                    .superseded_by
+                    .is_none_or(|by| t.superseded_by == Some(by))
+            })
+            .filter(|t| {
+                filter
+                    .superseded
+                    .is_none_or(|s| t.superseded_by.is_some() == s)
+            })
             .collect();
         rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         paginate(rows.into_iter().cloned(), page)

@@ -37,6 +37,8 @@ pub(super) struct State {
     pub(super) pauses: Vec<crate::store::pause::Pause>,
     /// The reporter's cursors, leases and records (see `report_store.rs`).
     pub(super) reporting: super::report_store::Reporting,
+    /// The newest head of each pull request (repository, number), see `supersede.rs`.
+    pub(super) pr_heads: HashMap<(String, i64), crate::store::supersede::KnownHead>,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {
@@ -111,6 +113,7 @@ impl State {
             trace_context: new.trace_context,
             created_at: now,
             updated_at: now,
+            superseded_by: None,
         };
         if let Some(event_id) = event_id {
             self.event_tasks

@@ -16,6 +16,20 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
+/// A time field read leniently: an RFC 3339 string, or `None` for anything else (absent,
+/// null, another shape), so a surprising value never makes the typed view fail.
+fn lenient_time<'de, D>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value
+        .as_ref()
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc)))
+}
+
 /// What kind of event a delivery is, with the typed fields of that kind. More events may get a
 /// typed view later, hence `non_exhaustive`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +91,9 @@ pub struct PullRequest {
     /// Base branch and commit.
     #[serde(default, deserialize_with = "null_default")]
     pub base: GitRef,
+    /// Last change of the pull request (orders its heads for supersede).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An entry of `check_run.pull_requests` / `check_suite.pull_requests`.
@@ -109,6 +126,9 @@ pub struct CheckSuiteSummary {
     /// The branch the suite ran on.
     #[serde(default)]
     pub head_branch: Option<String>,
+    /// When the suite was created (about when its head was pushed; orders heads).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `app` of a check run or check suite: the GitHub App that created it.
@@ -147,6 +167,9 @@ pub struct CheckRun {
     /// The suite it belongs to.
     #[serde(default, deserialize_with = "null_default")]
     pub check_suite: CheckSuiteSummary,
+    /// When the run started (orders heads when its suite's creation time is missing).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Pull requests whose head is this commit.
     #[serde(default, deserialize_with = "null_default")]
     pub pull_requests: Vec<PullRequestRef>,
@@ -179,6 +202,9 @@ pub struct CheckSuite {
     /// Branch the suite ran on.
     #[serde(default)]
     pub head_branch: Option<String>,
+    /// When the suite was created (about when its head was pushed; orders heads).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Pull requests whose head is this commit.
     #[serde(default, deserialize_with = "null_default")]
     pub pull_requests: Vec<PullRequestRef>,

@@ -44,6 +44,7 @@ fn task(task_type: TaskType, status: TaskStatus, input: Value, output: Option<Va
         trace_context: None,
         created_at: t(0),
         updated_at: t(1),
+        superseded_by: None,
     }
 }
 

@@ -212,6 +212,9 @@ pub enum Refusal {
         /// The latest open intent of that head.
         existing: Box<AgentRunRecord>,
     },
+    /// The task was cancelled (by an operator, or superseded): it never creates a run after
+    /// its cancel.
+    TaskCancelled,
 }
 
 /// What [`AgentRunStore::admit`] decided.

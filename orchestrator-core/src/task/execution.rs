@@ -20,7 +20,8 @@ pub enum ExecutionStatus {
     Released,
     /// The worker's lease ran out before it reported back (it crashed or hung).
     Abandoned,
-    /// The work was stopped (the task ended `cancelled`).
+    /// The task was cancelled while this attempt ran (an operator, or superseded by newer
+    /// work); whatever the handler still returns is discarded.
     Cancelled,
 }
 

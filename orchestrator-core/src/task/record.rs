@@ -134,6 +134,10 @@ pub struct Task {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The newer task that made this one stale (same repository, pull request and task type,
+    /// a newer head SHA), when it was superseded.
+    #[serde(default)]
+    pub superseded_by: Option<Uuid>,
 }
 
 /// A task with its execution history, as the detail endpoint shows it.

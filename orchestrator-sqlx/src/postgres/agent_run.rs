@@ -12,8 +12,10 @@ use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::ExternalRun;
 use orchestrator_core::store::agent_run::{
-    Admission, AgentRunPolicy, AgentRunRecord, AgentRunStore, HeadRuns, RunIntent, Verdict, decide,
+    Admission, AgentRunPolicy, AgentRunRecord, AgentRunStore, HeadRuns, Refusal, RunIntent,
+    Verdict, decide,
 };
+use orchestrator_core::task::TaskStatus;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -27,6 +29,10 @@ use crate::agent_run::{
 use crate::error::store_error;
 
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+/// The task's status with its row locked: a cancel of the task (which locks it too) comes
+/// strictly before or after this admission.
+const TASK_STATUS_LOCKED: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1 FOR UPDATE";
 
 /// The intent and its task's marker in one statement.
 const UNRESOLVED: &str = "WITH r AS (UPDATE agent_runs SET state = 'unresolved', note = $2, \
@@ -68,6 +74,15 @@ impl AgentRunStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        let status: Option<String> = sqlx::query_scalar(TASK_STATUS_LOCKED)
+            .bind(intent.task_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if status.as_deref() == Some(TaskStatus::Cancelled.as_str()) {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(Admission::Refused(Refusal::TaskCancelled));
+        }
         let task_open = sqlx::query(TASK_OPEN)
             .bind(intent.task_id)
             .fetch_optional(&mut *tx)

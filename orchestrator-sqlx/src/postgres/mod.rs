@@ -28,6 +28,7 @@
 mod agent_run;
 mod attempt;
 mod browse;
+mod cancel;
 mod operation;
 mod pause;
 mod report;
@@ -35,6 +36,7 @@ mod rows;
 mod stats;
 mod store;
 mod submit;
+mod supersede;
 mod tasks;
 
 use sqlx::postgres::{PgConnectOptions, PgPool};

@@ -21,7 +21,7 @@ macro_rules! task_columns {
         "id, task_id, webhook_event_id, parent_task_id, task_type, status, priority, repository, \
          pr_number, branch, commit_sha, config, input_data, output_data, started_at, completed_at, \
          error_message, retry_count, max_retries, attempts, codegen_task_id, codegen_task_url, \
-         run_at, lease_owner, lease_expires_at, trace_context, created_at, updated_at"
+         run_at, lease_owner, lease_expires_at, trace_context, created_at, updated_at, superseded_by"
     };
 }
 pub(super) use task_columns;
@@ -182,6 +182,7 @@ pub(super) fn task(row: &PgRow) -> Result<Task, StoreError> {
         trace_context: get(row, "trace_context")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        superseded_by: get(row, "superseded_by")?,
     })
 }
 

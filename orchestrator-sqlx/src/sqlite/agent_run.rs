@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::ExternalRun;
 use orchestrator_core::store::agent_run::{
-    Admission, AgentRunPolicy, AgentRunRecord, AgentRunStore, HeadRuns, RunIntent, Verdict, decide,
+    Admission, AgentRunPolicy, AgentRunRecord, AgentRunStore, HeadRuns, Refusal, RunIntent,
+    Verdict, decide,
 };
+use orchestrator_core::task::TaskStatus;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
@@ -18,7 +20,8 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::rows::{get, time, us};
 use crate::agent_run::{
-    BY_TASK, CREATED, HEAD_OPEN, INSERT, NOT_CREATED, TASK_OPEN, parse_state, stale_intent,
+    BY_TASK, CREATED, HEAD_OPEN, INSERT, NOT_CREATED, TASK_OPEN, TASK_STATUS, parse_state,
+    stale_intent,
 };
 use crate::error::store_error;
 use crate::plan::{count, to_i32};
@@ -74,6 +77,14 @@ impl AgentRunStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
         let mut tx = self.write().await?;
+        let status: Option<String> = sqlx::query_scalar(TASK_STATUS)
+            .bind(intent.task_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if status.as_deref() == Some(TaskStatus::Cancelled.as_str()) {
+            return Ok(Admission::Refused(Refusal::TaskCancelled));
+        }
         let task_open = sqlx::query(TASK_OPEN)
             .bind(intent.task_id)
             .fetch_optional(&mut *tx)

@@ -24,6 +24,7 @@
 mod agent_run;
 mod attempt;
 mod browse;
+mod cancel;
 mod checkpoint;
 mod insert;
 mod operation;
@@ -34,6 +35,7 @@ mod rows;
 mod stats;
 mod store;
 mod submit;
+mod supersede;
 mod tasks;
 
 pub use payload::PreparedPayload;

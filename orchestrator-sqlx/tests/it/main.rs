@@ -9,6 +9,7 @@
 
 mod agent_runs;
 mod browse;
+mod cancel;
 mod concurrency;
 mod operations;
 mod pause;
@@ -69,6 +70,8 @@ on_both! {
     agent_runs::ledger_admits_resumes_and_limits_each_head(2),
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+    cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
+    cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
     run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     pause::paused_tasks_wait_and_a_resume_hands_them_back(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
@@ -142,6 +145,22 @@ mod ledger {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_admissions_of_one_head_admit_one_in_memory() {
         agent_runs::racing_admissions_of_one_head_admit_one(&Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads_in_memory() {
+        crate::cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(
+            &MemoryStore::new(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones_in_memory() {
+        crate::cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(
+            &MemoryStore::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -1,0 +1,39 @@
+//! Superseding stale pull-request work (see [`orchestrator_core::store::supersede`]) on both
+//! databases: the statements they share. Each database's transaction is in its
+//! `supersede.rs`; the [`SqlStore`](crate::SqlStore) dispatch is in `cancel.rs`.
+//!
+//! One transaction per delivery: the pull request's newest-head row is locked (or created)
+//! first, so two deliveries of one pull request supersede one after the other; then the open
+//! tasks of the pull request are locked (PostgreSQL `FOR UPDATE`; SQLite holds the one write
+//! lock) before whether they have an agent run is read, so an admission of the ledger (which
+//! locks its task row) is either visible or comes after the cancel and refuses.
+
+/// Creates the pull request's head row when it has none ($1 repository, $2 number, $3 SHA,
+/// $4 head time, $5 now); changes nothing when it exists.
+pub(crate) const HEAD_INIT: &str = "INSERT INTO pull_request_heads (repository, pr_number, \
+    head_sha, head_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (repository, pr_number) DO NOTHING";
+
+/// The newest head known.
+pub(crate) const HEAD: &str =
+    "SELECT head_sha, head_at FROM pull_request_heads WHERE repository = $1 AND pr_number = $2";
+
+/// Records a newer head.
+pub(crate) const HEAD_SET: &str = "UPDATE pull_request_heads SET head_sha = $3, head_at = $4, \
+    updated_at = $5 WHERE repository = $1 AND pr_number = $2";
+
+/// The open tasks of a pull request, with whether each already has an agent run.
+pub(crate) const OPEN: &str = "SELECT t.task_id, t.task_type, t.status, t.commit_sha, \
+    t.parent_task_id IS NOT NULL AS has_parent, \
+    (t.codegen_task_id IS NOT NULL OR EXISTS (SELECT 1 FROM agent_runs a \
+    WHERE a.task_id = t.task_id AND a.state IN ('pending', 'created', 'unresolved'))) AS has_run \
+    FROM workflow_tasks t WHERE t.repository = $1 AND t.pr_number = $2 \
+    AND t.status IN ('pending', 'retrying', 'running') ORDER BY t.id";
+
+/// The newest task of a group at a head SHA ($3 task type, $4 SHA), any status.
+pub(crate) const NEWEST_OF: &str = "SELECT task_id FROM workflow_tasks WHERE repository = $1 \
+    AND pr_number = $2 AND task_type = $3 AND commit_sha = $4 ORDER BY id DESC LIMIT 1";
+
+/// A task that keeps its agent run but is superseded.
+pub(crate) const MARK: &str =
+    "UPDATE workflow_tasks SET superseded_by = $2, updated_at = $3 WHERE task_id = $1";

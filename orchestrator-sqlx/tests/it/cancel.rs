@@ -1,0 +1,384 @@
+//! Cancelling tasks (`CancelStore`), written once and run on PostgreSQL, SQLite and the
+//! in-memory reference store: a pending task never starts, a running one loses its lease and
+//! its late finish changes nothing, a terminal one is refused, the event settles, and the
+//! agent-run ledger refuses a cancelled task.
+
+use orchestrator_core::error::StoreErrorKind;
+use orchestrator_core::store::agent_run::{
+    Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
+};
+use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::supersede::{PrHead, SupersedeOutcome, SupersedeRequest};
+use orchestrator_core::store::{
+    AttemptStore, EventStore, Finish, IngestOutcome, Page, RetryOutcome, TaskFilter, TaskStore,
+};
+use orchestrator_core::task::{ExecutionStatus, TaskStatus, TaskType};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{at, event, task};
+
+/// What every store under test is.
+pub trait Cancellable: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore {}
+impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore> Cancellable for T {}
+
+fn cancelled(outcome: CancelOutcome) -> orchestrator_core::task::Task {
+    match outcome {
+        CancelOutcome::Cancelled(task) => *task,
+        other => panic!("not cancelled: {other:?}"),
+    }
+}
+
+pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S: Cancellable>(
+    store: &S,
+) {
+    let IngestOutcome::Accepted { event_id, task_ids } = store
+        .ingest(
+            event("d-cancel", "pull_request", at(0)),
+            vec![
+                task("pull_request_analysis", 0, at(0)),
+                task("codegen_trigger", 0, at(0)),
+                task("push_analysis", 0, at(0)),
+            ],
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not accepted")
+    };
+    let (pending, running, done) = (task_ids[0], task_ids[1], task_ids[2]);
+    let claim = store
+        .start_attempt(running, "w1", at(60), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let finished = store
+        .start_attempt(done, "w1", at(60), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    store
+        .finish_attempt(
+            &finished,
+            Finish::Completed {
+                output: json!({}),
+                followups: vec![],
+            },
+            at(2),
+        )
+        .await
+        .unwrap();
+
+    // A pending task: cancelled, and it never starts.
+    let t = cancelled(store.cancel_task(pending, "stop", at(3)).await.unwrap());
+    assert_eq!(
+        (t.status, t.completed_at, t.error_message.as_deref()),
+        (TaskStatus::Cancelled, Some(at(3)), Some("stop"))
+    );
+    assert!(
+        store
+            .start_attempt(pending, "w2", at(60), at(4))
+            .await
+            .unwrap()
+            .is_none(),
+        "a cancelled task was started"
+    );
+    assert!(
+        store
+            .claim_due("w2", 10, at(60), at(4))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A running task: cancelled with its execution; the worker loses its lease, and its late
+    // finish is refused and changes nothing.
+    let t = cancelled(store.cancel_task(running, "stop", at(5)).await.unwrap());
+    assert_eq!(
+        (t.status, t.lease_owner.clone()),
+        (TaskStatus::Cancelled, None)
+    );
+    assert!(!store.extend_lease(&claim, at(90)).await.unwrap());
+    let late = store
+        .finish_attempt(
+            &claim,
+            Finish::Completed {
+                output: json!({"late": true}),
+                followups: vec![task("codegen_trigger", 0, at(6))],
+            },
+            at(6),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), StoreErrorKind::Conflict);
+    let detail = store.get_task(running).await.unwrap().unwrap();
+    assert_eq!(detail.task.status, TaskStatus::Cancelled);
+    assert_eq!(detail.task.output_data, None);
+    let last = detail.executions.last().expect("an execution");
+    assert_eq!(
+        (
+            last.status,
+            last.completed_at,
+            last.error_message.as_deref()
+        ),
+        (ExecutionStatus::Cancelled, Some(at(5)), Some("stop"))
+    );
+    assert_eq!(last.duration_ms, Some(4000));
+
+    // The ledger refuses a run for the cancelled task.
+    let intent = RunIntent {
+        task_id: running,
+        attempt: 1,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(7),
+        head_sha: Some("abc123".into()),
+        force: false,
+    };
+    assert_eq!(
+        store
+            .admit(&intent, &AgentRunPolicy::default(), at(7))
+            .await
+            .unwrap(),
+        Admission::Refused(Refusal::TaskCancelled)
+    );
+    assert!(store.agent_runs(running).await.unwrap().is_empty());
+
+    // Terminal and unknown tasks.
+    assert_eq!(
+        store.cancel_task(done, "stop", at(8)).await.unwrap(),
+        CancelOutcome::Terminal(TaskStatus::Completed)
+    );
+    assert_eq!(
+        store.cancel_task(pending, "again", at(8)).await.unwrap(),
+        CancelOutcome::Terminal(TaskStatus::Cancelled)
+    );
+    assert_eq!(
+        store
+            .cancel_task(Uuid::now_v7(), "stop", at(8))
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    // Every task is terminal: the event is processed, and no follow-up was inserted.
+    let ev = store.get_event(event_id).await.unwrap().unwrap();
+    assert!(ev.processed, "{ev:?}");
+    assert_eq!(ev.error_message, None);
+    let all = store
+        .list_tasks(&Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    // An operator may run a cancelled task again.
+    assert!(matches!(
+        store.retry_task(pending, at(9)).await.unwrap(),
+        RetryOutcome::Scheduled(_)
+    ));
+}
+
+fn at_sha(kind: &str, sha: &str, parent: Option<Uuid>) -> orchestrator_core::task::NewTask {
+    let mut t = task(kind, 0, at(0));
+    t.spec.commit_sha = Some(sha.to_owned());
+    t.parent_task_id = parent;
+    t
+}
+
+async fn ingest<S: Cancellable>(
+    store: &S,
+    delivery: &str,
+    tasks: Vec<orchestrator_core::task::NewTask>,
+) -> Vec<Uuid> {
+    match store
+        .ingest(event(delivery, "pull_request", at(0)), tasks)
+        .await
+        .unwrap()
+    {
+        IngestOutcome::Accepted { task_ids, .. } => task_ids,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn request(sha: &str, secs: i64, new: Vec<Uuid>, kind: &str) -> SupersedeRequest {
+    SupersedeRequest {
+        head: PrHead {
+            repository: "octo/repo".into(),
+            pr_number: 7,
+            head_sha: sha.into(),
+            head_at: at(secs),
+        },
+        new_tasks: new
+            .into_iter()
+            .map(|id| (id, TaskType::new(kind).unwrap()))
+            .collect(),
+        running: false,
+    }
+}
+
+async fn task_of<S: Cancellable>(store: &S, id: Uuid) -> orchestrator_core::task::Task {
+    store.get_task(id).await.unwrap().unwrap().task
+}
+
+pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: Cancellable>(
+    store: &S,
+) {
+    // Head a: an analysis (pending), one running, and two agent children of a finished one.
+    let a = ingest(
+        store,
+        "d-a",
+        vec![
+            at_sha("pull_request_analysis", "a", None),
+            at_sha("pull_request_analysis", "a", None),
+        ],
+    )
+    .await;
+    let (a_pending, a_running) = (a[0], a[1]);
+    let first = store
+        .supersede(
+            &request("a", 10, vec![a_pending], "pull_request_analysis"),
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, SupersedeOutcome::default());
+    store
+        .start_attempt(a_running, "w", at(600), at(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let children = ingest(
+        store,
+        "d-a-children",
+        vec![
+            at_sha("codegen_trigger", "a", Some(a_running)),
+            at_sha("codegen_trigger", "a", Some(a_running)),
+        ],
+    )
+    .await;
+    let (with_run, without_run) = (children[0], children[1]);
+    let intent = RunIntent {
+        task_id: with_run,
+        attempt: 1,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(7),
+        head_sha: Some("a".into()),
+        force: false,
+    };
+    assert!(matches!(
+        store
+            .admit(&intent, &AgentRunPolicy::default(), at(2))
+            .await
+            .unwrap(),
+        Admission::Admitted(_)
+    ));
+
+    // Head b (newer): the stale pending analysis and the child without a run are cancelled;
+    // the running analysis stays (SUPERSEDE_RUNNING is off); the child with a run is marked.
+    let b = ingest(
+        store,
+        "d-b",
+        vec![at_sha("pull_request_analysis", "b", None)],
+    )
+    .await[0];
+    let outcome = store
+        .supersede(&request("b", 20, vec![b], "pull_request_analysis"), at(3))
+        .await
+        .unwrap();
+    assert_eq!(outcome.cancelled, vec![a_pending, without_run]);
+    assert_eq!(outcome.marked, vec![with_run]);
+    assert!(!outcome.late);
+    let t = task_of(store, a_pending).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(b))
+    );
+    assert!(t.error_message.unwrap().contains("head SHA b"));
+    let t = task_of(store, without_run).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(b))
+    );
+    let t = task_of(store, with_run).await;
+    assert_eq!((t.status, t.superseded_by), (TaskStatus::Pending, Some(b)));
+    assert_eq!(task_of(store, a_running).await.status, TaskStatus::Running);
+    let refused = RunIntent {
+        task_id: without_run,
+        ..intent.clone()
+    };
+    assert_eq!(
+        store
+            .admit(&refused, &AgentRunPolicy::default(), at(4))
+            .await
+            .unwrap(),
+        Admission::Refused(Refusal::TaskCancelled)
+    );
+
+    // A late delivery of head a (older than b) cancels nothing of b; its own task is stale.
+    let late = ingest(
+        store,
+        "d-a-late",
+        vec![at_sha("pull_request_analysis", "a", None)],
+    )
+    .await[0];
+    let outcome = store
+        .supersede(
+            &request("a", 15, vec![late], "pull_request_analysis"),
+            at(5),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.late);
+    assert_eq!(outcome.cancelled, vec![late]);
+    assert_eq!(task_of(store, late).await.superseded_by, Some(b));
+    assert_eq!(task_of(store, b).await.status, TaskStatus::Pending);
+    // The same head again (a redelivery or reopened) supersedes nothing.
+    let again = store
+        .supersede(&request("b", 20, vec![b], "pull_request_analysis"), at(6))
+        .await
+        .unwrap();
+    assert!(again.cancelled.is_empty() && !again.late);
+
+    // Closing the pull request cancels its pending work, not running work or a followed run.
+    let closed = store
+        .cancel_closed("octo/repo", 7, "closed", false, at(7))
+        .await
+        .unwrap();
+    assert_eq!(closed, vec![b]);
+    let t = task_of(store, b).await;
+    assert_eq!(
+        (t.status, t.error_message.as_deref(), t.superseded_by),
+        (TaskStatus::Cancelled, Some("closed"), None)
+    );
+    assert_eq!(task_of(store, with_run).await.status, TaskStatus::Pending);
+    assert_eq!(task_of(store, a_running).await.status, TaskStatus::Running);
+
+    // The task list filters by it.
+    let list = |filter: TaskFilter| async move {
+        let mut ids: Vec<Uuid> = store
+            .list_tasks(&filter, Page::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut by_b = vec![a_pending, with_run, without_run, late];
+    by_b.sort();
+    let superseded_by_b = TaskFilter {
+        superseded_by: Some(b),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(superseded_by_b).await, by_b);
+    let superseded = TaskFilter {
+        superseded: Some(true),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(superseded).await, by_b);
+    let mut rest = vec![a_running, b];
+    rest.sort();
+    let not_superseded = TaskFilter {
+        superseded: Some(false),
+        ..TaskFilter::default()
+    };
+    assert_eq!(list(not_superseded).await, rest);
+}

@@ -39,6 +39,7 @@ pub mod observe;
 pub mod payload;
 pub mod prelude;
 pub mod queue;
+pub mod recovery;
 pub mod retry;
 pub mod routing;
 pub mod secret;

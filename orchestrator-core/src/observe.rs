@@ -84,6 +84,15 @@ pub trait Observer: Send + Sync + 'static {
     /// vanished, or its stream ran empty while the store still had old runnable tasks) and
     /// re-published the store's runnable tasks at once (`redis_queue_resets_total{reason}`).
     fn queue_reset(&self, _reason: &str) {}
+
+    /// Recovery recovered a missing delivery (`webhook_deliveries_recovered_total{mode}`;
+    /// `mode` is `fetch` or `redeliver`).
+    fn delivery_recovered(&self, _mode: &str) {}
+
+    /// A recovery run ended (`webhook_recovery_runs_total{status}`: `succeeded`, `failed`,
+    /// `interrupted`); a success also moves `webhook_recovery_last_success_timestamp_seconds`
+    /// to `finished_at_unix`.
+    fn recovery_run(&self, _status: &str, _finished_at_unix: Option<i64>) {}
 }
 
 /// Observes nothing.

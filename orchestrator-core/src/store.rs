@@ -6,9 +6,11 @@
 //! the in-memory store agree with the injected [`Clock`](crate::clock::Clock).
 //!
 //! Optional abilities are small traits of their own in `store/`: [`agent_run`] (the ledger that
-//! keeps coding-agent runs at most once).
+//! keeps coding-agent runs at most once), [`recovery`] (reconciliation runs with GitHub's delivery
+//! log).
 
 pub mod agent_run;
+pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

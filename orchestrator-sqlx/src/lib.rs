@@ -39,6 +39,8 @@
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
+//! - `recovery.rs`: recovery runs (`RecoveryStore`), shared statements and its [`SqlStore`]
+//!   implementation; each database's binding and runner lease in its `recovery.rs`.
 
 mod agent_run;
 mod any;
@@ -48,6 +50,7 @@ mod list;
 pub mod migrate;
 mod plan;
 mod postgres;
+mod recovery;
 mod sqlite;
 mod stats;
 

@@ -5,9 +5,11 @@
 //! - `app_auth.rs`: GitHub App JWT and the installation-token cache.
 //! - `rate_limit.rs`: `X-RateLimit-*` accounting and the low-quota floor.
 //! - `wire.rs`: the JSON shapes of GitHub's answers.
+//! - `deliveries.rs`: the webhook delivery log (list, get one, redeliver) for recovery.
 
 mod app_auth;
 mod client;
+mod deliveries;
 mod rate_limit;
 mod wire;
 

@@ -172,6 +172,11 @@ impl Ingestor {
         self
     }
 
+    /// The routing rules (recovery asks them which deliveries are worth recovering).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
     /// The size limit, for HTTP layers that enforce it while reading.
     pub fn limits(&self) -> DeliveryLimits {
         self.limits
@@ -194,12 +199,37 @@ impl Ingestor {
         body: Bytes,
         trace_context: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        let started = Instant::now();
         // The event name labels metrics only once the signature proved the sender: an
         // unauthenticated caller must not be able to mint label values.
+        self.ingest_from(headers, body, trace_context, Origin::Received)
+            .await
+    }
+
+    /// Stores a delivery read from GitHub's delivery log over the authenticated API (recovery,
+    /// see [`crate::recovery`]): the same steps and store call as [`ingest`](Self::ingest)
+    /// except the signature (GitHub's API proved the sender; the log keeps no signature
+    /// anyway). The event's `source` is [`RECOVERED_SOURCE`]. A GUID that is already stored
+    /// (a live delivery that won the race) is a duplicate as usual: one row.
+    pub async fn ingest_recovered(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Receipt, IngestError> {
+        self.ingest_from(headers, body, None, Origin::Recovered)
+            .await
+    }
+
+    async fn ingest_from(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        trace_context: Option<String>,
+        origin: Origin,
+    ) -> Result<Receipt, IngestError> {
+        let started = Instant::now();
         let mut verified_event = None;
         let result = self
-            .ingest_inner(headers, body, trace_context, &mut verified_event)
+            .ingest_inner(headers, body, trace_context, origin, &mut verified_event)
             .await;
         let (outcome, reason) = match &result {
             Ok(receipt) if receipt.duplicate => (DeliveryOutcome::Duplicate, None),
@@ -220,6 +250,7 @@ impl Ingestor {
         headers: &HeaderMap,
         body: Bytes,
         trace_context: Option<String>,
+        origin: Origin,
         verified_event: &mut Option<String>,
     ) -> Result<Receipt, IngestError> {
         if let Err(err) = self.limits.check_size(body.len()) {
@@ -235,16 +266,9 @@ impl Ingestor {
             .get(delivery::headers::SIGNATURE_256)
             .map(|v| v.as_bytes());
         let legacy = headers.contains_key(delivery::headers::SIGNATURE_SHA1);
-        self.verifier
-            .verify(signature, legacy, &body)
-            .inspect_err(|err| {
-                tracing::warn!(
-                    delivery_id,
-                    event,
-                    reason = err.as_str(),
-                    "delivery signature refused"
-                );
-            })?;
+        if origin == Origin::Received {
+            self.verify(delivery_id, event, signature, legacy, &body)?;
+        }
         *verified_event = Some(event.to_owned());
         let (json, parsed, parse_error) = read_payload(envelope.format, &body, event)
             .inspect_err(|err| {
@@ -303,7 +327,7 @@ impl Ingestor {
             delivery_id: delivery_id.to_owned(),
             event_type: event.to_owned(),
             action: parsed.action.clone(),
-            source: "github".to_owned(),
+            source: origin.source().to_owned(),
             repository: parsed.repository.as_ref().map(|r| r.full_name.clone()),
             installation_id: parsed.installation_id,
             payload: json,
@@ -376,6 +400,26 @@ impl Ingestor {
             }
         }
         Ok(receipt)
+    }
+
+    fn verify(
+        &self,
+        delivery_id: &str,
+        event: &str,
+        signature: Option<&[u8]>,
+        legacy: bool,
+        body: &Bytes,
+    ) -> Result<(), SignatureError> {
+        self.verifier
+            .verify(signature, legacy, body)
+            .inspect_err(|err| {
+                tracing::warn!(
+                    delivery_id,
+                    event,
+                    reason = err.as_str(),
+                    "delivery signature refused"
+                );
+            })
     }
 
     /// Asks the guard (if any) about `delivery_id`. A failing guard is logged and treated as
@@ -509,6 +553,29 @@ fn forced(mut spec: TaskSpec, force: bool) -> TaskSpec {
         }
     }
     spec
+}
+
+/// The event `source` of a delivery our receiver got (the spec's value).
+pub const RECEIVED_SOURCE: &str = "github";
+/// The event `source` of a delivery recovered from GitHub's delivery log.
+pub const RECOVERED_SOURCE: &str = "recovered";
+
+/// How a delivery reached the ingestor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Our receiver: the signature is checked.
+    Received,
+    /// GitHub's delivery log over the authenticated API: no signature to check.
+    Recovered,
+}
+
+impl Origin {
+    fn source(self) -> &'static str {
+        match self {
+            Origin::Received => RECEIVED_SOURCE,
+            Origin::Recovered => RECOVERED_SOURCE,
+        }
+    }
 }
 
 /// What the ingestor does after asking the delivery guard.

@@ -7,5 +7,8 @@ pub mod ingest;
 pub mod worker;
 
 pub use group_commit::GroupCommit;
-pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
+pub use ingest::{
+    IngestError, Ingestor, RECEIVED_SOURCE, RECOVERED_SOURCE, Receipt, ReprocessError,
+    ReprocessOptions,
+};
 pub use worker::{SpanFactory, Worker, WorkerConfig};

@@ -13,6 +13,7 @@
 //! - `report.rs`: lists, statistics, queue depth, retention.
 //! - `store.rs` / `queue.rs`: the trait implementations over them.
 //! - `agent_run.rs`: the agent-run ledger ([`AgentRunStore`](crate::store::agent_run::AgentRunStore)).
+//! - `recovery.rs`: recovery runs and look-ups ([`RecoveryStore`](crate::store::recovery::RecoveryStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
@@ -20,6 +21,7 @@ mod agent_run;
 mod github;
 mod lease;
 mod queue;
+mod recovery;
 mod report;
 mod state;
 mod store;

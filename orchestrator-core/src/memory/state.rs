@@ -23,7 +23,7 @@ pub(super) struct State {
     last_task_id: i64,
     pub(super) last_execution_id: i64,
     pub(super) events: BTreeMap<i64, WebhookEvent>,
-    deliveries: HashMap<String, i64>,
+    pub(super) deliveries: HashMap<String, i64>,
     pub(super) tasks: HashMap<Uuid, Task>,
     /// Task ids per event, in insertion (row id) order.
     pub(super) event_tasks: HashMap<i64, Vec<Uuid>>,
@@ -31,6 +31,8 @@ pub(super) struct State {
     pub(super) executions: HashMap<Uuid, Vec<TaskExecution>>,
     /// The agent-run ledger, oldest first (see `agent_run.rs`).
     pub(super) agent_runs: Vec<AgentRunRecord>,
+    /// Recovery runs and the runner lease (see `recovery.rs`).
+    pub(super) recovery: super::recovery::RecoveryState,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {

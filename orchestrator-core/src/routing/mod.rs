@@ -35,6 +35,13 @@ pub trait Rule: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The tasks this rule asks for (empty when it does not match).
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec>;
+    /// Whether a delivery of `event` with `action` could cause tasks, judged without its
+    /// payload (recovery decides from GitHub's delivery summaries which deliveries are worth
+    /// fetching). `false` only when it never could; the default says it might.
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        let _ = (event, action);
+        true
+    }
 }
 
 /// An ordered set of rules; every matching rule contributes its tasks.
@@ -97,7 +104,13 @@ impl Router {
         self.rules.iter().map(|r| r.name()).collect()
     }
 
-    /// All tasks the rules ask for.
+    /// Whether some rule could route a delivery of `event` with `action` (see
+    /// [`Rule::may_route`]).
+    pub fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        self.rules.iter().any(|rule| rule.may_route(event, action))
+    }
+
+    /// The tasks every matching rule asks for, in rule order.
     pub fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
         self.rules.iter().flat_map(|r| r.route(event)).collect()
     }

@@ -27,6 +27,7 @@
 
 mod agent_run;
 mod queue;
+mod recovery;
 mod rows;
 mod stats;
 mod store;

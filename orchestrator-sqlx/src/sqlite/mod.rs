@@ -26,6 +26,7 @@ mod batch;
 mod checkpoint;
 mod payload;
 mod queue;
+mod recovery;
 mod rows;
 mod stats;
 mod store;

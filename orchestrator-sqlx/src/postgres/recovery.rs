@@ -36,7 +36,7 @@ const HOOKS: &str = "SELECT hook_id, max(target_type) AS target_type, max(target
     (SELECT h->>1 FROM jsonb_array_elements(e.headers) h \
       WHERE lower(h->>0) = 'x-github-hook-installation-target-id' LIMIT 1) AS target_id, \
     e.repository AS repository FROM webhook_events e WHERE e.created_at >= $1) s \
-    WHERE hook_id IS NOT NULL GROUP BY hook_id ORDER BY hook_id";
+    WHERE hook_id IS NOT NULL GROUP BY hook_id";
 
 const LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended(\
     'webhook-orchestrator:recovery:' || current_schema(), 0))";
@@ -202,6 +202,7 @@ impl RecoveryStore for PgStore {
                 hooks.push(hook);
             }
         }
+        hooks.sort_by_key(|h| h.hook_id);
         Ok(hooks)
     }
 

@@ -31,7 +31,7 @@ const HOOKS: &str = "SELECT hook_id, max(target_type) AS target_type, max(target
     (SELECT json_extract(h.value, '$[1]') FROM json_each(e.headers) h \
       WHERE lower(json_extract(h.value, '$[0]')) = 'x-github-hook-installation-target-id' LIMIT 1) AS target_id, \
     e.repository AS repository FROM webhook_events e WHERE e.created_at >= $1) \
-    WHERE hook_id IS NOT NULL GROUP BY hook_id ORDER BY hook_id";
+    WHERE hook_id IS NOT NULL GROUP BY hook_id";
 
 const LOCK: &str = "INSERT INTO recovery_runner (id, holder, expires_at) VALUES (1, $1, $2) \
     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -200,6 +200,7 @@ impl RecoveryStore for SqliteStore {
                 hooks.push(hook);
             }
         }
+        hooks.sort_by_key(|h| h.hook_id);
         Ok(hooks)
     }
 

@@ -10,6 +10,7 @@
 mod agent_runs;
 mod concurrency;
 mod plans;
+mod recovery;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
@@ -64,6 +65,55 @@ on_both! {
     agent_runs::ledger_admits_resumes_and_limits_each_head(2),
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+    recovery::runs_round_trip_with_cursor_and_counters(2),
+    recovery::known_deliveries_answers_a_whole_page_at_once(2),
+    recovery::hooks_are_learned_from_stored_headers(2),
+    recovery::one_runner_holds_the_lease(3),
+}
+
+/// Recovery end to end (the reconciler over each store), and the contracts on the in-memory
+/// reference store.
+mod recovery_runs {
+    use std::sync::Arc;
+
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::recovery;
+    use crate::support::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_reconciler_recovers_missing_deliveries_on_postgres() {
+        let db = TestDb::postgres(4).await;
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            db.store.clone(),
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_reconciler_recovers_missing_deliveries_on_sqlite() {
+        let db = TestDb::sqlite(4).await;
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            db.store.clone(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_reconciler_recovers_missing_deliveries_in_memory() {
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            MemoryStore::new(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn recovery_contracts_in_memory() {
+        recovery::runs_round_trip_with_cursor_and_counters(&MemoryStore::new()).await;
+        recovery::known_deliveries_answers_a_whole_page_at_once(&MemoryStore::new()).await;
+        recovery::hooks_are_learned_from_stored_headers(&MemoryStore::new()).await;
+        recovery::one_runner_holds_the_lease(&MemoryStore::new()).await;
+    }
 }
 
 /// The ledger's racing admissions, on both databases and the in-memory reference store; the

@@ -151,5 +151,8 @@ pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>
             interval: config.cleanup_interval,
         }));
     }
+    if let Some(schedule) = crate::recovery::schedule(components) {
+        services.push(Arc::new(schedule));
+    }
     services
 }

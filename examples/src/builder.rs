@@ -26,7 +26,7 @@ use crate::orchestrator::Orchestrator;
 use crate::role::Role;
 use crate::storage::{StoreBackend, Stores};
 use crate::workers::HandlerFactory;
-use crate::{api, clients, ingest, telemetry, workers};
+use crate::{api, clients, ingest, recovery, telemetry, workers};
 
 /// Configures an [`Orchestrator`]; [`build`](Self::build) assembles it.
 ///
@@ -252,7 +252,7 @@ impl OrchestratorBuilder {
             observer.clone(),
             queue.redis.as_ref(),
         );
-        let components = Components {
+        let mut components = Components {
             config,
             role: self.role,
             clock: self.clock,
@@ -265,7 +265,9 @@ impl OrchestratorBuilder {
             breakers: clients.breakers,
             metrics,
             observer,
+            reconciler: None,
         };
+        components.reconciler = Some(recovery::reconciler(&components));
         let state = api::state(&components, self.health_checks);
         let registry = workers::registry(&components, self.builtin_handlers, self.handlers);
         let mut services = background::builtin(&components);

@@ -32,13 +32,15 @@
 //!   `storage.rs` (the store, its queue, group commit: the one place that knows the store
 //!   traits), `clients.rs` (GitHub, Codegen, breakers), `ingest.rs` (verifier, rules, ingest
 //!   service, replay guard), `api.rs` (the routes' state, the full API, a worker's probes),
-//!   `workers.rs` (handler registry, worker), [`background`] (the scheduled services).
+//!   `workers.rs` (handler registry, worker), [`background`] (the scheduled services),
+//!   `recovery.rs` (the reconciler with GitHub's delivery log and its schedule).
 //! - [`orchestrator`]: [`Orchestrator`], the built result: `router`, `layer`, `run_workers`,
 //!   `serve`; `serve.rs`: HTTP serving with the shutdown drain.
 //! - [`components`]: [`Components`], what handler factories and background services get.
 //! - [`config`]: every environment variable, validated at start-up (one message per problem),
 //!   composed of the crates' own config structs; [`role`]: [`Role`].
-//! - [`cli`]: the subcommands; [`send`]: the signed test delivery.
+//! - [`cli`]: the subcommands; [`send`]: the signed test delivery; [`recover`]: the `recover`
+//!   subcommand (asks the running server to reconcile with GitHub's delivery log).
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
 //! - [`health`]: the server's extra health check (GitHub reachability).
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
@@ -54,6 +56,8 @@ pub mod error;
 pub mod health;
 mod ingest;
 pub mod orchestrator;
+pub mod recover;
+mod recovery;
 pub mod role;
 pub mod send;
 mod serve;

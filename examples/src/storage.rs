@@ -16,6 +16,7 @@ use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::agent_run::AgentRunStore;
+use orchestrator_core::store::recovery::RecoveryStore;
 use orchestrator_core::store::{EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
@@ -25,9 +26,10 @@ use crate::error::ServerError;
 
 /// What the builder needs from a store: events, tasks, the queue over its own task table, and
 /// the agent-run ledger (`codegen_trigger` records every Codegen run creation in it first).
-pub trait StoreBackend: EventStore + TaskStore + TaskQueue + AgentRunStore {}
+/// Recovery runs ([`RecoveryStore`]) come with it too.
+pub trait StoreBackend: EventStore + TaskStore + TaskQueue + AgentRunStore + RecoveryStore {}
 
-impl<T: EventStore + TaskStore + TaskQueue + AgentRunStore> StoreBackend for T {}
+impl<T: EventStore + TaskStore + TaskQueue + AgentRunStore + RecoveryStore> StoreBackend for T {}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
@@ -36,6 +38,8 @@ pub(crate) struct Stores {
     pub(crate) tasks: Arc<dyn TaskStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
+    /// Recovery runs (reconciling with GitHub's delivery log).
+    pub(crate) recovery: Arc<dyn RecoveryStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -58,6 +62,7 @@ impl Stores {
             events: store.clone(),
             tasks: store.clone(),
             agent_runs: store.clone(),
+            recovery: store.clone(),
             own_queue: store,
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,

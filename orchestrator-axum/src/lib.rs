@@ -86,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/metrics", get(routes::admin::metrics))
         .route("/api/v1/admin/stats", get(routes::admin::stats))
         .route("/api/v1/admin/cleanup", post(routes::admin::cleanup))
+        .route(
+            "/api/v1/admin/recover",
+            post(routes::recovery::start).get(routes::recovery::list),
+        )
+        .route("/api/v1/admin/recover/{run_id}", get(routes::recovery::get))
         .route("/api/v1/openapi.json", get(routes::system::openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::api_limit));

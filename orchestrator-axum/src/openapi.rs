@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, events, system, tasks, webhook};
+use crate::routes::{admin, events, recovery, system, tasks, webhook};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -30,6 +30,9 @@ use crate::routes::{admin, events, system, tasks, webhook};
         admin::metrics,
         admin::stats,
         admin::cleanup,
+        recovery::start,
+        recovery::list,
+        recovery::get,
         system::health,
         system::prometheus,
         system::openapi,
@@ -52,6 +55,9 @@ use crate::routes::{admin, events, system, tasks, webhook};
         dto::ErrorRates,
         dto::HealthResponse,
         dto::TaskStatusName,
+        recovery::RecoverRequest,
+        recovery::RecoverStarted,
+        recovery::RecoveryRunDto,
     )),
     modifiers(&BearerAuth),
     tags(

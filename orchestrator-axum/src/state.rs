@@ -9,6 +9,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::recovery::Reconciler;
 use orchestrator_core::store::{EventStore, TaskStore};
 
 use crate::budget::BodyBudget;
@@ -37,6 +38,7 @@ struct Inner {
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    reconciler: Option<Arc<Reconciler>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +62,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    reconciler: Option<Arc<Reconciler>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -104,6 +107,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Serves the recovery routes (`/api/v1/admin/recover`) with `reconciler`; without it
+    /// they answer 503.
+    pub fn reconciler(mut self, reconciler: Arc<Reconciler>) -> Self {
+        self.reconciler = Some(reconciler);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -131,6 +141,7 @@ impl AppStateBuilder {
                 breakers: self.breakers,
                 health_checks: self.health_checks,
                 started_at,
+                reconciler: self.reconciler,
             }),
         }
     }
@@ -156,6 +167,7 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            reconciler: None,
         }
     }
 
@@ -170,6 +182,11 @@ impl AppState {
         S: EventStore + TaskStore + TaskQueue,
     {
         Self::builder(ingestor, store.clone(), store.clone(), store, clock)
+    }
+
+    /// The reconciler with GitHub's delivery log, when configured.
+    pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
+        self.inner.reconciler.as_ref()
     }
 
     /// The ingestor.

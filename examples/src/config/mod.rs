@@ -20,7 +20,8 @@
 //! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
-//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget).
+//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `recovery.rs`
+//!   (reconciling with GitHub's delivery log).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ mod api;
 mod clients;
 mod http_limits;
 mod read;
+mod recovery;
 mod storage;
 mod telemetry;
 mod worker;
@@ -107,6 +109,9 @@ const VARIABLES: &[&str] = &[
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_BUFFERED_BODY_BYTES",
+    "GITHUB_RECOVERY_HOOKS",
+    "GITHUB_RECOVERY_INTERVAL_SECONDS",
+    "GITHUB_RECOVERY_MAX_LOOKBACK_HOURS",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -171,6 +176,9 @@ pub struct Config {
     /// from `SHUTDOWN_GRACE_SECONDS` and `ENABLE_METRICS`). `MAX_BUFFERED_BODY_BYTES` is
     /// [`ApiConfig::max_buffered_body_bytes`] in `api`.
     pub serve: ServeConfig,
+    /// `GITHUB_RECOVERY_HOOKS`, `GITHUB_RECOVERY_INTERVAL_SECONDS` (zero turns the schedule
+    /// off), `GITHUB_RECOVERY_MAX_LOOKBACK_HOURS`: reconciling with GitHub's delivery log.
+    pub recovery: orchestrator_core::recovery::RecoveryConfig,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -196,6 +204,7 @@ impl Default for Config {
             enable_metrics: true,
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
+            recovery: orchestrator_core::recovery::RecoveryConfig::default(),
         }
     }
 }
@@ -251,6 +260,7 @@ impl Config {
         worker::read(&mut r, purpose, &mut config);
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
+        recovery::read(&mut r, &mut config);
         r.finish(config)
     }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod events;
+pub(crate) mod recovery;
 pub(crate) mod system;
 pub(crate) mod tasks;
 pub(crate) mod webhook;

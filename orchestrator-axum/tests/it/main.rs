@@ -17,6 +17,7 @@ mod layer;
 mod logging;
 mod openapi;
 mod rate_limit;
+mod recovery;
 mod reprocess;
 mod serve;
 mod shared_rate_limit;

@@ -20,6 +20,10 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/cleanup"),
     ("get", "/api/v1/admin/stats"),
     ("get", "/api/v1/openapi.json"),
+    // Issue 14: recovery from GitHub's delivery log.
+    ("post", "/api/v1/admin/recover"),
+    ("get", "/api/v1/admin/recover"),
+    ("get", "/api/v1/admin/recover/{run_id}"),
 ];
 
 async fn document(app: &TestApp) -> Value {
@@ -56,12 +60,15 @@ async fn every_documented_operation_is_served_by_the_router() {
     let accepted = app.accept("pull_request", &pr_opened()).await;
     let event_id = accepted["result"]["event_id"].as_i64().unwrap().to_string();
     let task_id = accepted["result"]["task_id"].as_str().unwrap().to_owned();
+    let (_, started) = app.post("/api/v1/admin/recover").await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
     let doc = document(&app).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let uri = path
                 .replace("{event_id}", &event_id)
-                .replace("{task_id}", &task_id);
+                .replace("{task_id}", &task_id)
+                .replace("{run_id}", &run_id);
             let req = if path == "/api/v1/webhooks/github" {
                 webhook_request("ping", "openapi-check", &payload("ping/payload.json"))
             } else {

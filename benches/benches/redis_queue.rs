@@ -24,8 +24,8 @@ use chrono::Utc;
 use orchestrator_core::clock::{Clock, SystemClock};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::{Finish, TaskQueue, TaskRef};
-use orchestrator_core::store::{EventStore, IngestOutcome, TaskStore};
+use orchestrator_core::queue::{StoreQueue, TaskQueue, TaskRef};
+use orchestrator_core::store::{AttemptStore, EventStore, Finish, IngestOutcome, TaskStore};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_redis::{QueueConfig, RedisConfig, RedisConnection, RedisQueue, TaskStream};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore};
@@ -232,13 +232,18 @@ async fn end_to_end(
     );
 }
 
-fn redis_queues(prefix: &Prefix, name: &str, store: Arc<dyn TaskStore>) -> Vec<Arc<dyn TaskQueue>> {
+fn redis_queues<S: TaskStore + AttemptStore>(
+    prefix: &Prefix,
+    name: &str,
+    store: Arc<S>,
+) -> Vec<Arc<dyn TaskQueue>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     (0..CLIENTS)
         .map(|_| {
             let queue = RedisQueue::new(
                 connection(prefix),
                 queue_config(name),
+                store.clone(),
                 store.clone(),
                 clock.clone(),
             )
@@ -250,7 +255,8 @@ fn redis_queues(prefix: &Prefix, name: &str, store: Arc<dyn TaskStore>) -> Vec<A
 
 async fn memory(prefix: &Prefix, n: usize) {
     let store = Arc::new(MemoryStore::new());
-    let queues = vec![store.clone() as Arc<dyn TaskQueue>; CLIENTS];
+    let own: Arc<dyn TaskQueue> = Arc::new(StoreQueue::new(store.clone()));
+    let queues = vec![own; CLIENTS];
     end_to_end("memory store, its own queue", store, queues, n).await;
     let store = Arc::new(MemoryStore::new());
     let queues = redis_queues(prefix, "e2e-memory", store.clone());
@@ -283,7 +289,8 @@ async fn postgres(prefix: &Prefix, n: usize) {
     let store = SqlStore::from(pg);
 
     let shared = Arc::new(store.clone());
-    let queues = vec![shared.clone() as Arc<dyn TaskQueue>; CLIENTS];
+    let own: Arc<dyn TaskQueue> = Arc::new(StoreQueue::new(shared.clone()));
+    let queues = vec![own; CLIENTS];
     end_to_end(
         "postgres store, its own queue (SKIP LOCKED)",
         shared.clone(),

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use orchestrator_core::event::NewEvent;
-use orchestrator_core::queue::{Finish, TaskQueue};
-use orchestrator_core::store::EventStore;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
+use orchestrator_core::store::{EventStore, Finish};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteDurability, SqliteStore};
 use sqlx::Connection;
@@ -146,7 +146,7 @@ async fn claim_rate(store: &SqlStore, batch: usize, secs: u64) -> f64 {
     let deadline = start + Duration::from_secs(secs);
     let mut workers = Vec::new();
     for w in 0..CLIENTS {
-        let (store, count) = (store.clone(), Arc::clone(&count));
+        let (store, count) = (StoreQueue::new(Arc::new(store.clone())), Arc::clone(&count));
         workers.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             while Instant::now() < deadline {
@@ -250,7 +250,7 @@ async fn postgres(payload: &Bytes, secs: u64, batch: usize) {
         let claims = claim_rate(&store, batch, secs).await;
         println!("postgres: claim+complete with {finished} finished rows: {claims:.0}/s");
         let started = Instant::now();
-        let one = store
+        let one = StoreQueue::new(Arc::new(store.clone()))
             .claim("probe", 1, Duration::from_secs(60), Utc::now())
             .await
             .expect("claim");

@@ -32,6 +32,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     .config(c.config.api.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
+    .browse(c.stores.browse.clone())
     .health_check(Arc::new(CachedCheck::new(
         github_check,
         Duration::from_secs(60),
@@ -53,9 +54,11 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
     state.build()
 }
 
-/// The full API, the liveness probe, and (when traces are exported) a span per request.
+/// The full API, the operator console (`/ui`), the liveness probe, and (when traces are
+/// exported) a span per request.
 pub(crate) fn full(state: AppState, exporting: bool) -> axum::Router {
-    let app = orchestrator_axum::router(state);
+    let app =
+        orchestrator_axum::router(state.clone()).merge(orchestrator_axum::console::router(state));
     let app = if exporting {
         app.layer(axum::middleware::from_fn(trace_context))
     } else {
@@ -98,5 +101,22 @@ async fn probes_only(req: Request, next: Next) -> Response {
             "worker process: only /health and /metrics",
         )
             .into_response(),
+    }
+}
+
+/// Tells the operator where the console is (and, without `ADMIN_TOKEN`, that it is locked).
+pub(crate) fn log_console(addr: std::net::SocketAddr, api: &orchestrator_axum::ApiConfig) {
+    let host = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    if api.admin_token.is_some() {
+        tracing::info!(url = %format!("http://{host}/ui"), "operator console: sign in with ADMIN_TOKEN");
+    } else {
+        tracing::warn!(
+            url = %format!("http://{host}/ui"),
+            "operator console and /api/v1 are locked: set ADMIN_TOKEN to use them"
+        );
     }
 }

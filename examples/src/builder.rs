@@ -245,7 +245,7 @@ impl OrchestratorBuilder {
         }
         let ingestor = ingest::ingestor(
             &config,
-            self.rules,
+            crate::report::with_report_rules(&config, self.rules),
             stores.ingest_target(&config),
             queue.queue.clone(),
             self.clock.clone(),

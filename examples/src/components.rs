@@ -14,7 +14,7 @@ use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::recovery::Reconciler;
 use orchestrator_core::store::recovery::RecoveryStore;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::RedisConnection;
 
 use crate::config::Config;
@@ -76,6 +76,11 @@ impl Components {
         &self.stores.tasks
     }
 
+    /// The attempt store: claims, finishes and leases (what queues and workers drive).
+    pub fn attempts(&self) -> &Arc<dyn AttemptStore> {
+        &self.stores.attempts
+    }
+
     /// The agent-run ledger (at most one Codegen run per creation; one per PR head SHA).
     pub fn agent_runs(&self) -> &Arc<dyn orchestrator_core::store::agent_run::AgentRunStore> {
         &self.stores.agent_runs
@@ -89,6 +94,11 @@ impl Components {
     /// The reconciler with GitHub's delivery log (runs, one runner at a time).
     pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
         self.reconciler.as_ref()
+    }
+
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub fn reports(&self) -> &Arc<dyn orchestrator_core::store::report::ReportStore> {
+        &self.stores.reports
     }
 
     /// The task queue (the database's, or Redis Streams).

@@ -44,6 +44,8 @@
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
 //! - [`health`]: the server's extra health check (GitHub reachability).
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
+//! - `report.rs`: the reporter (check runs / statuses / one comment on the pull request) as a
+//!   background service of the worker role.
 
 mod api;
 pub mod background;
@@ -58,6 +60,7 @@ mod ingest;
 pub mod orchestrator;
 pub mod recover;
 mod recovery;
+mod report;
 pub mod role;
 pub mod send;
 mod serve;

@@ -147,6 +147,9 @@ impl Orchestrator {
                 api::probes(this.inner.state.clone())
             };
             tracing::info!(%addr, role = role.as_str(), "listening");
+            if role.serves_api() {
+                crate::api::log_console(addr, &this.inner.components.config.api);
+            }
             let served = serve::http(app, listener, cancel.clone(), &this.inner.components).await;
             // The HTTP server only ends on shutdown: stop everything else too.
             cancel.cancel();

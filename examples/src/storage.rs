@@ -3,8 +3,9 @@
 //! queue (the store's own, or Redis Streams when Redis is configured), puts group commit in
 //! front of ingest, and closes the connections at the end.
 //!
-//! Any store that is an event store, a task store and its own queue ([`StoreBackend`]: the SQL
-//! stores, the in-memory store) can be given to the builder; a [`SqlStore`] given that way is
+//! Any store that is an event store, a task store, an attempt store and an agent-run ledger
+//! ([`StoreBackend`]: the SQL stores, the in-memory store) can be given to the builder; its own
+//! queue is the core's `StoreQueue` over its task table; a [`SqlStore`] given that way is
 //! treated exactly like one opened from a URL.
 
 use std::any::Any;
@@ -14,32 +15,53 @@ use std::time::Duration;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::GroupCommit;
 use orchestrator_core::observe::Observer;
-use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
+use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::recovery::RecoveryStore;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::report::ReportStore;
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
 use crate::config::Config;
 use crate::error::ServerError;
 
-/// What the builder needs from a store: events, tasks, the queue over its own task table, and
-/// the agent-run ledger (`codegen_trigger` records every Codegen run creation in it first).
-/// Recovery runs ([`RecoveryStore`]) come with it too.
-pub trait StoreBackend: EventStore + TaskStore + TaskQueue + AgentRunStore + RecoveryStore {}
+/// What the builder needs from a store: events, task reads and operator actions, the attempt
+/// state machine (its task table is the database queue), the agent-run ledger
+/// (`codegen_trigger` records every Codegen run creation in it first), the console's
+/// keyset-paged lists, the reporter's cursor and records, and recovery runs.
+pub trait StoreBackend:
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + RecoveryStore
+{
+}
 
-impl<T: EventStore + TaskStore + TaskQueue + AgentRunStore + RecoveryStore> StoreBackend for T {}
+impl<T> StoreBackend for T where
+    T: EventStore
+        + TaskStore
+        + AttemptStore
+        + AgentRunStore
+        + BrowseStore
+        + ReportStore
+        + RecoveryStore
+{
+}
 
 /// The store, seen through each trait the orchestrator uses. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub(crate) events: Arc<dyn EventStore>,
     pub(crate) tasks: Arc<dyn TaskStore>,
+    /// Claims, finishes and leases (the queues and workers drive them).
+    pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Recovery runs (reconciling with GitHub's delivery log).
     pub(crate) recovery: Arc<dyn RecoveryStore>,
+    /// The console's keyset-paged lists.
+    pub(crate) browse: Arc<dyn BrowseStore>,
+    /// The reporter's cursor and records (reporting back on the pull request).
+    pub(crate) reports: Arc<dyn ReportStore>,
     /// The store's own queue (its task table).
     own_queue: Arc<dyn TaskQueue>,
     /// The store as given, for services that need more than the traits.
@@ -61,9 +83,12 @@ impl Stores {
         Self {
             events: store.clone(),
             tasks: store.clone(),
+            attempts: store.clone(),
             agent_runs: store.clone(),
             recovery: store.clone(),
-            own_queue: store,
+            browse: store.clone(),
+            reports: store.clone(),
+            own_queue: Arc::new(StoreQueue::new(store)),
             sql: any.clone().downcast::<SqlStore>().ok(),
             any,
         }
@@ -127,6 +152,7 @@ impl Stores {
             conn.clone(),
             queue_config(config),
             self.tasks.clone(),
+            self.attempts.clone(),
             clock,
         )
         .map_err(redis)?

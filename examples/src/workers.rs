@@ -51,7 +51,7 @@ pub(crate) fn worker(
     );
     Worker::new(
         components.queue.clone(),
-        components.stores.tasks.clone(),
+        components.stores.attempts.clone(),
         registry,
         components.clock.clone(),
         config,

@@ -19,6 +19,7 @@ use orchestrator_axum::{ApiConfig, AppState, Metrics, WebhookLayer};
 use orchestrator_core::clock::SystemClock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 
@@ -40,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verifier,
         Rules::with_default_rules(),
         store.clone(),
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         clock.clone(),
     )
     .with_observer(metrics.clone());

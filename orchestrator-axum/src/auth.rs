@@ -13,11 +13,18 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Whether `candidate` is the configured admin token (constant time); false when none is
+/// configured.
+pub(crate) fn token_matches(state: &AppState, candidate: &str) -> bool {
+    state
+        .config()
+        .admin_token
+        .as_ref()
+        .is_some_and(|expected| bool::from(candidate.as_bytes().ct_eq(expected.as_bytes())))
+}
+
 /// Whether `headers` carry `Authorization: Bearer <admin token>`.
 pub(crate) fn is_authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(expected) = state.config().admin_token.as_ref() else {
-        return false;
-    };
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -27,8 +34,7 @@ pub(crate) fn is_authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let Some((scheme, token)) = value.trim().split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("bearer")
-        && bool::from(token.trim().as_bytes().ct_eq(expected.as_bytes()))
+    scheme.eq_ignore_ascii_case("bearer") && token_matches(state, token.trim())
 }
 
 /// The 401 answer, with the `WWW-Authenticate` challenge.

@@ -24,8 +24,12 @@ pub enum ApiError {
     /// 401 on the webhook receiver: the signature is missing or wrong (one message for all).
     #[error("missing or invalid webhook signature")]
     InvalidSignature,
-    /// 401 on the API: no or a wrong bearer token.
-    #[error("missing or invalid bearer token")]
+    /// 401 on the API: no or a wrong bearer token. The message says what to send, since it is
+    /// the first answer a new user meets.
+    #[error(
+        "missing or invalid bearer token: send the server's ADMIN_TOKEN as \
+         `Authorization: Bearer <token>` (without ADMIN_TOKEN set, the API is locked)"
+    )]
     Unauthorized,
     /// 404: no such route or resource.
     #[error("{0}")]

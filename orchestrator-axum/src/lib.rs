@@ -32,11 +32,15 @@
 //! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them.
 //! - [`metrics`]: the spec's Prometheus metrics as a core `Observer`; [`health`]: `/health`.
 //! - [`layer`]: the receiver alone, as a layer or a service.
+//! - `console` (cargo feature `console`): the operator console at `/ui`, mounted with
+//!   `console::router(state)`.
 
 mod auth;
 mod body;
 pub mod budget;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod correlation;
 pub mod dto;
 pub mod error;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orchestrator_core::breaker::{BreakerSnapshot, BreakerState};
 use orchestrator_core::observe::{DeliveryOutcome, Observer};
-use orchestrator_core::queue::QueueDepth;
+use orchestrator_core::store::QueueDepth;
 use orchestrator_core::task::{TaskStatus, TaskType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -43,6 +43,7 @@ pub struct Metrics {
     github_api_requests_total: IntCounterVec,
     github_api_rate_limit_remaining: IntGauge,
     codegen_agent_tasks_total: IntCounterVec,
+    github_reports_total: IntCounterVec,
     circuit_breaker_state: IntGaugeVec,
     redis_queue_resets_total: IntCounterVec,
     http_connections_active: IntGauge,
@@ -190,6 +191,12 @@ impl Metrics {
                 "codegen_agent_tasks_total",
                 "Coding-agent runs by outcome",
                 &["outcome"],
+            )?,
+            github_reports_total: counter(
+                r,
+                "github_reports_total",
+                "Reports sent to GitHub (check runs, statuses, comments) by kind and outcome",
+                &["kind", "outcome"],
             )?,
             circuit_breaker_state: gauge_vec(
                 r,
@@ -384,6 +391,12 @@ impl Observer for Metrics {
     fn codegen_run(&self, outcome: &str) {
         self.codegen_agent_tasks_total
             .with_label_values(&[outcome])
+            .inc();
+    }
+
+    fn github_report(&self, kind: &str, outcome: &str) {
+        self.github_reports_total
+            .with_label_values(&[kind, outcome])
             .inc();
     }
 

@@ -8,9 +8,10 @@ use orchestrator_core::breaker::BreakerSet;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
-use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::recovery::Reconciler;
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::store::browse::BrowseStore;
+use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -34,6 +35,7 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    browse: Option<Arc<dyn BrowseStore>>,
     webhook_limiter: Option<RouteLimit>,
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
@@ -63,6 +65,7 @@ pub struct AppStateBuilder {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     reconciler: Option<Arc<Reconciler>>,
+    browse: Option<Arc<dyn BrowseStore>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -114,6 +117,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Sets the keyset-paged lists the operator console reads (without it the console's lists
+    /// answer 503).
+    pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
+        self.browse = Some(browse);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = self.metrics.or_else(|| Metrics::new().ok().map(Arc::new));
@@ -140,6 +150,7 @@ impl AppStateBuilder {
                 metrics,
                 breakers: self.breakers,
                 health_checks: self.health_checks,
+                browse: self.browse,
                 started_at,
                 reconciler: self.reconciler,
             }),
@@ -168,20 +179,23 @@ impl AppState {
             health_checks: Vec::new(),
             shared_rate_limiter: None,
             reconciler: None,
+            browse: None,
         }
     }
 
-    /// A builder over one backend that is event store, task store and queue at once (the
-    /// in-memory store, the SQL store with its database queue).
+    /// A builder over one backend that is event store, task store and attempt store at once
+    /// (the in-memory store, the SQL stores), with the database queue over its task table
+    /// ([`StoreQueue`]).
     pub fn builder_for<S>(
         ingestor: Arc<Ingestor>,
         store: Arc<S>,
         clock: Arc<dyn Clock>,
     ) -> AppStateBuilder
     where
-        S: EventStore + TaskStore + TaskQueue,
+        S: EventStore + TaskStore + AttemptStore,
     {
-        Self::builder(ingestor, store.clone(), store.clone(), store, clock)
+        let queue = Arc::new(StoreQueue::new(store.clone()));
+        Self::builder(ingestor, store.clone(), store, queue, clock)
     }
 
     /// The reconciler with GitHub's delivery log, when configured.
@@ -232,6 +246,11 @@ impl AppState {
     /// The budget of request-body bytes held in memory (`ApiConfig::max_buffered_body_bytes`).
     pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
+    }
+
+    /// The keyset-paged lists, when configured.
+    pub fn browse(&self) -> Option<&dyn BrowseStore> {
+        self.inner.browse.as_deref()
     }
 
     pub(crate) fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {

@@ -17,6 +17,8 @@
 //!   deliveries).
 //! - Contracts for adapters: [`store`], [`queue`], [`github`], [`agent`], [`clock`],
 //!   [`observe`]; [`error`] holds the error kinds they share.
+//! - [`report`]: reporting task state back on the pull request (check runs, commit statuses,
+//!   one comment), from a background [`report::Reporter`] over [`store::report::ReportStore`].
 //! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
 //! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
@@ -40,6 +42,7 @@ pub mod payload;
 pub mod prelude;
 pub mod queue;
 pub mod recovery;
+pub mod report;
 pub mod retry;
 pub mod routing;
 pub mod secret;

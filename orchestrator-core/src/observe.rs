@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::breaker::BreakerState;
-use crate::queue::QueueDepth;
+use crate::store::QueueDepth;
 use crate::task::{TaskStatus, TaskType};
 
 /// How a delivery ended at the receiver.
@@ -76,6 +76,11 @@ pub trait Observer: Send + Sync + 'static {
     /// `duplicate` (the pull request's head SHA already has a run), `reconciled` (a run whose
     /// creation answer was lost was found again), `needs_attention` (it could not be found).
     fn codegen_run(&self, _outcome: &str) {}
+
+    /// A report to GitHub was sent or failed (`github_reports_total{kind,outcome}`): `kind` is
+    /// `check_run`, `status` or `comment`; `outcome` is `ok`, `failed`, `rate_limited`,
+    /// `circuit_open` or `gave_up` (retries used up until the task changes again).
+    fn github_report(&self, _kind: &str, _outcome: &str) {}
 
     /// A circuit breaker changed state.
     fn breaker(&self, _name: &str, _state: BreakerState) {}

@@ -1,87 +1,21 @@
 //! The task queue contract: how workers get tasks and hand them back.
 //!
-//! Task *state* lives in the [`TaskStore`](crate::store::TaskStore); a queue decides which task a
-//! worker gets next. A database-backed queue claims straight from the task table; a broker-backed
-//! queue (Redis Streams) delivers task ids and confirms each with
-//! [`TaskStore::start_attempt`](crate::store::TaskStore::start_attempt), so a message delivered
-//! twice never runs a task twice.
+//! Task *state* lives in the [`AttemptStore`]; a queue decides which task a worker gets next.
+//! [`StoreQueue`] is the database queue: it claims straight from the task table of any
+//! [`AttemptStore`] (the SQL stores, the in-memory store). A broker-backed queue (Redis Streams)
+//! delivers task ids and confirms each with
+//! [`AttemptStore::start_attempt`], so a message delivered twice never runs a task twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
+use crate::clock;
 use crate::error::StoreError;
-use crate::store::FinishReport;
-use crate::task::{NewTask, Task};
-
-/// A task taken by a worker, with the lease it holds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claim {
-    /// The task as it was when claimed (status running).
-    pub task: Task,
-    /// The execution row of this attempt.
-    pub execution_id: Uuid,
-    /// Attempt number (1-based, every claim counts).
-    pub attempt: u32,
-    /// The worker holding it.
-    pub worker_id: String,
-    /// When the lease runs out unless extended.
-    pub lease_expires_at: DateTime<Utc>,
-    /// A queue-specific handle (e.g. a Redis stream entry id) to acknowledge the delivery.
-    pub receipt: Option<String>,
-}
-
-/// How an attempt ended, as the worker reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    /// Success: store `output`, insert `followups`.
-    Completed {
-        /// The handler's output (`output_data`).
-        output: Value,
-        /// Follow-up tasks (parent and event links are set by the store).
-        followups: Vec<NewTask>,
-    },
-    /// A failed attempt with retries left: retrying, due at `at`, retry count + 1.
-    Retry {
-        /// The error.
-        error: String,
-        /// Due time of the next attempt.
-        at: DateTime<Utc>,
-    },
-    /// A permanent failure or retries exhausted.
-    Failed {
-        /// The error.
-        error: String,
-    },
-    /// Run again at `at` without using an attempt (open breaker, polling an external run).
-    Deferred {
-        /// Due time.
-        at: DateTime<Utc>,
-        /// Why (kept as the execution's note).
-        reason: String,
-        /// New `output_data` (progress state), when the handler gave one.
-        output: Option<Value>,
-    },
-    /// Given back unfinished (shutdown): pending and due now, no attempt used.
-    Released,
-}
-
-/// How much work is waiting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueDepth {
-    /// Runnable and due now.
-    pub ready: u64,
-    /// Runnable but due later (retries, deferrals).
-    pub scheduled: u64,
-    /// Claimed by a worker.
-    pub running: u64,
-    /// Given up by the broker after too many deliveries (broker queues only).
-    pub dead_letter: u64,
-}
+use crate::store::{AttemptStore, Claim, Finish, FinishReport, QueueDepth};
 
 /// A reference to a committed task, for publishing it to a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,4 +67,92 @@ pub trait TaskQueue: Send + Sync + 'static {
 
     /// The queue's name for health and logs (`database`, `redis`, `memory`).
     fn backend(&self) -> &'static str;
+}
+
+/// The database queue: the task table of an [`AttemptStore`] is the queue. Claims go through
+/// [`AttemptStore::claim_due`], so what is committed is claimable at once and nothing needs
+/// publishing; a crashed worker's tasks come back through lease expiry.
+pub struct StoreQueue<S: ?Sized> {
+    store: Arc<S>,
+}
+
+impl<S: ?Sized> StoreQueue<S> {
+    /// The queue over `store`'s task table.
+    pub fn new(store: Arc<S>) -> Self {
+        Self { store }
+    }
+
+    /// The store it claims from.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+}
+
+impl<S: ?Sized> Clone for StoreQueue<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<S: ?Sized> std::fmt::Debug for StoreQueue<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreQueue").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<S: AttemptStore + ?Sized> TaskQueue for StoreQueue<S> {
+    /// Nothing to do: committed tasks are already visible to `claim`.
+    async fn publish(&self, _tasks: &[TaskRef]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.store
+            .claim_due(worker, max, clock::add(now, lease), now)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        claim: &Claim,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<FinishReport, StoreError> {
+        self.store.finish_attempt(claim, finish, now).await
+    }
+
+    async fn extend_lease(
+        &self,
+        claim: &Claim,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store.extend_lease(claim, clock::add(now, lease)).await
+    }
+
+    /// [`AttemptStore::expire_leases`]; counts the tasks made runnable again (not those that
+    /// failed for good).
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.store.expire_leases(now).await?.len() as u64)
+    }
+
+    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+        self.store.queue_depth(now).await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.store.queue_name()
+    }
 }

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::prelude::*;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use serde::Deserialize;
@@ -39,7 +40,7 @@ fn setup() -> Setup {
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         rules,
         store.clone(),
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         clock.clone(),
     );
     Setup {
@@ -78,7 +79,7 @@ impl Setup {
             ..WorkerConfig::default()
         };
         Worker::new(
-            self.store.clone(),
+            Arc::new(StoreQueue::new(self.store.clone())),
             self.store.clone(),
             registry,
             self.clock.clone(),

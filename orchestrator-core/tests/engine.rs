@@ -19,13 +19,13 @@ use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext, T
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::observe::{DeliveryOutcome, Observer};
 use orchestrator_core::payload::{ParsedEvent, PayloadError};
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
+use orchestrator_core::queue::{StoreQueue, TaskQueue, TaskRef};
 use orchestrator_core::retry::{Backoff, RetryPolicy};
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::signature::{SignatureError, SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, FinishReport, Page, ReprocessOutcome, RetryOutcome,
-    TaskFilter, TaskStore,
+    Claim, EventFilter, EventStore, ExternalRun, Finish, FinishReport, Page, QueueDepth,
+    ReprocessOutcome, RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, TaskDetail, TaskSpec, TaskStatus, TaskType};
 use serde_json::{Value, json};
@@ -111,6 +111,8 @@ impl Observer for Recorder {
 struct Harness {
     clock: Arc<ManualClock>,
     store: Arc<MemoryStore>,
+    /// The database queue over `store`.
+    queue: Arc<StoreQueue<MemoryStore>>,
     observer: Arc<Recorder>,
     ingestor: Ingestor,
 }
@@ -131,6 +133,7 @@ fn no_jitter_policy() -> RetryPolicy {
 fn harness() -> Harness {
     let clock = Arc::new(ManualClock::default());
     let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let observer = Arc::new(Recorder::default());
     let mut router = Router::empty();
     router.add(TestRule);
@@ -138,7 +141,7 @@ fn harness() -> Harness {
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         router,
         store.clone(),
-        store.clone(),
+        queue.clone(),
         clock.clone(),
     )
     .with_retry_policy(no_jitter_policy())
@@ -149,6 +152,7 @@ fn harness() -> Harness {
     Harness {
         clock,
         store,
+        queue,
         observer,
         ingestor,
     }
@@ -202,7 +206,7 @@ impl Harness {
 
     fn worker(&self, registry: HandlerRegistry) -> Worker {
         Worker::new(
-            self.store.clone(),
+            self.queue.clone(),
             self.store.clone(),
             registry,
             self.clock.clone(),
@@ -524,7 +528,7 @@ fn url_encode(s: &str) -> String {
 /// down), and the first `finish_failures` finishes with `finish_error` (the store went away after
 /// the handler had done its work).
 struct Flaky {
-    store: Arc<MemoryStore>,
+    store: StoreQueue<MemoryStore>,
     publish_down: bool,
     finish_error: StoreErrorKind,
     finish_failures: AtomicUsize,
@@ -534,7 +538,7 @@ struct Flaky {
 impl Flaky {
     fn over(store: Arc<MemoryStore>) -> Self {
         Self {
-            store,
+            store: StoreQueue::new(store),
             publish_down: false,
             finish_error: StoreErrorKind::Unavailable,
             finish_failures: AtomicUsize::new(0),
@@ -580,7 +584,7 @@ impl TaskQueue for Flaky {
         lease: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
-        TaskQueue::extend_lease(&*self.store, c, lease, now).await
+        TaskQueue::extend_lease(&self.store, c, lease, now).await
     }
     async fn requeue_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
         self.store.requeue_expired(now).await
@@ -875,7 +879,7 @@ async fn a_crashed_workers_task_returns_after_its_lease_and_runs_again() {
     let ids = h.deliver("d-1").await;
     // A worker claims both tasks and dies without reporting back.
     let crashed = h
-        .store
+        .queue
         .claim("crashed", 10, Duration::from_secs(60), h.clock.now())
         .await
         .unwrap();
@@ -887,9 +891,9 @@ async fn a_crashed_workers_task_returns_after_its_lease_and_runs_again() {
         "leased tasks are not claimable"
     );
     h.clock.advance(Duration::from_secs(59));
-    assert_eq!(h.store.requeue_expired(h.clock.now()).await.unwrap(), 0);
+    assert_eq!(h.queue.requeue_expired(h.clock.now()).await.unwrap(), 0);
     h.clock.advance(Duration::from_secs(1));
-    assert_eq!(h.store.requeue_expired(h.clock.now()).await.unwrap(), 2);
+    assert_eq!(h.queue.requeue_expired(h.clock.now()).await.unwrap(), 2);
     assert_eq!(worker.run_once().await.unwrap(), 2);
     let detail = h.task(ids[0]).await;
     assert_eq!(detail.task.status, TaskStatus::Completed);
@@ -904,7 +908,7 @@ async fn a_crashed_workers_task_returns_after_its_lease_and_runs_again() {
     );
     // The crashed worker's late report is refused.
     let late = h
-        .store
+        .queue
         .finish(
             &crashed[0],
             Finish::Failed {
@@ -1112,7 +1116,9 @@ impl TaskHandler for Sleeper {
         if ctx.task.input_data["label"] == "first" {
             self.clock.advance(Duration::from_secs(100));
             tokio::time::sleep(Duration::from_secs(30)).await;
-            let expired = self.store.requeue_expired(self.clock.now()).await?;
+            let expired = StoreQueue::new(self.store.clone())
+                .requeue_expired(self.clock.now())
+                .await?;
             *self.expired_seen.lock().unwrap() = Some(expired);
             tokio::time::sleep(Duration::from_secs(3600)).await;
         } else {
@@ -1207,7 +1213,7 @@ async fn concurrent_workers_run_every_task_exactly_once() {
         let mut registry = HandlerRegistry::new();
         registry.register(analyze(), Count(runs.clone()));
         let worker = Worker::new(
-            h.store.clone(),
+            h.queue.clone(),
             h.store.clone(),
             registry,
             h.clock.clone(),
@@ -1221,7 +1227,7 @@ async fn concurrent_workers_run_every_task_exactly_once() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let depth = h.store.depth(h.clock.now()).await.unwrap();
+        let depth = h.queue.depth(h.clock.now()).await.unwrap();
         if depth.ready == 0 && depth.running == 0 {
             break;
         }
@@ -1250,7 +1256,7 @@ async fn concurrent_workers_run_every_task_exactly_once() {
 }
 
 /// A queue whose `finish` never answers (the store hangs); everything else goes to memory.
-struct HangingFinish(Arc<MemoryStore>);
+struct HangingFinish(StoreQueue<MemoryStore>);
 
 #[async_trait]
 impl TaskQueue for HangingFinish {
@@ -1280,7 +1286,7 @@ impl TaskQueue for HangingFinish {
         lease: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
-        TaskQueue::extend_lease(&*self.0, c, lease, now).await
+        TaskQueue::extend_lease(&self.0, c, lease, now).await
     }
     async fn requeue_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
         self.0.requeue_expired(now).await
@@ -1310,7 +1316,7 @@ async fn shutdown_returns_even_when_the_store_hangs() {
     let mut registry = HandlerRegistry::new();
     registry.register(analyze(), Forever);
     let worker = Worker::new(
-        Arc::new(HangingFinish(h.store.clone())),
+        Arc::new(HangingFinish(StoreQueue::new(h.store.clone()))),
         h.store.clone(),
         registry,
         h.clock.clone(),
@@ -1322,7 +1328,7 @@ async fn shutdown_returns_even_when_the_store_hangs() {
     }));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        h.store.depth(h.clock.now()).await.unwrap().running,
+        h.queue.depth(h.clock.now()).await.unwrap().running,
         2,
         "both tasks are running"
     );

@@ -17,6 +17,7 @@ use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::guard::{DeliveryGuard, IN_FLIGHT_TTL, MemoryDeliveryGuard, Sighting};
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::payload::ParsedEvent;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{
@@ -135,7 +136,7 @@ impl Harness {
             SignatureVerifier::new([WebhookSecret::new(SECRET)]),
             Router::empty().with_rule(OneTask),
             self.store.clone(),
-            self.memory.clone(),
+            Arc::new(StoreQueue::new(self.memory.clone())),
             self.clock.clone(),
         )
         .with_delivery_guard(guard)

@@ -1,7 +1,8 @@
-//! The reference semantics of `MemoryStore` (EventStore + TaskStore + TaskQueue), which every
+//! The reference semantics of `MemoryStore` (EventStore + TaskStore + AttemptStore), which every
 //! other store mirrors, and the fake outbound clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +13,10 @@ use orchestrator_core::error::{ClientErrorKind, StoreErrorKind};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::github::{GitHubApi, PullRequestFile, RepoRef};
 use orchestrator_core::memory::{FakeAgent, FakeGitHub, MemoryStore};
-use orchestrator_core::queue::{Claim, Finish, TaskQueue};
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
-    RetryOutcome, TaskFilter, TaskStore,
+    AttemptStore, Claim, EventFilter, EventStore, ExternalRun, Finish, IngestOutcome, Page,
+    ReprocessOutcome, RetentionPolicy, RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskSpec, TaskStatus, TaskType};
 use serde_json::json;
@@ -72,7 +73,10 @@ async fn ingest(
 }
 
 async fn claim_one(store: &MemoryStore, worker: &str, now: DateTime<Utc>) -> Claim {
-    let mut claims = store.claim(worker, 1, LEASE, now).await.unwrap();
+    let mut claims = store
+        .claim_due(worker, 1, clock::add(now, LEASE), now)
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 1, "expected one claimable task");
     claims.remove(0)
 }
@@ -175,7 +179,10 @@ async fn claim_takes_due_tasks_by_priority_then_due_time_then_insertion() {
         task("low_late_insert", 0, now),
     ];
     let (event_id, ids) = ingest(&store, "d-1", tasks, early).await;
-    let claims = store.claim("w1", 10, LEASE, now).await.unwrap();
+    let claims = store
+        .claim_due("w1", 10, clock::add(now, LEASE), now)
+        .await
+        .unwrap();
     let order: Vec<Uuid> = claims.iter().map(|c| c.task.task_id).collect();
     assert_eq!(
         order,
@@ -198,7 +205,13 @@ async fn claim_takes_due_tasks_by_priority_then_due_time_then_insertion() {
     assert_eq!(stored.processing_started_at, Some(now));
 
     // Nothing else is due; start_attempt refuses a running or not-yet-due task.
-    assert!(store.claim("w2", 10, LEASE, now).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due("w2", 10, clock::add(now, LEASE), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .start_attempt(ids[1], "w2", clock::add(now, LEASE), now)
@@ -240,7 +253,7 @@ async fn completed_attempt_stores_output_followups_and_settles_the_event() {
     let mut followup = task("codegen_trigger", 0, done);
     followup.parent_task_id = None;
     let report = store
-        .finish(
+        .finish_attempt(
             &claim,
             Finish::Completed {
                 output: json!({"ok": true}),
@@ -274,7 +287,7 @@ async fn completed_attempt_stores_output_followups_and_settles_the_event() {
     let claim = claim_one(&store, "w1", done).await;
     let end = clock::add(done, secs(1));
     store
-        .finish(
+        .finish_attempt(
             &claim,
             Finish::Failed {
                 error: "agent refused".into(),
@@ -299,7 +312,7 @@ async fn retry_defer_and_release_reschedule_with_their_own_bookkeeping() {
     let claim = claim_one(&store, "w1", now).await;
     let at = clock::add(now, secs(2));
     let report = store
-        .finish(
+        .finish_attempt(
             &claim,
             Finish::Retry {
                 error: "502".into(),
@@ -320,7 +333,11 @@ async fn retry_defer_and_release_reschedule_with_their_own_bookkeeping() {
     );
     assert_eq!(t.executions[0].status, ExecutionStatus::Failed);
     assert!(
-        store.claim("w1", 1, LEASE, now).await.unwrap().is_empty(),
+        store
+            .claim_due("w1", 1, clock::add(now, LEASE), now)
+            .await
+            .unwrap()
+            .is_empty(),
         "not due before its backoff"
     );
 
@@ -332,7 +349,7 @@ async fn retry_defer_and_release_reschedule_with_their_own_bookkeeping() {
         reason: "breaker open".into(),
         output: Some(json!({"run": 1})),
     };
-    let report = store.finish(&claim, deferred, at).await.unwrap();
+    let report = store.finish_attempt(&claim, deferred, at).await.unwrap();
     assert_eq!(
         (report.status, report.run_at),
         (TaskStatus::Pending, Some(later))
@@ -352,7 +369,7 @@ async fn retry_defer_and_release_reschedule_with_their_own_bookkeeping() {
         reason: "poll".into(),
         output: None,
     };
-    store.finish(&claim, deferred, later).await.unwrap();
+    store.finish_attempt(&claim, deferred, later).await.unwrap();
     assert_eq!(
         store.get_task(id).await.unwrap().unwrap().task.output_data,
         Some(json!({"run": 1})),
@@ -360,7 +377,10 @@ async fn retry_defer_and_release_reschedule_with_their_own_bookkeeping() {
     );
 
     let claim = claim_one(&store, "w1", later).await;
-    let report = store.finish(&claim, Finish::Released, later).await.unwrap();
+    let report = store
+        .finish_attempt(&claim, Finish::Released, later)
+        .await
+        .unwrap();
     assert_eq!(
         (report.status, report.run_at),
         (TaskStatus::Pending, Some(later))
@@ -382,7 +402,7 @@ async fn a_claim_that_lost_its_lease_cannot_finish_or_extend() {
     let (_, ids) = ingest(&store, "d-1", vec![task_new()], now).await;
     let stale = claim_one(&store, "w1", now).await;
     assert!(
-        TaskStore::extend_lease(&store, &stale, clock::add(now, secs(120)))
+        AttemptStore::extend_lease(&store, &stale, clock::add(now, secs(120)))
             .await
             .unwrap()
     );
@@ -401,7 +421,7 @@ async fn a_claim_that_lost_its_lease_cannot_finish_or_extend() {
     // The same worker claims it again: the old claim's execution is abandoned.
     let fresh = claim_one(&store, "w1", expired_at).await;
     let err = store
-        .finish(
+        .finish_attempt(
             &stale,
             Finish::Completed {
                 output: json!({}),
@@ -412,7 +432,7 @@ async fn a_claim_that_lost_its_lease_cannot_finish_or_extend() {
         .await;
     assert_eq!(err.unwrap_err().kind(), StoreErrorKind::Conflict);
     assert!(
-        !TaskQueue::extend_lease(&store, &stale, LEASE, expired_at)
+        !AttemptStore::extend_lease(&store, &stale, clock::add(expired_at, LEASE))
             .await
             .unwrap()
     );
@@ -422,7 +442,7 @@ async fn a_claim_that_lost_its_lease_cannot_finish_or_extend() {
         "the failed finish changed nothing"
     );
     store
-        .finish(
+        .finish_attempt(
             &fresh,
             Finish::Completed {
                 output: json!({}),
@@ -464,7 +484,7 @@ async fn expired_leases_retry_until_the_budget_is_used_then_fail() {
     claim_one(&store, "w2", now).await;
     now = clock::add(now, LEASE);
     assert_eq!(
-        store.requeue_expired(now).await.unwrap(),
+        store.expire_leases(now).await.unwrap().len(),
         0,
         "no retry left: failed, not requeued"
     );
@@ -501,7 +521,7 @@ async fn manual_retry_reopens_only_failed_or_cancelled_tasks() {
         RetryOutcome::NotRetryable(TaskStatus::Running)
     );
     store
-        .finish(
+        .finish_attempt(
             &a,
             Finish::Retry {
                 error: "x".into(),
@@ -513,7 +533,7 @@ async fn manual_retry_reopens_only_failed_or_cancelled_tasks() {
         .unwrap();
     let a = claim_one(&store, "w", now).await;
     store
-        .finish(
+        .finish_attempt(
             &a,
             Finish::Failed {
                 error: "boom".into(),
@@ -524,7 +544,7 @@ async fn manual_retry_reopens_only_failed_or_cancelled_tasks() {
         .unwrap();
     let b = claim_one(&store, "w", now).await;
     store
-        .finish(
+        .finish_attempt(
             &b,
             Finish::Completed {
                 output: json!({}),
@@ -584,7 +604,7 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
         ReprocessOutcome::Busy { .. }
     ));
     store
-        .finish(
+        .finish_attempt(
             &c,
             Finish::Failed {
                 error: "boom".into(),
@@ -631,7 +651,7 @@ async fn reprocess_adds_tasks_and_reopens_the_event() {
     // Reprocessing into no tasks when everything is finished keeps the event processed.
     let c = claim_one(&store, "w", later).await;
     store
-        .finish(
+        .finish_attempt(
             &c,
             Finish::Completed {
                 output: json!({}),
@@ -661,7 +681,7 @@ async fn external_runs_are_recorded_on_the_task_and_its_parent() {
     let parent = claim_one(&store, "w", now).await;
     let followup = task("codegen_trigger", 0, now);
     let report = store
-        .finish(
+        .finish_attempt(
             &parent,
             Finish::Completed {
                 output: json!({}),
@@ -700,7 +720,7 @@ async fn stats_count_everything_and_the_last_24_hours() {
     let (_, old_ids) = ingest(&store, "d-old", vec![task_new()], old).await;
     let c = claim_one(&store, "w", old).await;
     store
-        .finish(
+        .finish_attempt(
             &c,
             Finish::Failed {
                 error: "old".into(),
@@ -723,7 +743,7 @@ async fn stats_count_everything_and_the_last_24_hours() {
         .unwrap();
     let c = claim_one(&store, "w", now).await;
     store
-        .finish(
+        .finish_attempt(
             &c,
             Finish::Failed {
                 error: "new".into(),
@@ -766,7 +786,7 @@ async fn cleanup_removes_only_old_finished_data() {
     let (done_event, _) = ingest(&store, "d-done", vec![task_new()], old).await;
     let c = claim_one(&store, "w", old).await;
     store
-        .finish(
+        .finish_attempt(
             &c,
             Finish::Completed {
                 output: json!({}),
@@ -788,7 +808,7 @@ async fn cleanup_removes_only_old_finished_data() {
     let c = claim_one(&store, "w", old).await;
     assert_eq!(c.task.task_id, open_ids[0]);
     store
-        .finish(&c, Finish::Failed { error: "x".into() }, old)
+        .finish_attempt(&c, Finish::Failed { error: "x".into() }, old)
         .await
         .unwrap();
     // Recent, processed: kept.
@@ -915,7 +935,7 @@ async fn depth_stale_runnable_backend_and_ping() {
     )
     .await;
     claim_one(&store, "w", now).await;
-    let depth = store.depth(now).await.unwrap();
+    let depth = store.queue_depth(now).await.unwrap();
     assert_eq!(
         (
             depth.ready,
@@ -941,9 +961,51 @@ async fn depth_stale_runnable_backend_and_ping() {
             .unwrap(),
         vec![ids[1]]
     );
-    assert_eq!(store.backend(), "memory");
     store.ping().await.unwrap();
-    store.publish(&[]).await.unwrap();
+    let queue = StoreQueue::new(Arc::new(store));
+    assert_eq!(queue.backend(), "memory");
+    queue.publish(&[]).await.unwrap();
+}
+
+/// The database queue ([`StoreQueue`]) is the store's attempt state machine with durations:
+/// what it claims, extends, finishes, requeues and counts is what the store did.
+#[tokio::test]
+async fn the_store_queue_drives_the_attempt_store() {
+    let store = Arc::new(MemoryStore::new());
+    let queue = StoreQueue::new(store.clone());
+    let now = t0();
+    let (_, ids) = ingest(
+        &store,
+        "d-1",
+        vec![task("a", 1, now), task("b", 0, now)],
+        now,
+    )
+    .await;
+    assert!(queue.claim("w", 0, LEASE, now).await.unwrap().is_empty());
+    let claims = queue.claim("w", 10, LEASE, now).await.unwrap();
+    let order: Vec<Uuid> = claims.iter().map(|c| c.task.task_id).collect();
+    assert_eq!(order, ids, "priority first");
+    assert_eq!(claims[0].lease_expires_at, clock::add(now, LEASE));
+    assert_eq!(queue.depth(now).await.unwrap().running, 2);
+    let later = clock::add(now, secs(30));
+    assert!(queue.extend_lease(&claims[0], LEASE, later).await.unwrap());
+    let report = queue
+        .finish(
+            &claims[0],
+            Finish::Completed {
+                output: json!({}),
+                followups: vec![],
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, TaskStatus::Completed);
+    // The second claim's lease (not extended) runs out at now + LEASE; the first is finished.
+    let expired_at = clock::add(now, LEASE);
+    assert_eq!(queue.requeue_expired(expired_at).await.unwrap(), 1);
+    assert_eq!(status(&store, ids[1]).await, TaskStatus::Retrying);
+    assert_eq!(queue.depth(expired_at).await.unwrap().ready, 1);
 }
 
 #[tokio::test]

@@ -12,9 +12,10 @@ use orchestrator_core::clock::{self, Clock, ManualClock};
 use orchestrator_core::error::TaskError;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::{Claim, Finish, TaskQueue};
 use orchestrator_core::retry::{Backoff, RetryDecision, RetryPolicy};
-use orchestrator_core::store::{EventFilter, EventStore, Page, TaskFilter, TaskStore};
+use orchestrator_core::store::{
+    AttemptStore, Claim, EventFilter, EventStore, Finish, Page, TaskFilter, TaskStore,
+};
 use orchestrator_core::task::{
     ExecutionStatus, NewTask, TaskSpec, TaskStatus, TaskType, Transition,
 };
@@ -334,7 +335,7 @@ proptest! {
             for op in ops {
                 let now = clock.now();
                 match op {
-                    StoreOp::Claim(n) => claims.extend(store.claim("w", n, lease, now).await.unwrap()),
+                    StoreOp::Claim(n) => claims.extend(store.claim_due("w", n, clock::add(now, lease), now).await.unwrap()),
                     StoreOp::Finish(_, _) if claims.is_empty() => {}
                     StoreOp::Finish(n, kind) => {
                         let claim = claims.remove(n % claims.len());
@@ -350,7 +351,7 @@ proptest! {
                         // A claim whose lease was taken away must be refused and change nothing.
                         let held = store.get_task(claim.task.task_id).await.unwrap().unwrap().executions
                             .iter().any(|e| e.execution_id == claim.execution_id && e.status == ExecutionStatus::Running);
-                        let result = store.finish(&claim, finish, now).await;
+                        let result = store.finish_attempt(&claim, finish, now).await;
                         prop_assert_eq!(result.is_ok(), held);
                     }
                     StoreOp::Advance(s) => clock.advance(Duration::from_secs(s)),

@@ -13,6 +13,7 @@ use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::error::{ClientError, ClientErrorKind};
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::recovery::memory::FakeDeliveryLog;
 use orchestrator_core::recovery::{
     DeliverySummary, HookRef, Reconciler, RecoveryConfig, RequestError, RunRequest, RunRequestError,
@@ -51,7 +52,7 @@ fn setup(page_size: usize) -> Setup {
         SignatureVerifier::new([WebhookSecret::new("s3cret")]),
         router,
         store.clone(),
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         clock.clone(),
     ));
     Setup {

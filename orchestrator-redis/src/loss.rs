@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::observe::{NoopObserver, Observer};
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::store::AttemptStore;
 
 use crate::error::Result;
 use crate::stream::TaskStream;
@@ -57,7 +57,7 @@ impl LossReason {
 /// Watches for lost queue data on behalf of one [`RedisQueue`](crate::RedisQueue).
 pub(crate) struct LossWatch {
     stream: Arc<TaskStream>,
-    store: Arc<dyn TaskStore>,
+    store: Arc<dyn AttemptStore>,
     sweeper: Sweeper,
     pub(crate) observer: Arc<dyn Observer>,
     last_check: Mutex<Option<DateTime<Utc>>>,
@@ -66,7 +66,7 @@ pub(crate) struct LossWatch {
 impl LossWatch {
     pub(crate) fn new(
         stream: Arc<TaskStream>,
-        store: Arc<dyn TaskStore>,
+        store: Arc<dyn AttemptStore>,
         sweeper: Sweeper,
     ) -> Self {
         Self {

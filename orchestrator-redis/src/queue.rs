@@ -3,7 +3,7 @@
 //!
 //! Redis only carries task ids. A claim reads messages (`XREADGROUP`, plus takeovers of quiet
 //! consumers' messages) and confirms each with the store's conditional
-//! [`TaskStore::start_attempt`] (pending -> running): a message delivered twice, or a task
+//! [`AttemptStore::start_attempt`] (pending -> running): a message delivered twice, or a task
 //! published twice, still runs once. A message the store refuses is acknowledged and dropped —
 //! unless its task is not due yet (it goes to the delayed set), or it was taken over from a
 //! worker whose lease is still live (it stays pending and is looked at again later). Finishing
@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use orchestrator_core::clock::{self, Clock};
 use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::observe::Observer;
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
-use orchestrator_core::store::{FinishReport, TaskStore};
+use orchestrator_core::queue::{TaskQueue, TaskRef};
+use orchestrator_core::store::{AttemptStore, Claim, Finish, FinishReport, QueueDepth, TaskStore};
 use orchestrator_core::task::TaskStatus;
 
 use crate::config::QueueConfig;
@@ -35,10 +35,12 @@ use crate::loss::LossWatch;
 use crate::stream::{Delivery, TaskStream};
 use crate::sweeper::{Sweeper, interval_passed};
 
-/// A task queue on Redis Streams over a [`TaskStore`].
+/// A task queue on Redis Streams over a store's [`AttemptStore`] (and its [`TaskStore`] for
+/// due times).
 pub struct RedisQueue {
     stream: Arc<TaskStream>,
-    store: Arc<dyn TaskStore>,
+    tasks: Arc<dyn TaskStore>,
+    store: Arc<dyn AttemptStore>,
     clock: Arc<dyn Clock>,
     sweeper: Sweeper,
     loss: LossWatch,
@@ -72,20 +74,23 @@ enum Verdict {
 }
 
 impl RedisQueue {
-    /// A queue named `config.name` on `conn`, confirming claims with `store`; `clock` gives "now"
-    /// for publishing (due or delayed).
+    /// A queue named `config.name` on `conn`, confirming claims with `attempts` and reading
+    /// tasks it cannot start (not due yet, still leased) from `tasks` — usually one store seen
+    /// through both traits; `clock` gives "now" for publishing (due or delayed).
     pub fn new(
         conn: RedisConnection,
         config: QueueConfig,
-        store: Arc<dyn TaskStore>,
+        tasks: Arc<dyn TaskStore>,
+        attempts: Arc<dyn AttemptStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let stream = Arc::new(TaskStream::new(conn, config)?);
-        let sweeper = Sweeper::new(stream.clone(), store.clone());
-        let loss = LossWatch::new(stream.clone(), store.clone(), sweeper.clone());
+        let sweeper = Sweeper::new(stream.clone(), tasks.clone(), attempts.clone());
+        let loss = LossWatch::new(stream.clone(), attempts.clone(), sweeper.clone());
         Ok(Self {
             stream,
-            store,
+            tasks,
+            store: attempts,
             clock,
             sweeper,
             loss,
@@ -215,7 +220,7 @@ impl RedisQueue {
         if let Some(verdict) = claimed(first, entry.clone()) {
             return Ok(verdict);
         }
-        let Some(detail) = self.store.get_task(task_id).await? else {
+        let Some(detail) = self.tasks.get_task(task_id).await? else {
             return Ok(Verdict::Ack(entry));
         };
         let task = detail.task;

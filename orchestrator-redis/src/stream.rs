@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use orchestrator_core::queue::{QueueDepth, TaskRef};
+use orchestrator_core::queue::TaskRef;
+use orchestrator_core::store::QueueDepth;
 use redis::streams::StreamReadReply;
 use redis::{Script, Value};
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 //! Ingest commits the database transaction first and publishes (`XADD`) after; a process that
 //! dies in between, or a Redis that lost its data, leaves tasks in the store that no message
 //! names. The sweeper asks the store for runnable, due tasks unchanged for `sweep_after`
-//! ([`TaskStore::stale_runnable`]) and publishes them again. A task that did have a message gets
+//! ([`AttemptStore::stale_runnable`]) and publishes them again. A task that did have a message gets
 //! a second one; that is harmless, because a claim is confirmed by the store's conditional
 //! update and the extra message is dropped.
 //!
@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use orchestrator_core::clock::Clock;
 use orchestrator_core::error::StoreError;
 use orchestrator_core::queue::TaskRef;
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::store::{AttemptStore, TaskStore};
 use redis::Script;
 use uuid::Uuid;
 
@@ -50,7 +50,8 @@ pub struct Republished {
 #[derive(Clone)]
 pub struct Sweeper {
     stream: Arc<TaskStream>,
-    store: Arc<dyn TaskStore>,
+    tasks: Arc<dyn TaskStore>,
+    attempts: Arc<dyn AttemptStore>,
     turn_script: Script,
 }
 
@@ -63,11 +64,17 @@ impl std::fmt::Debug for Sweeper {
 }
 
 impl Sweeper {
-    /// A sweeper publishing to `stream` what `store` says is stale.
-    pub fn new(stream: Arc<TaskStream>, store: Arc<dyn TaskStore>) -> Self {
+    /// A sweeper publishing to `stream` what `attempts` says is stale (due times of tasks due
+    /// later are read from `tasks`).
+    pub fn new(
+        stream: Arc<TaskStream>,
+        tasks: Arc<dyn TaskStore>,
+        attempts: Arc<dyn AttemptStore>,
+    ) -> Self {
         Self {
             stream,
-            store,
+            tasks,
+            attempts,
             turn_script: Script::new(include_str!("scripts/sweep_turn.lua")),
         }
     }
@@ -128,7 +135,7 @@ impl Sweeper {
             .checked_sub_signed(after)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let ids = self
-            .store
+            .attempts
             .stale_runnable(stale_before, now, config.sweep_limit)
             .await?;
         if ids.is_empty() {
@@ -152,11 +159,14 @@ impl Sweeper {
     /// that still had a message gets a second one, dropped when claimed.
     pub async fn republish_all(&self, now: DateTime<Utc>) -> Result<Republished, StoreError> {
         let limit = self.stream.config().sweep_limit;
-        let due = self.store.stale_runnable(far_future(), now, limit).await?;
+        let due = self
+            .attempts
+            .stale_runnable(far_future(), now, limit)
+            .await?;
         let known: HashSet<Uuid> = due.iter().copied().collect();
         // Every runnable task; the ones not due yet need their due time from the store.
         let all = self
-            .store
+            .attempts
             .stale_runnable(far_future(), far_future(), limit.saturating_mul(2))
             .await?;
         let later: Vec<Uuid> = all
@@ -164,7 +174,7 @@ impl Sweeper {
             .filter(|id| !known.contains(id))
             .take(limit as usize)
             .collect();
-        let store = &self.store;
+        let store = &self.tasks;
         let scheduled: Vec<TaskRef> = futures::stream::iter(later)
             .map(|id| async move { store.get_task(id).await })
             .buffer_unordered(LOOKUPS_AT_ONCE)

@@ -1,15 +1,13 @@
 //! [`SqlStore`]: PostgreSQL or SQLite, chosen at run time from the database URL.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, Prepared, WebhookEvent};
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
 use orchestrator_core::store::{
-    CleanupReport, EventFilter, EventStore, ExternalRun, FinishReport, IngestOutcome, Page,
-    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
+    AttemptStore, Claim, CleanupReport, EventFilter, EventStore, ExternalRun, Finish, FinishReport,
+    IngestOutcome, Page, QueueDepth, ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats,
+    TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{NewTask, Task, TaskDetail};
 use uuid::Uuid;
@@ -19,7 +17,8 @@ use crate::error::Error;
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
-/// The store and queue of whichever database the URL names.
+/// The store of whichever database the URL names; the core's `StoreQueue` over it is the
+/// database queue.
 #[derive(Debug, Clone)]
 pub enum SqlStore {
     /// `postgres://` / `postgresql://`.
@@ -150,6 +149,23 @@ impl TaskStore for SqlStore {
     ) -> Result<RetryOutcome, StoreError> {
         both!(self, s => s.retry_task(task_id, now).await)
     }
+    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
+        both!(self, s => s.stats(now).await)
+    }
+    async fn cleanup(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<CleanupReport, StoreError> {
+        both!(self, s => s.cleanup(policy, now).await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        both!(self, s => s.ping().await)
+    }
+}
+
+#[async_trait]
+impl AttemptStore for SqlStore {
     async fn record_external_run(
         &self,
         task_id: Uuid,
@@ -157,6 +173,15 @@ impl TaskStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         both!(self, s => s.record_external_run(task_id, run, now).await)
+    }
+    async fn claim_due(
+        &self,
+        worker: &str,
+        max: usize,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        both!(self, s => s.claim_due(worker, max, lease_until, now).await)
     }
     async fn start_attempt(
         &self,
@@ -180,7 +205,7 @@ impl TaskStore for SqlStore {
         claim: &Claim,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        both!(self, s => TaskStore::extend_lease(s, claim, lease_until).await)
+        both!(self, s => s.extend_lease(claim, lease_until).await)
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         both!(self, s => s.expire_leases(now).await)
@@ -193,58 +218,7 @@ impl TaskStore for SqlStore {
     ) -> Result<Vec<Uuid>, StoreError> {
         both!(self, s => s.stale_runnable(stale_before, now, limit).await)
     }
-    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
-        both!(self, s => s.stats(now).await)
-    }
-    async fn cleanup(
-        &self,
-        policy: &RetentionPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<CleanupReport, StoreError> {
-        both!(self, s => s.cleanup(policy, now).await)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        both!(self, s => s.ping().await)
-    }
-}
-
-#[async_trait]
-impl TaskQueue for SqlStore {
-    async fn publish(&self, tasks: &[TaskRef]) -> Result<(), StoreError> {
-        both!(self, s => s.publish(tasks).await)
-    }
-    async fn claim(
-        &self,
-        worker: &str,
-        max: usize,
-        lease: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Claim>, StoreError> {
-        both!(self, s => s.claim(worker, max, lease, now).await)
-    }
-    async fn finish(
-        &self,
-        claim: &Claim,
-        finish: Finish,
-        now: DateTime<Utc>,
-    ) -> Result<FinishReport, StoreError> {
-        both!(self, s => s.finish(claim, finish, now).await)
-    }
-    async fn extend_lease(
-        &self,
-        claim: &Claim,
-        lease: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        both!(self, s => TaskQueue::extend_lease(s, claim, lease, now).await)
-    }
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        both!(self, s => s.requeue_expired(now).await)
-    }
-    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        both!(self, s => s.depth(now).await)
-    }
-    fn backend(&self) -> &'static str {
-        "database"
+    async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+        both!(self, s => s.queue_depth(now).await)
     }
 }

@@ -136,7 +136,7 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The claim no longer holds its task.
-pub(crate) fn lost_claim(claim: &orchestrator_core::queue::Claim) -> StoreError {
+pub(crate) fn lost_claim(claim: &orchestrator_core::store::Claim) -> StoreError {
     StoreError::new(
         StoreErrorKind::Conflict,
         format!(

@@ -3,7 +3,8 @@
 //!
 //! The store is the source of truth: [`EventStore::ingest`](orchestrator_core::store::EventStore::ingest)
 //! commits a delivery and all its tasks before the receiver acknowledges it, and the database
-//! queue ([`TaskQueue`](orchestrator_core::queue::TaskQueue)) claims tasks straight from the task
+//! queue (the core's [`StoreQueue`](orchestrator_core::queue::StoreQueue) over these stores'
+//! [`AttemptStore`](orchestrator_core::store::AttemptStore)) claims tasks straight from the task
 //! table with leases, so a task is never lost between ingest and execution.
 //!
 //! Pick a database at run time with [`SqlStore::connect`]: `postgres://...` for production
@@ -33,17 +34,21 @@
 //! - `error.rs`: [`Error`] and the mapping onto the core's `StoreError` kinds.
 //! - [`migrate`]: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
 //! - `plan.rs`: what a finished attempt writes, computed once for both databases.
-//! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` tasks, `queue.rs` claims and
-//!   leases, `stats.rs` figures and retention, `rows.rs` decoding).
+//! - `postgres/`: [`PgStore`] (`store.rs` events, `tasks.rs` task reads and operator actions,
+//!   `attempt.rs` claims, finishes and leases, `stats.rs` figures and retention, `rows.rs` decoding).
 //! - `sqlite/`: [`SqliteStore`], the same files.
 //! - `any.rs`: [`SqlStore`], the run-time choice between the two.
+//! - `browse.rs`: keyset-paged lists (`BrowseStore`) for both databases and [`SqlStore`];
+//!   each database's implementation in its `browse.rs`.
 //! - `agent_run.rs`: the agent-run ledger (`AgentRunStore`) shared parts and its [`SqlStore`]
 //!   implementation; each database's statements in its `agent_run.rs`.
 //! - `recovery.rs`: recovery runs (`RecoveryStore`), shared statements and its [`SqlStore`]
 //!   implementation; each database's binding and runner lease in its `recovery.rs`.
+//! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
 mod any;
+mod browse;
 pub mod config;
 mod error;
 mod list;
@@ -51,6 +56,7 @@ pub mod migrate;
 mod plan;
 mod postgres;
 mod recovery;
+mod report;
 mod sqlite;
 mod stats;
 

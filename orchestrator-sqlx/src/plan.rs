@@ -4,7 +4,7 @@
 //! state machine ([`TaskStatus::apply`]); the SQL of each database only applies them.
 
 use chrono::{DateTime, Utc};
-use orchestrator_core::queue::Finish;
+use orchestrator_core::store::Finish;
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskStatus, Transition};
 use serde_json::Value;
 
@@ -108,7 +108,11 @@ pub(crate) fn lease_expired_message(owner: &str) -> String {
 
 /// `{}` for a JSON null, else the value; as JSON text.
 pub(crate) fn json_text(value: &Value) -> String {
-    orchestrator_core::store::object_or_empty(value.clone()).to_string()
+    if value.is_null() {
+        "{}".to_owned()
+    } else {
+        value.to_string()
+    }
 }
 
 /// Headers as stored: `[[name, value], ...]`.
@@ -153,22 +157,14 @@ pub(crate) fn parse_task_type(
     orchestrator_core::task::TaskType::new(text).map_err(crate::error::corrupt)
 }
 
-/// `now + lease`, saturating far in the future.
-pub(crate) fn lease_until(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 /// The claim of a freshly claimed task row.
 pub(crate) fn claim_of(
     task: orchestrator_core::task::Task,
     execution_id: uuid::Uuid,
     worker: &str,
     lease_until: DateTime<Utc>,
-) -> orchestrator_core::queue::Claim {
-    orchestrator_core::queue::Claim {
+) -> orchestrator_core::store::Claim {
+    orchestrator_core::store::Claim {
         attempt: task.attempts,
         task,
         execution_id,
@@ -179,7 +175,7 @@ pub(crate) fn claim_of(
 }
 
 /// Sorts claims into claim order: priority desc, due time asc, row id asc.
-pub(crate) fn sort_claims(claims: &mut [orchestrator_core::queue::Claim]) {
+pub(crate) fn sort_claims(claims: &mut [orchestrator_core::store::Claim]) {
     claims.sort_by(|a, b| {
         b.task
             .priority

@@ -20,8 +20,8 @@
 //! - One reader per group of variables: `storage.rs` (database, Redis), `api.rs` (listening,
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
-//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `recovery.rs`
-//!   (reconciling with GitHub's delivery log).
+//!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
+//!   (reporting back on the pull request), `recovery.rs` (reconciling with GitHub's delivery log).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,6 +44,7 @@ mod clients;
 mod http_limits;
 mod read;
 mod recovery;
+mod report;
 mod storage;
 mod telemetry;
 mod worker;
@@ -112,6 +113,9 @@ const VARIABLES: &[&str] = &[
     "GITHUB_RECOVERY_HOOKS",
     "GITHUB_RECOVERY_INTERVAL_SECONDS",
     "GITHUB_RECOVERY_MAX_LOOKBACK_HOURS",
+    "REPORT_TO_GITHUB",
+    "REPORT_CHECK_NAME",
+    "REPORT_PR_COMMENT",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -179,6 +183,11 @@ pub struct Config {
     /// `GITHUB_RECOVERY_HOOKS`, `GITHUB_RECOVERY_INTERVAL_SECONDS` (zero turns the schedule
     /// off), `GITHUB_RECOVERY_MAX_LOOKBACK_HOURS`: reconciling with GitHub's delivery log.
     pub recovery: orchestrator_core::recovery::RecoveryConfig,
+    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
+    /// [`Config::report_mode`]).
+    pub report: orchestrator_core::report::ReportConfig,
+    /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
+    pub report_to: Option<orchestrator_core::report::ReportMode>,
 }
 
 /// The configuration of an empty environment: the embedded SQLite file, the database queue, no
@@ -205,6 +214,8 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
             recovery: orchestrator_core::recovery::RecoveryConfig::default(),
+            report: orchestrator_core::report::ReportConfig::default(),
+            report_to: None,
         }
     }
 }
@@ -261,6 +272,7 @@ impl Config {
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
         recovery::read(&mut r, &mut config);
+        report::read(&mut r, &mut config);
         r.finish(config)
     }
 

@@ -157,6 +157,9 @@ impl Server {
             .env("RATE_LIMIT_API_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "debug")
+            // Reporting back on the PR is opted into by the tests of it (tests/it/report.rs),
+            // so the other tests' GitHub mocks see only the calls they are about.
+            .env("REPORT_TO_GITHUB", "off")
             .current_dir(db.dir())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

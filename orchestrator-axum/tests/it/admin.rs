@@ -147,19 +147,15 @@ async fn admin_stats_give_rates_in_percent() {
     .await;
     // Fail exactly one task (the oldest due).
     let now = orchestrator_core::clock::Clock::now(app.clock.as_ref());
-    let claims = orchestrator_core::queue::TaskQueue::claim(
-        app.store.as_ref(),
-        "w",
-        1,
-        Duration::from_secs(60),
-        now,
-    )
-    .await
-    .unwrap();
+    let queue = orchestrator_core::queue::StoreQueue::new(app.store.clone());
+    let claims =
+        orchestrator_core::queue::TaskQueue::claim(&queue, "w", 1, Duration::from_secs(60), now)
+            .await
+            .unwrap();
     orchestrator_core::queue::TaskQueue::finish(
-        app.store.as_ref(),
+        &queue,
         &claims[0],
-        orchestrator_core::queue::Finish::Failed {
+        orchestrator_core::store::Finish::Failed {
             error: "boom".into(),
         },
         now,

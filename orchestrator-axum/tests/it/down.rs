@@ -1,7 +1,6 @@
 //! A backend that is down: 503 from the receiver and the API, `unhealthy` from `/health`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -12,7 +11,7 @@ use orchestrator_core::clock::ManualClock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::*;
@@ -66,6 +65,23 @@ impl TaskStore for DownStore {
     async fn retry_task(&self, _: Uuid, _: DateTime<Utc>) -> Result<RetryOutcome, StoreError> {
         self.err()
     }
+    async fn stats(&self, _: DateTime<Utc>) -> Result<Stats, StoreError> {
+        self.err()
+    }
+    async fn cleanup(
+        &self,
+        _: &RetentionPolicy,
+        _: DateTime<Utc>,
+    ) -> Result<CleanupReport, StoreError> {
+        self.err()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.err()
+    }
+}
+
+#[async_trait]
+impl AttemptStore for DownStore {
     async fn record_external_run(
         &self,
         _: Uuid,
@@ -105,58 +121,19 @@ impl TaskStore for DownStore {
     ) -> Result<Vec<Uuid>, StoreError> {
         self.err()
     }
-    async fn stats(&self, _: DateTime<Utc>) -> Result<Stats, StoreError> {
-        self.err()
-    }
-    async fn cleanup(
-        &self,
-        _: &RetentionPolicy,
-        _: DateTime<Utc>,
-    ) -> Result<CleanupReport, StoreError> {
-        self.err()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.err()
-    }
-}
-
-#[async_trait]
-impl TaskQueue for DownStore {
-    async fn publish(&self, _: &[TaskRef]) -> Result<(), StoreError> {
-        self.err()
-    }
-    async fn claim(
+    async fn claim_due(
         &self,
         _: &str,
         _: usize,
-        _: Duration,
+        _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
         self.err()
     }
-    async fn finish(
-        &self,
-        _: &Claim,
-        _: Finish,
-        _: DateTime<Utc>,
-    ) -> Result<FinishReport, StoreError> {
+    async fn queue_depth(&self, _: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
         self.err()
     }
-    async fn extend_lease(
-        &self,
-        _: &Claim,
-        _: Duration,
-        _: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.err()
-    }
-    async fn requeue_expired(&self, _: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.err()
-    }
-    async fn depth(&self, _: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        self.err()
-    }
-    fn backend(&self) -> &'static str {
+    fn queue_name(&self) -> &'static str {
         "down"
     }
 }
@@ -169,7 +146,7 @@ fn down_router(kind: StoreErrorKind) -> axum::Router {
         verifier,
         Rules::with_default_rules(),
         store.clone(),
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         clock.clone(),
     ));
     router(

@@ -11,6 +11,8 @@
 mod admin;
 mod budget;
 mod connections;
+#[cfg(feature = "console")]
+mod console;
 mod down;
 mod events;
 mod layer;

@@ -16,11 +16,12 @@ use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::delivery::DeliveryLimits;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::{Finish, TaskQueue};
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::recovery::memory::FakeDeliveryLog;
 use orchestrator_core::recovery::{Reconciler, RecoveryConfig};
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
+use orchestrator_core::store::Finish;
 use serde_json::Value;
 use sha2::Sha256;
 use tower::ServiceExt;
@@ -136,15 +137,15 @@ impl TestApp {
     /// Claims every due task and fails it for good; their ids.
     pub async fn fail_all_due(&self) -> Vec<Uuid> {
         let now = self.clock.now();
-        let claims = self
-            .store
+        let queue = StoreQueue::new(self.store.clone());
+        let claims = queue
             .claim("test-worker", 100, Duration::from_secs(60), now)
             .await
             .unwrap();
         let mut ids = Vec::new();
         for claim in claims {
             ids.push(claim.task.task_id);
-            self.store
+            queue
                 .finish(
                     &claim,
                     Finish::Failed {
@@ -171,7 +172,7 @@ pub fn ingestor(
             verifier,
             Rules::with_default_rules(),
             store.clone(),
-            store,
+            Arc::new(StoreQueue::new(store)),
             clock,
         )
         .with_limits(limits)

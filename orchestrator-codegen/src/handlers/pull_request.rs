@@ -37,7 +37,8 @@ impl PullRequestAnalysis {
     }
 }
 
-/// The reasons for an agent run (empty: none).
+/// The reasons for an agent run (empty: none). A person's "Re-run" of our check
+/// (`rerequested`, see `orchestrator_core::routing::report`) is analysed like a new pull request.
 pub(crate) fn pr_reasons(
     action: &str,
     counts: FileCounts,
@@ -45,7 +46,9 @@ pub(crate) fn pr_reasons(
 ) -> Vec<TriggerReason> {
     let mut reasons = Vec::new();
     match action {
-        "opened" if counts.code > 0 => reasons.push(TriggerReason::NewPrWithCodeChanges),
+        "opened" | "rerequested" if counts.code > 0 => {
+            reasons.push(TriggerReason::NewPrWithCodeChanges)
+        }
         "ready_for_review" => reasons.push(TriggerReason::ReadyForReview),
         "synchronize" if counts.code > config.synchronize_code_file_threshold => {
             reasons.push(TriggerReason::SignificantCodeChanges)

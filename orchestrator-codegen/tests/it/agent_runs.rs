@@ -12,6 +12,7 @@ use orchestrator_codegen::{CodegenClient, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskContext, TaskHandler};
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::store::agent_run::{
     AgentRunPolicy, AgentRunRecord, AgentRunState, AgentRunStore, RunIntent,
 };
@@ -432,7 +433,7 @@ async fn needs_attention_then_a_manual_retry_creates_exactly_one_run() {
         Arc::new(NoopObserver),
     );
     let worker = Worker::new(
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         store.clone(),
         registry,
         clock.clone(),

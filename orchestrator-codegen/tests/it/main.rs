@@ -16,4 +16,5 @@ mod github;
 mod handlers;
 mod pipeline;
 mod props;
+mod report;
 mod support;

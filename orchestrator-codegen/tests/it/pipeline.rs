@@ -15,6 +15,7 @@ use orchestrator_codegen::{
 use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{Page, TaskFilter, TaskStore};
@@ -131,11 +132,11 @@ async fn a_pull_request_delivery_ends_with_a_followed_agent_run() {
         SignatureVerifier::new([WebhookSecret::new(SECRET)]),
         Router::with_default_rules(),
         store.clone(),
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         clock.clone(),
     );
     let worker = Worker::new(
-        store.clone(),
+        Arc::new(StoreQueue::new(store.clone())),
         store.clone(),
         registry,
         clock.clone(),

@@ -69,6 +69,7 @@ pub struct Recorder {
     pub rate_limit: Mutex<Vec<u64>>,
     pub codegen_runs: Mutex<Vec<String>>,
     pub breakers: Mutex<Vec<(String, BreakerState)>>,
+    pub reports: Mutex<Vec<(String, String)>>,
 }
 
 impl Recorder {
@@ -101,6 +102,12 @@ impl Observer for Recorder {
     }
     fn breaker(&self, name: &str, state: BreakerState) {
         self.breakers.lock().unwrap().push((name.to_owned(), state));
+    }
+    fn github_report(&self, kind: &str, outcome: &str) {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((kind.to_owned(), outcome.to_owned()));
     }
 }
 

@@ -16,9 +16,9 @@ use crate::error::{TaskError, TaskErrorKind};
 use crate::event::WebhookEvent;
 use crate::handler::{HandlerOutcome, HandlerRegistry, NO_EVENT_STORE, TaskContext, TaskProgress};
 use crate::observe::Observer;
-use crate::queue::{Claim, Finish, TaskQueue};
+use crate::queue::TaskQueue;
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::store::{EventStore, ExternalRun, TaskStore};
+use crate::store::{AttemptStore, Claim, EventStore, ExternalRun, Finish};
 use crate::task::{NewTask, Task, TaskSpec, TaskStatus};
 
 /// First pause before recording an attempt's outcome again (the store was unavailable).
@@ -30,7 +30,7 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(super) struct Runner {
     pub(super) queue: Arc<dyn TaskQueue>,
-    pub(super) store: Arc<dyn TaskStore>,
+    pub(super) store: Arc<dyn AttemptStore>,
     pub(super) events: Option<Arc<dyn EventStore>>,
     pub(super) registry: Arc<HandlerRegistry>,
     pub(super) clock: Arc<dyn Clock>,
@@ -40,10 +40,10 @@ pub(super) struct Runner {
     pub(super) lease: Duration,
 }
 
-/// [`TaskProgress`] backed by [`TaskStore::record_external_run`] and, when the worker has one,
+/// [`TaskProgress`] backed by [`AttemptStore::record_external_run`] and, when the worker has one,
 /// [`EventStore::get_event`].
 struct StoreProgress {
-    store: Arc<dyn TaskStore>,
+    store: Arc<dyn AttemptStore>,
     events: Option<Arc<dyn EventStore>>,
     clock: Arc<dyn Clock>,
 }

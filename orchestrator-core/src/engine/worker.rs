@@ -18,7 +18,7 @@ use crate::handler::HandlerRegistry;
 use crate::observe::{NoopObserver, Observer};
 use crate::queue::TaskQueue;
 use crate::retry::RetryPolicy;
-use crate::store::{EventStore, TaskStore};
+use crate::store::{AttemptStore, EventStore};
 use crate::task::Task;
 
 /// Worker settings.
@@ -54,7 +54,7 @@ pub type SpanFactory = Arc<dyn Fn(&Task) -> tracing::Span + Send + Sync>;
 /// Runs tasks.
 pub struct Worker {
     queue: Arc<dyn TaskQueue>,
-    store: Arc<dyn TaskStore>,
+    store: Arc<dyn AttemptStore>,
     events: Option<Arc<dyn EventStore>>,
     registry: Arc<HandlerRegistry>,
     clock: Arc<dyn Clock>,
@@ -76,7 +76,7 @@ impl Worker {
     /// A worker over `queue` (claims) and `store` (progress records).
     pub fn new(
         queue: Arc<dyn TaskQueue>,
-        store: Arc<dyn TaskStore>,
+        store: Arc<dyn AttemptStore>,
         registry: HandlerRegistry,
         clock: Arc<dyn Clock>,
         config: WorkerConfig,

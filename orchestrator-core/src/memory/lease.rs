@@ -5,8 +5,7 @@ use uuid::Uuid;
 
 use super::state::{State, close, conflict, illegal};
 use crate::error::StoreError;
-use crate::queue::{Claim, Finish};
-use crate::store::FinishReport;
+use crate::store::{Claim, Finish, FinishReport};
 use crate::task::{ExecutionStatus, Task, TaskExecution, TaskStatus, Transition};
 
 impl State {

@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use super::state::State;
 use crate::event::EventSummary;
-use crate::queue::QueueDepth;
-use crate::store::{CleanupReport, EventFilter, Page, RetentionPolicy, Stats, TaskFilter};
+use crate::store::{
+    CleanupReport, EventFilter, Page, QueueDepth, RetentionPolicy, Stats, TaskFilter,
+};
 use crate::task::{Task, TaskStatus};
 
 /// `now - d`, saturating at the earliest instant.

@@ -33,6 +33,8 @@ pub(super) struct State {
     pub(super) agent_runs: Vec<AgentRunRecord>,
     /// Recovery runs and the runner lease (see `recovery.rs`).
     pub(super) recovery: super::recovery::RecoveryState,
+    /// The reporter's cursors, leases and records (see `report_store.rs`).
+    pub(super) reporting: super::report_store::Reporting,
 }
 
 pub(super) fn conflict(message: String) -> StoreError {

@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: the reference [`EventStore`] + [`TaskStore`] behind one mutex.
+//! [`MemoryStore`]: the reference store behind one mutex, and its [`EventStore`] and
+//! [`TaskStore`] implementations (its `AttemptStore` is in `attempt.rs`).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -9,15 +10,15 @@ use uuid::Uuid;
 use super::state::State;
 use crate::error::StoreError;
 use crate::event::{EventSummary, NewEvent, WebhookEvent};
-use crate::queue::{Claim, Finish};
 use crate::store::{
-    CleanupReport, EventFilter, EventStore, ExternalRun, FinishReport, IngestOutcome, Page,
-    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
+    CleanupReport, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
+    RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use crate::task::{NewTask, Task, TaskDetail};
 
-/// Events, tasks and executions in memory; also a [`TaskQueue`](crate::queue::TaskQueue) whose
-/// queue is the task table itself (like the database queue). Every method takes one lock, so
+/// Events, tasks and executions in memory: an [`EventStore`], a [`TaskStore`], an
+/// [`AttemptStore`](crate::store::AttemptStore) (so [`StoreQueue`](crate::queue::StoreQueue)
+/// makes its task table a queue, like the database queue) and an agent-run ledger. Every method takes one lock, so
 /// each call is atomic. Ids count from 1. Nothing survives the process.
 ///
 /// # Semantics (mirrored by every other store)
@@ -29,12 +30,12 @@ use crate::task::{NewTask, Task, TaskDetail};
 ///   unless it has a `parse_error` (stored unparsed, never with tasks): then it is stored
 ///   `processed = false`, no processing times, `parse_error` kept and `error_message =
 ///   NewEvent::unparsed_message(parse_error)`.
-/// - **claim / start_attempt**: only a runnable (`pending | retrying`) task with
+/// - **claim_due / start_attempt**: only a runnable (`pending | retrying`) task with
 ///   `run_at <= now`. It becomes running (through [`TaskStatus::apply`](crate::task::TaskStatus::apply)),
 ///   `lease_owner = worker`, `lease_expires_at = lease_until`, `attempts += 1`, `started_at` set on
 ///   the first attempt only, `updated_at = now`; an execution row (status running,
 ///   `attempt = attempts`, `started_at = now`) is added; the event's `processing_started_at` is set
-///   if it was null. `claim` orders by priority desc, `run_at` asc, row id asc.
+///   if it was null. `claim_due` orders by priority desc, `run_at` asc, row id asc.
 /// - **finish_attempt**: `Conflict` unless the task is running, `lease_owner` is the claim's
 ///   worker and the claim's execution is still running (the lease time itself is not checked:
 ///   a late worker keeps its task until `expire_leases` takes it away). Lease fields are cleared,
@@ -154,56 +155,6 @@ impl TaskStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<RetryOutcome, StoreError> {
         Ok(self.lock().retry(task_id, now))
-    }
-
-    async fn record_external_run(
-        &self,
-        task_id: Uuid,
-        run: &ExternalRun,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.lock()
-            .record_run(task_id, &run.id, run.url.as_deref(), now)
-    }
-
-    async fn start_attempt(
-        &self,
-        task_id: Uuid,
-        worker: &str,
-        lease_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError> {
-        Ok(self.lock().start(task_id, worker, lease_until, now))
-    }
-
-    async fn finish_attempt(
-        &self,
-        claim: &Claim,
-        finish: Finish,
-        now: DateTime<Utc>,
-    ) -> Result<FinishReport, StoreError> {
-        self.lock().finish(claim, finish, now)
-    }
-
-    async fn extend_lease(
-        &self,
-        claim: &Claim,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Ok(self.lock().extend(claim, lease_until))
-    }
-
-    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        Ok(self.lock().expire(now))
-    }
-
-    async fn stale_runnable(
-        &self,
-        stale_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        Ok(self.lock().stale_runnable(stale_before, now, limit))
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {

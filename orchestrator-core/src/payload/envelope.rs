@@ -54,9 +54,20 @@ envelope!(
 );
 
 envelope!(
-    /// `check_run`.
-    CheckRunEnvelope { check_run: CheckRun }
+    /// `check_run` (and the `requested_action` of a button press).
+    CheckRunEnvelope {
+        check_run: CheckRun,
+        #[serde(default)]
+        requested_action: Option<RequestedAction>,
+    }
 );
+
+/// `requested_action` of a `check_run.requested_action` delivery.
+#[derive(Deserialize)]
+pub(super) struct RequestedAction {
+    #[serde(default)]
+    pub(super) identifier: Option<String>,
+}
 
 envelope!(
     /// `check_suite`.

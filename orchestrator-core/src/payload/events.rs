@@ -111,6 +111,17 @@ pub struct CheckSuiteSummary {
     pub head_branch: Option<String>,
 }
 
+/// `app` of a check run or check suite: the GitHub App that created it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AppRef {
+    /// The App's id.
+    #[serde(default)]
+    pub id: u64,
+    /// The App's slug.
+    #[serde(default)]
+    pub slug: Option<String>,
+}
+
 /// `check_run` of a `check_run` event.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CheckRun {
@@ -139,6 +150,16 @@ pub struct CheckRun {
     /// Pull requests whose head is this commit.
     #[serde(default, deserialize_with = "null_default")]
     pub pull_requests: Vec<PullRequestRef>,
+    /// The App that created it.
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    /// The creator's own id for it (ours: the task id).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// `requested_action.identifier` of a `requested_action` delivery (a top-level field of
+    /// the payload, put here by the parser).
+    #[serde(skip)]
+    pub requested_action: Option<String>,
 }
 
 /// `check_suite` of a `check_suite` event.
@@ -161,6 +182,9 @@ pub struct CheckSuite {
     /// Pull requests whose head is this commit.
     #[serde(default, deserialize_with = "null_default")]
     pub pull_requests: Vec<PullRequestRef>,
+    /// The App that created it.
+    #[serde(default)]
+    pub app: Option<AppRef>,
 }
 
 /// Who pushed.

@@ -34,9 +34,9 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::delivery::BodyFormat;
 pub use events::{
-    Account, CheckOutput, CheckRun, CheckSuite, CheckSuiteSummary, Commit, EventKind, GitRef,
-    Installation, InstallationInfo, InstallationRepositories, Ping, PullRequest, PullRequestRef,
-    Push, Pusher, RepositoryRef,
+    Account, AppRef, CheckOutput, CheckRun, CheckSuite, CheckSuiteSummary, Commit, EventKind,
+    GitRef, Installation, InstallationInfo, InstallationRepositories, Ping, PullRequest,
+    PullRequestRef, Push, Pusher, RepositoryRef,
 };
 
 /// Why a payload could not be read.
@@ -127,11 +127,10 @@ impl ParsedEvent {
             }
             "check_run" => {
                 let mut env: envelope::CheckRunEnvelope = read(json).map_err(routed)?;
-                Ok(Self::new(
-                    event,
-                    env.common(),
-                    EventKind::CheckRun(env.check_run),
-                ))
+                let common = env.common();
+                let mut run = env.check_run;
+                run.requested_action = env.requested_action.and_then(|a| a.identifier);
+                Ok(Self::new(event, common, EventKind::CheckRun(run)))
             }
             "check_suite" => {
                 let mut env: envelope::CheckSuiteEnvelope = read(json).map_err(routed)?;

@@ -11,10 +11,13 @@
 //!   configurable actions / conclusions, priority and config.
 //! - [`event_rule`]: the declarative [`EventRule`].
 //! - [`input`]: the typed `input_data` of the built-in task types (shared with the handlers).
+//! - [`report`]: the buttons of the orchestrator's own checks ([`ReportButtonsRule`]) and
+//!   [`OwnChecks`], which keeps the other rules away from them (no reporting loop).
 
 pub mod builtin;
 pub mod event_rule;
 pub mod input;
+pub mod report;
 
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ pub use builtin::{
     CheckRunFailureRule, CheckSuiteFailureRule, PullRequestRule, PushDefaultBranchRule,
 };
 pub use event_rule::{EventInput, EventRule};
+pub use report::{OwnChecks, ReportButtonsRule};
 
 /// One routing rule.
 pub trait Rule: Send + Sync + 'static {
@@ -42,12 +46,20 @@ pub trait Rule: Send + Sync + 'static {
         let _ = (event, action);
         true
     }
+
+    /// Whether the rule sees `check_run` / `check_suite` deliveries about the orchestrator's
+    /// own checks ([`OwnChecks`], once the router knows them); by default it does not, so no
+    /// rule analyses a check the orchestrator reported itself.
+    fn handles_own_checks(&self) -> bool {
+        false
+    }
 }
 
 /// An ordered set of rules; every matching rule contributes its tasks.
 #[derive(Clone, Default)]
 pub struct Router {
     rules: Vec<Arc<dyn Rule>>,
+    own_checks: Option<OwnChecks>,
 }
 
 impl std::fmt::Debug for Router {
@@ -110,9 +122,21 @@ impl Router {
         self.rules.iter().any(|rule| rule.may_route(event, action))
     }
 
-    /// The tasks every matching rule asks for, in rule order.
+    /// Names the orchestrator's own checks: deliveries about them reach only the rules that
+    /// [handle them](Rule::handles_own_checks).
+    pub fn ignore_own_checks(&mut self, own: OwnChecks) -> &mut Self {
+        self.own_checks = Some(own);
+        self
+    }
+
+    /// All tasks the rules ask for.
     pub fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
-        self.rules.iter().flat_map(|r| r.route(event)).collect()
+        let own = self.own_checks.as_ref().is_some_and(|o| o.concerns(event));
+        self.rules
+            .iter()
+            .filter(|r| !own || r.handles_own_checks())
+            .flat_map(|r| r.route(event))
+            .collect()
     }
 }
 

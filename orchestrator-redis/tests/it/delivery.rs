@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orchestrator_core::error::StoreErrorKind;
-use orchestrator_core::queue::{Finish, TaskQueue};
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{Finish, TaskStore};
 use orchestrator_core::task::{ExecutionStatus, TaskStatus};
 use orchestrator_redis::QueueConfig;
 use serde_json::json;

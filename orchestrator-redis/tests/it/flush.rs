@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use orchestrator_core::clock::Clock;
 use orchestrator_core::observe::Observer;
-use orchestrator_core::queue::{Claim, Finish, TaskQueue};
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{Claim, Finish, TaskStore};
 use orchestrator_core::task::TaskStatus;
 use orchestrator_redis::{QueueConfig, RedisQueue};
 use serde_json::json;
@@ -62,6 +62,7 @@ fn instance(h: &Harness, config: QueueConfig, resets: &Arc<Resets>) -> Arc<Redis
     let queue = RedisQueue::new(
         h.redis.connection(),
         config,
+        h.store.clone(),
         h.store.clone(),
         h.clock.clone() as Arc<dyn Clock>,
     )

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orchestrator_core::clock::{Clock, ManualClock};
-use orchestrator_core::queue::{Finish, TaskQueue};
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{Finish, TaskStore};
 use orchestrator_core::task::TaskStatus;
 use orchestrator_redis::{QueueConfig, RedisQueue};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore};
@@ -94,7 +94,16 @@ async fn eight_consumers_over_postgres_run_each_task_once_despite_duplicates() {
     };
     let queue = |store: &Arc<SqlStore>| {
         let clock = clock.clone() as Arc<dyn Clock>;
-        Arc::new(RedisQueue::new(redis.connection(), config.clone(), store.clone(), clock).unwrap())
+        Arc::new(
+            RedisQueue::new(
+                redis.connection(),
+                config.clone(),
+                store.clone(),
+                store.clone(),
+                clock,
+            )
+            .unwrap(),
+        )
     };
     let publisher = queue(&store);
     let refs = commit_tasks(store.as_ref(), TASKS, clock.now()).await;
@@ -150,6 +159,7 @@ async fn the_sweeper_finds_tasks_committed_to_postgres_but_never_published() {
     let queue = RedisQueue::new(
         redis.connection(),
         fast_config(),
+        store.clone(),
         store.clone(),
         clock.clone() as Arc<dyn Clock>,
     )

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use orchestrator_core::clock::add;
-use orchestrator_core::queue::{Finish, QueueDepth, TaskQueue, TaskRef};
-use orchestrator_core::store::TaskStore;
+use orchestrator_core::queue::{TaskQueue, TaskRef};
+use orchestrator_core::store::{Finish, QueueDepth, TaskStore};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskStatus, TaskType};
 use orchestrator_redis::QueueConfig;
 use serde_json::json;

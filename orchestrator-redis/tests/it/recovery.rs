@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::memory::MemoryStore;
-use orchestrator_core::queue::{Claim, Finish, TaskQueue};
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{Claim, Finish};
 use orchestrator_core::task::TaskStatus;
 use orchestrator_redis::{QueueConfig, RedisConfig, RedisConnection, RedisQueue};
 use serde_json::json;
@@ -241,6 +242,7 @@ async fn while_redis_is_away_ingest_commits_and_publishing_catches_up_when_it_re
         RedisConnection::new(config).unwrap(),
         fast_config(),
         store.clone(),
+        store.clone(),
         clock.clone() as Arc<dyn Clock>,
     )
     .unwrap();
@@ -281,6 +283,7 @@ async fn an_unreachable_redis_fails_claims_promptly_without_a_hot_loop() {
     let queue = RedisQueue::new(
         conn.clone(),
         fast_config(),
+        store.clone(),
         store,
         clock.clone() as Arc<dyn Clock>,
     )

@@ -170,6 +170,7 @@ impl Harness {
                 redis.connection(),
                 config,
                 store.clone(),
+                store.clone(),
                 clock.clone() as Arc<dyn Clock>,
             )
             .unwrap(),
@@ -188,6 +189,7 @@ impl Harness {
             RedisQueue::new(
                 self.redis.connection(),
                 config,
+                self.store.clone(),
                 self.store.clone(),
                 self.clock.clone() as Arc<dyn Clock>,
             )

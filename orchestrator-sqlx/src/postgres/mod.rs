@@ -26,8 +26,10 @@
 //! - Times come from the callers' `now`, never from `NOW()`.
 
 mod agent_run;
-mod queue;
+mod attempt;
+mod browse;
 mod recovery;
+mod report;
 mod rows;
 mod stats;
 mod store;

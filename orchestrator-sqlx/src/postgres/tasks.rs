@@ -1,12 +1,10 @@
-//! [`TaskStore`] on PostgreSQL: task list and detail, manual retry, agent runs, attempts.
+//! [`TaskStore`] on PostgreSQL: task list and detail, manual retry, statistics, retention, ping.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::{StoreError, StoreErrorKind};
-use orchestrator_core::queue::{Claim, Finish};
+use orchestrator_core::error::StoreError;
 use orchestrator_core::store::{
-    CleanupReport, ExternalRun, FinishReport, Page, RetentionPolicy, RetryOutcome, Stats,
-    TaskFilter, TaskStore,
+    CleanupReport, Page, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::TaskDetail;
 use sqlx::Row;
@@ -40,13 +38,6 @@ const RETRY: &str = "WITH t AS (UPDATE workflow_tasks SET status = 'pending', ru
     SELECT * FROM t";
 
 const STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";
-
-const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
-    updated_at = $4 WHERE task_id = $1 \
-    OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
-
-const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
-    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
 
 #[async_trait]
 impl TaskStore for PgStore {
@@ -110,78 +101,6 @@ impl TaskStore for PgStore {
                 Ok(RetryOutcome::NotRetryable(parse_status(&status)?))
             }
         }
-    }
-
-    async fn record_external_run(
-        &self,
-        task_id: Uuid,
-        run: &ExternalRun,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let rows = sqlx::query(RECORD_RUN)
-            .bind(task_id)
-            .bind(&run.id)
-            .bind(&run.url)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        if rows.is_empty() {
-            return Err(StoreError::new(
-                StoreErrorKind::Internal,
-                format!("no task {task_id}"),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn start_attempt(
-        &self,
-        task_id: Uuid,
-        worker: &str,
-        lease_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError> {
-        self.start(task_id, worker, lease_until, now).await
-    }
-
-    async fn finish_attempt(
-        &self,
-        claim: &Claim,
-        finish: Finish,
-        now: DateTime<Utc>,
-    ) -> Result<FinishReport, StoreError> {
-        self.finish_claim(claim, finish, now).await
-    }
-
-    async fn extend_lease(
-        &self,
-        claim: &Claim,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.extend(claim, lease_until).await
-    }
-
-    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        self.expire(now).await
-    }
-
-    async fn stale_runnable(
-        &self,
-        stale_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query(STALE)
-            .bind(stale_before)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(store_error))
-            .collect()
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {

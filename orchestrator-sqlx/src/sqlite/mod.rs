@@ -22,11 +22,13 @@
 //! delivery payloads, which are zstd BLOBs when `payload_encoding` says so (module `payload`).
 
 mod agent_run;
+mod attempt;
 mod batch;
+mod browse;
 mod checkpoint;
 mod payload;
-mod queue;
 mod recovery;
+mod report;
 mod rows;
 mod stats;
 mod store;

@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::queue::QueueDepth;
-use orchestrator_core::store::{CleanupReport, RetentionPolicy, Stats};
+use orchestrator_core::store::{CleanupReport, QueueDepth, RetentionPolicy, Stats};
 
 use super::SqliteStore;
 use super::rows::us;
@@ -87,7 +86,7 @@ impl SqliteStore {
         assemble(&row, &statuses, &types)
     }
 
-    pub(super) async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+    pub(super) async fn count_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
         let row = sqlx::query(DEPTH)
             .bind(us(now))
             .fetch_one(&self.reader)

@@ -1,12 +1,10 @@
-//! [`TaskStore`] on SQLite: task list and detail, manual retry, agent runs, attempts.
+//! [`TaskStore`] on SQLite: task list and detail, manual retry, statistics, retention, ping.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::{StoreError, StoreErrorKind};
-use orchestrator_core::queue::{Claim, Finish};
+use orchestrator_core::error::StoreError;
 use orchestrator_core::store::{
-    CleanupReport, ExternalRun, FinishReport, Page, RetentionPolicy, RetryOutcome, Stats,
-    TaskFilter, TaskStore,
+    CleanupReport, Page, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{Task, TaskDetail};
 use sqlx::Row;
@@ -44,13 +42,6 @@ const STATUS: &str = "SELECT status FROM workflow_tasks WHERE task_id = $1";
 /// The operator decided: the retried task's unresolved agent-run intents no longer block.
 const RELEASE_INTENTS: &str = "UPDATE agent_runs SET state = 'released', updated_at = $2 \
     WHERE task_id = $1 AND state = 'unresolved'";
-
-const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
-    updated_at = $4 WHERE task_id = $1 \
-    OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
-
-const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
-    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
 
 #[async_trait]
 impl TaskStore for SqliteStore {
@@ -128,80 +119,6 @@ impl TaskStore for SqliteStore {
         }
         tx.commit().await.map_err(store_error)?;
         Ok(RetryOutcome::Scheduled(Box::new(task)))
-    }
-
-    async fn record_external_run(
-        &self,
-        task_id: Uuid,
-        run: &ExternalRun,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(RECORD_RUN)
-            .bind(task_id)
-            .bind(&run.id)
-            .bind(&run.url)
-            .bind(us(now))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        if rows.is_empty() {
-            return Err(StoreError::new(
-                StoreErrorKind::Internal,
-                format!("no task {task_id}"),
-            ));
-        }
-        tx.commit().await.map_err(store_error)?;
-        Ok(())
-    }
-
-    async fn start_attempt(
-        &self,
-        task_id: Uuid,
-        worker: &str,
-        lease_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError> {
-        self.start(task_id, worker, lease_until, now).await
-    }
-
-    async fn finish_attempt(
-        &self,
-        claim: &Claim,
-        finish: Finish,
-        now: DateTime<Utc>,
-    ) -> Result<FinishReport, StoreError> {
-        self.finish_claim(claim, finish, now).await
-    }
-
-    async fn extend_lease(
-        &self,
-        claim: &Claim,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.extend(claim, lease_until).await
-    }
-
-    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        self.expire(now).await
-    }
-
-    async fn stale_runnable(
-        &self,
-        stale_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query(STALE)
-            .bind(us(stale_before))
-            .bind(us(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(store_error)?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(store_error))
-            .collect()
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {

@@ -6,19 +6,20 @@
 use std::sync::Arc;
 
 use orchestrator_core::error::StoreErrorKind;
-use orchestrator_core::queue::{Finish, TaskQueue};
 use orchestrator_core::store::agent_run::{
     Admission, AgentRunPolicy, AgentRunRecord, AgentRunState, AgentRunStore, Refusal, RunIntent,
 };
-use orchestrator_core::store::{EventStore, ExternalRun, IngestOutcome, RetryOutcome, TaskStore};
+use orchestrator_core::store::{
+    AttemptStore, EventStore, ExternalRun, Finish, IngestOutcome, RetryOutcome, TaskStore,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::{at, event, task};
 
 /// What every store under test is.
-pub trait Ledger: AgentRunStore + EventStore + TaskStore + TaskQueue {}
-impl<T: AgentRunStore + EventStore + TaskStore + TaskQueue> Ledger for T {}
+pub trait Ledger: AgentRunStore + EventStore + TaskStore + AttemptStore {}
+impl<T: AgentRunStore + EventStore + TaskStore + AttemptStore> Ledger for T {}
 
 fn intent(task_id: Uuid, sha: Option<&str>, force: bool) -> RunIntent {
     RunIntent {
@@ -167,7 +168,7 @@ pub async fn unresolved_intents_are_marked_and_released_by_a_manual_retry<S: Led
         .unwrap();
     assert!(matches!(outcome, IngestOutcome::Accepted { .. }));
     let claim = store
-        .claim("w", 1, std::time::Duration::from_secs(60), at(1))
+        .claim_due("w", 1, at(61), at(1))
         .await
         .unwrap()
         .remove(0);
@@ -187,7 +188,7 @@ pub async fn unresolved_intents_are_marked_and_released_by_a_manual_retry<S: Led
         Admission::Resume(r) if r.state == AgentRunState::Unresolved
     ));
     store
-        .finish(
+        .finish_attempt(
             &claim,
             Finish::Failed {
                 error: "needs attention".into(),

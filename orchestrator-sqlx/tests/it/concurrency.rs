@@ -4,14 +4,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_core::queue::{Finish, TaskQueue};
-use orchestrator_core::store::{EventStore, IngestOutcome, Page, TaskFilter, TaskStore};
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{EventStore, Finish, IngestOutcome, Page, TaskFilter, TaskStore};
 use orchestrator_core::task::{NewTask, TaskStatus};
 use orchestrator_sqlx::SqlStore;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{at, event, task};
+use crate::support::{AsQueue, at, event, task};
 
 /// 8 workers drain `total` tasks; every task is executed exactly once.
 pub async fn each_task_runs_exactly_once(store: &SqlStore) {
@@ -36,6 +36,7 @@ pub async fn each_task_runs_exactly_once(store: &SqlStore) {
             let mut ran = Vec::new();
             loop {
                 let claims = store
+                    .queue()
                     .claim(&worker, 16, Duration::from_secs(600), at(1))
                     .await
                     .unwrap();
@@ -48,7 +49,7 @@ pub async fn each_task_runs_exactly_once(store: &SqlStore) {
                         output: json!({}),
                         followups: vec![],
                     };
-                    store.finish(&claim, done, at(2)).await.unwrap();
+                    store.queue().finish(&claim, done, at(2)).await.unwrap();
                 }
             }
             ran

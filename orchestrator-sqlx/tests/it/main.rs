@@ -8,9 +8,11 @@
 )]
 
 mod agent_runs;
+mod browse;
 mod concurrency;
 mod plans;
 mod recovery;
+mod reports;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
@@ -65,6 +67,9 @@ on_both! {
     agent_runs::ledger_admits_resumes_and_limits_each_head(2),
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+    browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
+    reports::changed_tasks_follow_the_cursor(2),
+    reports::one_reporter_holds_the_lease_and_records_are_kept(2),
     recovery::runs_round_trip_with_cursor_and_counters(2),
     recovery::known_deliveries_answers_a_whole_page_at_once(2),
     recovery::hooks_are_learned_from_stored_headers(2),
@@ -144,8 +149,24 @@ mod ledger {
     }
 
     #[tokio::test]
+    async fn changed_tasks_follow_the_cursor_in_memory() {
+        crate::reports::changed_tasks_follow_the_cursor(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn one_reporter_holds_the_lease_and_records_are_kept_in_memory() {
+        crate::reports::one_reporter_holds_the_lease_and_records_are_kept(&MemoryStore::new())
+            .await;
+    }
+
+    #[tokio::test]
     async fn ledger_admits_resumes_and_limits_each_head_in_memory() {
         agent_runs::ledger_admits_resumes_and_limits_each_head(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn pages_by_cursor_stay_stable_while_rows_arrive_in_memory() {
+        crate::browse::pages_by_cursor_stay_stable_while_rows_arrive(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

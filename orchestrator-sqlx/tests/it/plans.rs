@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use orchestrator_core::queue::{Finish, TaskQueue};
-use orchestrator_core::store::{EventStore, TaskStore};
+use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::store::{AttemptStore, EventStore, Finish, TaskStore};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::support::{TestDb, at, event, task};
+use crate::support::{AsQueue, TestDb, at, event, task};
 
 const FINISHED_ROWS: i64 = 200_000;
 
@@ -61,6 +61,7 @@ async fn postgres_claim_uses_runnable_index_with_many_finished_rows() {
     let started = std::time::Instant::now();
     let claims = db
         .store
+        .queue()
         .claim("w", 16, Duration::from_secs(30), at(1))
         .await
         .unwrap();
@@ -137,12 +138,12 @@ async fn postgres_durable_queue_writes() {
         .await
         .unwrap();
     let claim = durable
-        .claim("w", 1, Duration::from_secs(30), at(1))
+        .claim_due("w", 1, at(31), at(1))
         .await
         .unwrap()
         .remove(0);
     durable
-        .finish(
+        .finish_attempt(
             &claim,
             Finish::Completed {
                 output: json!({}),

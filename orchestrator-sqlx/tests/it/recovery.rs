@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use orchestrator_core::clock::ManualClock;
 use orchestrator_core::engine::Ingestor;
-use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::recovery::memory::FakeDeliveryLog;
 use orchestrator_core::recovery::{DeliverySummary, HookRef, Reconciler, RecoveryConfig};
 use orchestrator_core::routing::{EventRule, Router};
@@ -17,7 +17,9 @@ use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::recovery::{
     LearnedHook, RecoveryMode, RecoveryRun, RecoveryStore, RunStatus,
 };
-use orchestrator_core::store::{EventFilter, EventStore, IngestOutcome, Page, TaskStore};
+use orchestrator_core::store::{
+    AttemptStore, EventFilter, EventStore, IngestOutcome, Page, TaskStore,
+};
 use orchestrator_core::task::TaskType;
 use serde_json::json;
 use uuid::Uuid;
@@ -25,8 +27,8 @@ use uuid::Uuid;
 use crate::support::{at, event};
 
 /// What every store under test is.
-pub trait Recoverable: RecoveryStore + EventStore + TaskStore + TaskQueue {}
-impl<T: RecoveryStore + EventStore + TaskStore + TaskQueue> Recoverable for T {}
+pub trait Recoverable: RecoveryStore + EventStore + TaskStore + AttemptStore {}
+impl<T: RecoveryStore + EventStore + TaskStore + AttemptStore> Recoverable for T {}
 
 fn run(since: DateTime<Utc>, created: DateTime<Utc>) -> RecoveryRun {
     RecoveryRun {
@@ -224,11 +226,12 @@ pub async fn the_reconciler_recovers_missing_deliveries_with_their_tasks<S: Reco
         "issues",
         TaskType::new("analyze").unwrap(),
     ));
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let ingestor = Arc::new(Ingestor::new(
         SignatureVerifier::new([WebhookSecret::new("s")]),
         router,
         store.clone(),
-        store.clone(),
+        queue.clone(),
         clock.clone(),
     ));
     let log = Arc::new(FakeDeliveryLog::new(2));
@@ -279,7 +282,7 @@ pub async fn the_reconciler_recovers_missing_deliveries_with_their_tasks<S: Reco
             .contains(&("x-github-hook-id".into(), "42".into()))
     );
     // Its task runs like any other: the queue hands it out.
-    let claims = store
+    let claims = queue
         .claim("w", 10, Duration::from_secs(30), now)
         .await
         .unwrap();

@@ -4,17 +4,17 @@ use std::time::Duration;
 
 use orchestrator_core::error::StoreErrorKind;
 use orchestrator_core::event::NewEvent;
-use orchestrator_core::queue::{Finish, TaskQueue};
+use orchestrator_core::queue::TaskQueue;
 use orchestrator_core::store::{
-    EventFilter, EventStore, ExternalRun, IngestOutcome, Page, ReprocessOutcome, RetentionPolicy,
-    RetryOutcome, TaskFilter, TaskStore,
+    AttemptStore, EventFilter, EventStore, ExternalRun, Finish, IngestOutcome, Page,
+    ReprocessOutcome, RetentionPolicy, RetryOutcome, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, NewTask, TaskStatus, TaskType};
 use orchestrator_sqlx::SqlStore;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{at, event, task};
+use crate::support::{AsQueue, at, event, task};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -208,7 +208,7 @@ pub async fn lists_filter_and_page(store: &SqlStore) {
     let repo_tasks = store.list_tasks(&by_repo, Page::default()).await.unwrap();
     assert_eq!(repo_tasks.len(), 1);
     assert_eq!(repo_tasks[0].task_type, TaskType::PUSH_ANALYSIS);
-    store.claim("w", 1, LEASE, at(10)).await.unwrap();
+    store.queue().claim("w", 1, LEASE, at(10)).await.unwrap();
     let running = TaskFilter {
         status: Some(TaskStatus::Running),
         ..TaskFilter::default()
@@ -253,7 +253,7 @@ pub async fn claim_takes_due_tasks_in_order(store: &SqlStore) {
     let (low_id, high_id, later_id) = (low.task_id, high.task_id, later.task_id);
     let (event_id, _) = accept(store, event("d-1", "push", at(0)), vec![low, high, later]).await;
 
-    let claims = store.claim("w1", 10, LEASE, at(10)).await.unwrap();
+    let claims = store.queue().claim("w1", 10, LEASE, at(10)).await.unwrap();
     let order: Vec<Uuid> = claims.iter().map(|c| c.task.task_id).collect();
     assert_eq!(
         order,
@@ -268,6 +268,7 @@ pub async fn claim_takes_due_tasks_in_order(store: &SqlStore) {
     assert_eq!(claim.task.started_at, Some(at(10)));
     assert!(
         store
+            .queue()
             .claim("w2", 10, LEASE, at(20))
             .await
             .unwrap()
@@ -284,9 +285,9 @@ pub async fn claim_takes_due_tasks_in_order(store: &SqlStore) {
     let stored = store.get_event(event_id).await.unwrap().unwrap();
     assert_eq!(stored.processing_started_at, Some(at(10)));
 
-    let depth = store.depth(at(20)).await.unwrap();
+    let depth = store.queue().depth(at(20)).await.unwrap();
     assert_eq!((depth.ready, depth.scheduled, depth.running), (0, 1, 2));
-    let late = store.claim("w3", 10, LEASE, at(60)).await.unwrap();
+    let late = store.queue().claim("w3", 10, LEASE, at(60)).await.unwrap();
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].task.task_id, later_id);
 }
@@ -298,10 +299,16 @@ pub async fn completion_settles_event_after_followups(store: &SqlStore) {
         vec![task("pull_request_analysis", 0, at(0))],
     )
     .await;
-    let claim = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     let followup = task("codegen_trigger", 0, at(3));
     let followup_id = followup.task_id;
     let report = store
+        .queue()
         .finish(
             &claim,
             Finish::Completed {
@@ -325,11 +332,17 @@ pub async fn completion_settles_event_after_followups(store: &SqlStore) {
         "follow-up still open"
     );
 
-    let next = store.claim("w", 5, LEASE, at(4)).await.unwrap().remove(0);
+    let next = store
+        .queue()
+        .claim("w", 5, LEASE, at(4))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(next.task.task_id, followup_id);
     assert_eq!(next.task.parent_task_id, Some(claim.task.task_id));
     assert_eq!(next.task.webhook_event_id, Some(event_id));
     store
+        .queue()
         .finish(
             &next,
             Finish::Completed {
@@ -353,8 +366,14 @@ pub async fn retry_then_failure(store: &SqlStore) {
         vec![task("push_analysis", 0, at(0))],
     )
     .await;
-    let claim = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     let report = store
+        .queue()
         .finish(
             &claim,
             Finish::Retry {
@@ -377,13 +396,24 @@ pub async fn retry_then_failure(store: &SqlStore) {
     assert_eq!(t.executions[0].status, ExecutionStatus::Failed);
     assert_eq!(t.executions[0].error_message.as_deref(), Some("503"));
     assert!(
-        store.claim("w", 1, LEASE, at(99)).await.unwrap().is_empty(),
+        store
+            .queue()
+            .claim("w", 1, LEASE, at(99))
+            .await
+            .unwrap()
+            .is_empty(),
         "not due yet"
     );
 
-    let second = store.claim("w", 1, LEASE, at(100)).await.unwrap().remove(0);
+    let second = store
+        .queue()
+        .claim("w", 1, LEASE, at(100))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(second.attempt, 2);
     let report = store
+        .queue()
         .finish(
             &second,
             Finish::Failed {
@@ -409,13 +439,18 @@ pub async fn defer_and_release_use_no_attempt(store: &SqlStore) {
         vec![task("push_analysis", 0, at(0))],
     )
     .await;
-    let claim = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     let deferred = Finish::Deferred {
         at: at(50),
         reason: "breaker open".into(),
         output: Some(json!({"poll": 1})),
     };
-    let report = store.finish(&claim, deferred, at(2)).await.unwrap();
+    let report = store.queue().finish(&claim, deferred, at(2)).await.unwrap();
     assert_eq!(
         (report.status, report.run_at),
         (TaskStatus::Pending, Some(at(50)))
@@ -429,8 +464,14 @@ pub async fn defer_and_release_use_no_attempt(store: &SqlStore) {
         Some("breaker open")
     );
 
-    let claim = store.claim("w", 1, LEASE, at(50)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(50))
+        .await
+        .unwrap()
+        .remove(0);
     let report = store
+        .queue()
         .finish(&claim, Finish::Released, at(51))
         .await
         .unwrap();
@@ -441,7 +482,15 @@ pub async fn defer_and_release_use_no_attempt(store: &SqlStore) {
     let t = store.get_task(ids[0]).await.unwrap().unwrap();
     assert_eq!(t.executions[1].status, ExecutionStatus::Released);
     assert_eq!(t.task.output_data, Some(json!({"poll": 1})), "kept");
-    assert_eq!(store.claim("w", 1, LEASE, at(51)).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .queue()
+            .claim("w", 1, LEASE, at(51))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn crashed_worker_task_is_claimed_again(store: &SqlStore) {
@@ -452,12 +501,14 @@ pub async fn crashed_worker_task_is_claimed_again(store: &SqlStore) {
     )
     .await;
     let lost = store
+        .queue()
         .claim("crashed", 1, LEASE, at(1))
         .await
         .unwrap()
         .remove(0);
     assert!(
         store
+            .queue()
             .claim("other", 1, LEASE, at(30))
             .await
             .unwrap()
@@ -465,12 +516,13 @@ pub async fn crashed_worker_task_is_claimed_again(store: &SqlStore) {
         "lease still held"
     );
     assert_eq!(
-        store.requeue_expired(at(30)).await.unwrap(),
+        store.queue().requeue_expired(at(30)).await.unwrap(),
         0,
         "not expired yet"
     );
     assert_eq!(store.expire_leases(at(31)).await.unwrap(), vec![ids[0]]);
     let again = store
+        .queue()
         .claim("other", 1, LEASE, at(31))
         .await
         .unwrap()
@@ -482,6 +534,7 @@ pub async fn crashed_worker_task_is_claimed_again(store: &SqlStore) {
     assert_eq!(t.task.retry_count, 1);
 
     let err = store
+        .queue()
         .finish(
             &lost,
             Finish::Completed {
@@ -498,12 +551,12 @@ pub async fn crashed_worker_task_is_claimed_again(store: &SqlStore) {
         "the crashed claim lost the task"
     );
     assert!(
-        !TaskQueue::extend_lease(store, &lost, LEASE, at(32))
+        !TaskQueue::extend_lease(&store.queue(), &lost, LEASE, at(32))
             .await
             .unwrap()
     );
     assert!(
-        TaskQueue::extend_lease(store, &again, LEASE, at(32))
+        TaskQueue::extend_lease(&store.queue(), &again, LEASE, at(32))
             .await
             .unwrap()
     );
@@ -523,7 +576,11 @@ pub async fn expired_lease_without_retries_fails(store: &SqlStore) {
     let mut only = task("push_analysis", 0, at(0));
     only.max_retries = 0;
     let (event_id, ids) = accept(store, event("d-1", "push", at(0)), vec![only]).await;
-    store.claim("crashed", 1, LEASE, at(1)).await.unwrap();
+    store
+        .queue()
+        .claim("crashed", 1, LEASE, at(1))
+        .await
+        .unwrap();
     assert!(store.expire_leases(at(40)).await.unwrap().is_empty());
     let t = store.get_task(ids[0]).await.unwrap().unwrap();
     assert_eq!(t.task.status, TaskStatus::Failed);
@@ -547,8 +604,14 @@ pub async fn manual_retry_and_reprocess(store: &SqlStore) {
         store.retry_task(Uuid::now_v7(), at(1)).await.unwrap(),
         RetryOutcome::NotFound
     );
-    let claim = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     store
+        .queue()
         .finish(
             &claim,
             Finish::Failed {
@@ -568,8 +631,14 @@ pub async fn manual_retry_and_reprocess(store: &SqlStore) {
         (TaskStatus::Pending, at(5), 0)
     );
     assert!(!store.get_event(event_id).await.unwrap().unwrap().processed);
-    let claim = store.claim("w", 1, LEASE, at(5)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(5))
+        .await
+        .unwrap()
+        .remove(0);
     store
+        .queue()
         .finish(
             &claim,
             Finish::Completed {
@@ -641,10 +710,16 @@ pub async fn external_run_recorded_on_task_and_parent(store: &SqlStore) {
         vec![task("pull_request_analysis", 0, at(0))],
     )
     .await;
-    let claim = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let claim = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     let child = task("codegen_trigger", 0, at(2));
     let child_id = child.task_id;
     store
+        .queue()
         .finish(
             &claim,
             Finish::Completed {
@@ -742,10 +817,11 @@ pub async fn stats_and_stale(store: &SqlStore) {
     )
     .await;
     accept(store, event("d-3", "ping", at(2)), vec![]).await;
-    let mut claims = store.claim("w", 2, LEASE, at(3)).await.unwrap();
+    let mut claims = store.queue().claim("w", 2, LEASE, at(3)).await.unwrap();
     let b = claims.pop().unwrap();
     let a = claims.pop().unwrap();
     store
+        .queue()
         .finish(
             &a,
             Finish::Completed {
@@ -757,6 +833,7 @@ pub async fn stats_and_stale(store: &SqlStore) {
         .await
         .unwrap();
     store
+        .queue()
         .finish(&b, Finish::Failed { error: "x".into() }, at(6))
         .await
         .unwrap();
@@ -800,8 +877,14 @@ pub async fn cleanup_keeps_what_can_still_run(store: &SqlStore) {
         vec![task("push_analysis", 0, at(0))],
     )
     .await;
-    let c = store.claim("w", 1, LEASE, at(1)).await.unwrap().remove(0);
+    let c = store
+        .queue()
+        .claim("w", 1, LEASE, at(1))
+        .await
+        .unwrap()
+        .remove(0);
     store
+        .queue()
         .finish(
             &c,
             Finish::Completed {
@@ -856,7 +939,7 @@ pub async fn cleanup_keeps_what_can_still_run(store: &SqlStore) {
 
 pub async fn ping_and_backend(store: &SqlStore) {
     store.ping().await.unwrap();
-    assert_eq!(store.backend(), "database");
+    assert_eq!(store.queue().backend(), "database");
     assert!(store.connections_active() <= 20);
 }
 

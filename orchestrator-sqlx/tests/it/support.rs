@@ -1,11 +1,13 @@
 //! Test databases: a fresh PostgreSQL schema or a temporary SQLite file per test, removed at the
 //! end (also when the test fails), and builders for events and tasks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use orchestrator_core::event::NewEvent;
+use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteStore};
 use sqlx::Connection;
@@ -15,6 +17,18 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 pub fn database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The database queue over a store, as the server runs it (the core's [`StoreQueue`]).
+pub trait AsQueue {
+    /// The queue over this store's task table.
+    fn queue(&self) -> StoreQueue<SqlStore>;
+}
+
+impl AsQueue for SqlStore {
+    fn queue(&self) -> StoreQueue<SqlStore> {
+        StoreQueue::new(Arc::new(self.clone()))
+    }
 }
 
 /// A store on a database that is removed when this is dropped.

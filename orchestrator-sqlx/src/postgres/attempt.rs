@@ -1,12 +1,13 @@
-//! The database queue on PostgreSQL: claim with `FOR UPDATE SKIP LOCKED`, finish, leases.
-
-use std::time::Duration;
+//! [`AttemptStore`] on PostgreSQL: claim with `FOR UPDATE SKIP LOCKED`, finish, leases, stale
+//! runnable tasks and agent runs recorded on a task. The database queue is the core's
+//! `StoreQueue` over it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::StoreError;
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
-use orchestrator_core::store::{FinishReport, TaskStore};
+use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::store::{
+    AttemptStore, Claim, ExternalRun, Finish, FinishReport, QueueDepth,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -14,7 +15,14 @@ use uuid::Uuid;
 use super::PgStore;
 use super::rows::{bind_tasks, insert_tasks, task};
 use crate::error::{lost_claim, store_error};
-use crate::plan::{FinishPlan, claim_of, lease_until, sort_claims};
+use crate::plan::{FinishPlan, claim_of, sort_claims};
+
+const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
+    updated_at = $4 WHERE task_id = $1 \
+    OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
+
+const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
+    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
 
 /// Claims the rows that `picked` selects and locks: $1 now, $3 worker, $4 lease expiry.
 macro_rules! claim_sql {
@@ -225,34 +233,62 @@ impl PgStore {
 }
 
 #[async_trait]
-impl TaskQueue for PgStore {
-    async fn publish(&self, _tasks: &[TaskRef]) -> Result<(), StoreError> {
+impl AttemptStore for PgStore {
+    async fn record_external_run(
+        &self,
+        task_id: Uuid,
+        run: &ExternalRun,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let rows = sqlx::query(RECORD_RUN)
+            .bind(task_id)
+            .bind(&run.id)
+            .bind(&run.url)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                format!("no task {task_id}"),
+            ));
+        }
         Ok(())
     }
 
-    async fn claim(
+    async fn claim_due(
         &self,
         worker: &str,
         max: usize,
-        lease: Duration,
+        lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let until = lease_until(now, lease);
         let rows = sqlx::query(CLAIM)
             .bind(now)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(worker)
-            .bind(until)
+            .bind(lease_until)
             .fetch_all(self.queue())
             .await
             .map_err(store_error)?;
-        claims(&rows, worker, until)
+        claims(&rows, worker, lease_until)
     }
 
-    async fn finish(
+    async fn start_attempt(
+        &self,
+        task_id: Uuid,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError> {
+        self.start(task_id, worker, lease_until, now).await
+    }
+
+    async fn finish_attempt(
         &self,
         claim: &Claim,
         finish: Finish,
@@ -264,21 +300,34 @@ impl TaskQueue for PgStore {
     async fn extend_lease(
         &self,
         claim: &Claim,
-        lease: Duration,
-        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.extend(claim, lease_until(now, lease)).await
+        self.extend(claim, lease_until).await
     }
 
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(self.expire_leases(now).await?.len() as u64)
+    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        self.expire(now).await
     }
 
-    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        self.queue_depth(now).await
+    async fn stale_runnable(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(STALE)
+            .bind(stale_before)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(store_error))
+            .collect()
     }
 
-    fn backend(&self) -> &'static str {
-        "database"
+    async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+        self.count_depth(now).await
     }
 }

@@ -1,13 +1,13 @@
-//! The database queue on SQLite: claims, finish and leases inside `BEGIN IMMEDIATE`
-//! transactions.
-
-use std::time::Duration;
+//! [`AttemptStore`] on SQLite: claims, finish, leases, stale runnable tasks and agent runs
+//! recorded on a task, each write inside a `BEGIN IMMEDIATE` transaction. The database queue
+//! is the core's `StoreQueue` over it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::StoreError;
-use orchestrator_core::queue::{Claim, Finish, QueueDepth, TaskQueue, TaskRef};
-use orchestrator_core::store::{FinishReport, TaskStore};
+use orchestrator_core::error::{StoreError, StoreErrorKind};
+use orchestrator_core::store::{
+    AttemptStore, Claim, ExternalRun, Finish, FinishReport, QueueDepth,
+};
 use orchestrator_core::task::TaskStatus;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -16,7 +16,14 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::rows::{get, insert_task, task, task_columns, time, us};
 use crate::error::{lost_claim, store_error};
-use crate::plan::{FinishPlan, claim_of, lease_expired_message, lease_until, sort_claims};
+use crate::plan::{FinishPlan, claim_of, lease_expired_message, sort_claims};
+
+const RECORD_RUN: &str = "UPDATE workflow_tasks SET codegen_task_id = $2, codegen_task_url = $3, \
+    updated_at = $4 WHERE task_id = $1 \
+    OR task_id = (SELECT parent_task_id FROM workflow_tasks WHERE task_id = $1) RETURNING task_id";
+
+const STALE: &str = "SELECT task_id FROM workflow_tasks WHERE status IN ('pending', 'retrying') \
+    AND run_at <= $2 AND updated_at < $1 ORDER BY updated_at, id LIMIT $3";
 
 macro_rules! claim_sql {
     ($picked:literal) => {
@@ -300,27 +307,58 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl TaskQueue for SqliteStore {
-    async fn publish(&self, _tasks: &[TaskRef]) -> Result<(), StoreError> {
+impl AttemptStore for SqliteStore {
+    async fn record_external_run(
+        &self,
+        task_id: Uuid,
+        run: &ExternalRun,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(RECORD_RUN)
+            .bind(task_id)
+            .bind(&run.id)
+            .bind(&run.url)
+            .bind(us(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                format!("no task {task_id}"),
+            ));
+        }
+        tx.commit().await.map_err(store_error)?;
         Ok(())
     }
 
-    async fn claim(
+    async fn claim_due(
         &self,
         worker: &str,
         max: usize,
-        lease: Duration,
+        lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        self.claim_with(CLAIM, Ok(limit), worker, lease_until(now, lease), now)
+        self.claim_with(CLAIM, Ok(limit), worker, lease_until, now)
             .await
     }
 
-    async fn finish(
+    async fn start_attempt(
+        &self,
+        task_id: Uuid,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError> {
+        self.start(task_id, worker, lease_until, now).await
+    }
+
+    async fn finish_attempt(
         &self,
         claim: &Claim,
         finish: Finish,
@@ -332,21 +370,34 @@ impl TaskQueue for SqliteStore {
     async fn extend_lease(
         &self,
         claim: &Claim,
-        lease: Duration,
-        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.extend(claim, lease_until(now, lease)).await
+        self.extend(claim, lease_until).await
     }
 
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(self.expire_leases(now).await?.len() as u64)
+    async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        self.expire(now).await
     }
 
-    async fn depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        self.queue_depth(now).await
+    async fn stale_runnable(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(STALE)
+            .bind(us(stale_before))
+            .bind(us(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(store_error))
+            .collect()
     }
 
-    fn backend(&self) -> &'static str {
-        "database"
+    async fn queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
+        self.count_depth(now).await
     }
 }

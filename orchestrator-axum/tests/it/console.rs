@@ -1,0 +1,366 @@
+//! The operator console (`/ui`, feature `console`) over HTTP: sign-in, the session cookie,
+//! CSRF, security headers, escaping, cursor paging, actions and the cached overview. The
+//! browser tests (examples/tests) drive the same screens in Chromium.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use orchestrator_axum::{ApiConfig, AppState, Metrics};
+use orchestrator_core::clock::ManualClock;
+use orchestrator_core::delivery::DeliveryLimits;
+use orchestrator_core::memory::MemoryStore;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::utils::*;
+
+/// A console (and the API beside it) over a fresh in-memory store.
+struct Console {
+    router: Router,
+    clock: Arc<ManualClock>,
+    api: TestApp,
+}
+
+impl Console {
+    fn new() -> Self {
+        Self::with_config(config())
+    }
+
+    fn with_config(config: ApiConfig) -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::default());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let state = AppState::builder_for(
+            ingestor(
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+                DeliveryLimits::default(),
+            ),
+            store.clone(),
+            clock.clone(),
+        )
+        .config(config)
+        .metrics(metrics.clone())
+        .browse(store.clone())
+        .build();
+        let router = orchestrator_axum::router(state.clone())
+            .merge(orchestrator_axum::console::router(state.clone()));
+        let api = TestApp {
+            state,
+            store,
+            clock: clock.clone(),
+            metrics,
+            router: router.clone(),
+            log: Arc::new(orchestrator_core::recovery::memory::FakeDeliveryLog::new(
+                100,
+            )),
+        };
+        Self { router, clock, api }
+    }
+
+    async fn send(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    /// Signs in with `token`; the session cookie when it worked.
+    async fn sign_in(&self, token: &str) -> (StatusCode, Option<String>) {
+        let resp = self
+            .send(
+                Request::post("/ui/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("token={token}")))
+                    .unwrap(),
+            )
+            .await;
+        let cookie = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("wo_console="));
+        (resp.status(), cookie)
+    }
+
+    async fn session(&self) -> String {
+        let (status, cookie) = self.sign_in(TOKEN).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let cookie = cookie.expect("a session cookie");
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// A signed-in GET: status, headers, HTML.
+    async fn page(&self, cookie: &str, path: &str) -> (StatusCode, http::HeaderMap, String) {
+        let resp = self
+            .send(
+                Request::get(path)
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let html = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+        (status, headers, html)
+    }
+
+    /// A signed-in form POST: the response.
+    async fn post(&self, cookie: &str, path: &str, form: &str) -> axum::response::Response {
+        self.send(
+            Request::post(path)
+                .header(header::COOKIE, cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form.to_owned()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// The CSRF token of the first action form of `html`.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+fn flash_cookie(resp: &axum::response::Response) -> String {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("wo_flash="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a flash cookie")
+}
+
+#[tokio::test]
+async fn sign_in_needs_the_admin_token_and_sets_a_strict_http_only_cookie() {
+    let console = Console::new();
+    let resp = console
+        .send(Request::get("/ui").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/ui/login");
+
+    let (status, cookie) = console.sign_in("wrong-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+
+    let (status, cookie) = console.sign_in(TOKEN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap();
+    let (status, _, html) = console.page(session, "/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h1>Overview</h1>"), "{html}");
+
+    // A forged or foreign cookie is no session.
+    let (status, _, _) = console.page("wo_console=1.2.3", "/ui").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn without_a_token_the_console_is_locked() {
+    let console = Console::with_config(ApiConfig::default());
+    let resp = console
+        .send(Request::get("/ui/login").body(Body::empty()).unwrap())
+        .await;
+    let html = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+    assert!(html.contains("The console is locked"), "{html}");
+    let (status, cookie) = console.sign_in("").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+}
+
+#[tokio::test]
+async fn every_answer_has_the_csp_and_no_framing_and_pages_carry_no_inline_script() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    for path in [
+        "/ui/login",
+        "/ui",
+        "/ui/deliveries",
+        "/ui/tasks",
+        "/ui/assets/console.js",
+    ] {
+        let (_, headers, html) = console.page(&cookie, path).await;
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        if path != "/ui/assets/console.js" {
+            assert!(!html.contains("<script>"), "{path}: inline script");
+            assert!(!html.contains(" style=\""), "{path}: inline style");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_pull_request_title_is_shown_as_text() {
+    let console = Console::new();
+    let mut payload: serde_json::Value = serde_json::from_slice(&pr_opened()).unwrap();
+    payload["pull_request"]["title"] = json!("<img src=x onerror=alert(1)>");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let accepted = console.api.accept("pull_request", &body).await;
+    let event_id = accepted["result"]["event_id"].as_i64().unwrap();
+    let cookie = console.session().await;
+    let (_, _, list) = console.page(&cookie, "/ui/tasks").await;
+    let (_, _, detail) = console
+        .page(&cookie, &format!("/ui/deliveries/{event_id}"))
+        .await;
+    for html in [&list, &detail] {
+        assert!(!html.contains("<img"), "unescaped: {html}");
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deliveries_page_by_cursor_and_stay_stable_while_rows_arrive() {
+    let console = Console::new();
+    for _ in 0..5 {
+        console
+            .api
+            .accept("ping", &payload("ping/payload.json"))
+            .await;
+        console.clock.advance(Duration::from_secs(1));
+    }
+    let cookie = console.session().await;
+    let (status, _, first) = console.page(&cookie, "/ui/deliveries?limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids = |html: &str| -> Vec<i64> {
+        html.split("href=\"/ui/deliveries/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next()?.parse().ok())
+            .collect()
+    };
+    assert_eq!(ids(&first), vec![5, 4]);
+    let next = first
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|s| s.rsplit("href=\"").next())
+        .map(|s| s.split('"').next().unwrap().replace("&amp;", "&"))
+        .unwrap();
+    // New deliveries arrive between the pages: the next page neither repeats nor skips a row.
+    console
+        .api
+        .accept("ping", &payload("ping/payload.json"))
+        .await;
+    let (_, _, second) = console.page(&cookie, &next).await;
+    assert_eq!(ids(&second), vec![3, 2], "{next}");
+
+    let (status, _, bad) = console
+        .page(&cookie, "/ui/deliveries?event_type=Bad!")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("is not an event name"), "{bad}");
+}
+
+#[tokio::test]
+async fn retry_needs_the_csrf_token_and_shows_its_result() {
+    let console = Console::new();
+    console.api.accept("pull_request", &pr_opened()).await;
+    let failed = console.api.fail_all_due().await;
+    let task = failed[0];
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, &format!("/ui/tasks/{task}")).await;
+    assert!(html.contains("data-confirm=\"Retry task"), "{html}");
+
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/retry"), "csrf=forged")
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (_, body) = console.api.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(body["status"], "failed", "nothing changed");
+
+    let form = format!("csrf={}", csrf(&html));
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/retry"), &form)
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let flash = flash_cookie(&resp);
+    let (_, body) = console.api.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(body["status"], "pending");
+    let (_, _, shown) = console
+        .page(&format!("{cookie}; {flash}"), &format!("/ui/tasks/{task}"))
+        .await;
+    assert!(shown.contains("is pending again"), "{shown}");
+
+    // A second retry is refused by the API; the console shows the API's message.
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/retry"), &form)
+        .await;
+    let flash = flash_cookie(&resp);
+    let (_, _, shown) = console
+        .page(&format!("{cookie}; {flash}"), &format!("/ui/tasks/{task}"))
+        .await;
+    assert!(
+        shown.contains("only failed or cancelled tasks can be retried"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    let resp = console
+        .post(&cookie, "/ui/logout", &format!("csrf={}", csrf(&html)))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (status, _, _) = console.page(&cookie, "/ui").await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the old cookie no longer works"
+    );
+}
+
+#[tokio::test]
+async fn the_overview_is_served_from_figures_at_most_the_max_age_old() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let deliveries = |html: &str| -> String {
+        html.split("<dt>Deliveries</dt><dd><a href=\"/ui/deliveries\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .to_owned()
+    };
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(deliveries(&html), "0");
+    console
+        .api
+        .accept("ping", &payload("ping/payload.json"))
+        .await;
+    // Within the maximum age every refresh reads the same snapshot (no new count).
+    console.clock.advance(Duration::from_secs(5));
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(deliveries(&html), "0");
+    console
+        .clock
+        .advance(orchestrator_axum::console::OVERVIEW_MAX_AGE);
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(deliveries(&html), "1");
+}
+
+#[tokio::test]
+async fn a_401_from_the_api_names_admin_token_and_the_header() {
+    let console = Console::new();
+    let resp = console
+        .send(Request::get("/api/v1/tasks").body(Body::empty()).unwrap())
+        .await;
+    let body = assert_error(resp, StatusCode::UNAUTHORIZED, "/api/v1/tasks").await;
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("ADMIN_TOKEN"), "{message}");
+    assert!(message.contains("Authorization: Bearer"), "{message}");
+}

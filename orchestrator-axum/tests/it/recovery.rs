@@ -95,6 +95,7 @@ async fn a_run_recovers_the_missing_delivery_with_its_task_and_counts_it() {
     let (_, event) = app.get(&format!("/api/v1/webhooks/events/{id}")).await;
     assert_eq!(event["delivery_id"], "lost-2");
     assert_eq!(event["source"], "recovered");
+    assert_eq!(event["hook_id"], 42);
     let (_, tasks) = app.get("/api/v1/tasks").await;
     assert_eq!(tasks.as_array().unwrap().len(), 1);
 

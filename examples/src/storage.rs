@@ -20,7 +20,7 @@ use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::recovery::RecoveryStore;
 use orchestrator_core::store::report::ReportStore;
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
@@ -30,9 +30,17 @@ use crate::error::ServerError;
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
 /// (`codegen_trigger` records every Codegen run creation in it first), the console's
-/// keyset-paged lists, the reporter's cursor and records, and recovery runs.
+/// keyset-paged lists, the reporter's cursor and records, tasks from no delivery (the
+/// `cleanup` task), and recovery runs.
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + RecoveryStore
+    EventStore
+    + TaskStore
+    + AttemptStore
+    + AgentRunStore
+    + BrowseStore
+    + ReportStore
+    + SubmitStore
+    + RecoveryStore
 {
 }
 
@@ -43,6 +51,7 @@ impl<T> StoreBackend for T where
         + AgentRunStore
         + BrowseStore
         + ReportStore
+        + SubmitStore
         + RecoveryStore
 {
 }
@@ -58,6 +67,8 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Recovery runs (reconciling with GitHub's delivery log).
     pub(crate) recovery: Arc<dyn RecoveryStore>,
+    /// Tasks from no delivery (the `cleanup` task).
+    pub(crate) submit: Arc<dyn SubmitStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
@@ -86,6 +97,7 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             recovery: store.clone(),
+            submit: store.clone(),
             browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),

@@ -11,7 +11,7 @@ use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::recovery::Reconciler;
 use orchestrator_core::store::browse::BrowseStore;
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -41,6 +41,8 @@ struct Inner {
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
     reconciler: Option<Arc<Reconciler>>,
+    /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
+    submit: Option<Arc<dyn SubmitStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -65,6 +67,7 @@ pub struct AppStateBuilder {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     reconciler: Option<Arc<Reconciler>>,
+    submit: Option<Arc<dyn SubmitStore>>,
     browse: Option<Arc<dyn BrowseStore>>,
 }
 
@@ -117,6 +120,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Commits the tasks that come from no delivery (`POST /api/v1/admin/cleanup` submits a
+    /// `cleanup` task) with `store`; without it that route answers 503.
+    pub fn submit_store(mut self, store: Arc<dyn SubmitStore>) -> Self {
+        self.submit = Some(store);
+        self
+    }
+
     /// Sets the keyset-paged lists the operator console reads (without it the console's lists
     /// answer 503).
     pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
@@ -153,6 +163,7 @@ impl AppStateBuilder {
                 browse: self.browse,
                 started_at,
                 reconciler: self.reconciler,
+                submit: self.submit,
             }),
         }
     }
@@ -179,6 +190,7 @@ impl AppState {
             health_checks: Vec::new(),
             shared_rate_limiter: None,
             reconciler: None,
+            submit: None,
             browse: None,
         }
     }
@@ -221,6 +233,11 @@ impl AppState {
     /// The task queue.
     pub fn queue(&self) -> &dyn TaskQueue {
         self.inner.queue.as_ref()
+    }
+
+    /// The store of tasks from no delivery, when configured.
+    pub fn submit(&self) -> Option<&dyn SubmitStore> {
+        self.inner.submit.as_deref()
     }
 
     /// The clock.

@@ -59,6 +59,7 @@ mod recovery;
 mod report;
 mod sqlite;
 mod stats;
+mod submit;
 
 pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};

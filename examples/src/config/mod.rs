@@ -21,7 +21,8 @@
 //!   the receiver, the admin API), `clients.rs` (GitHub, Codegen, breakers), `worker.rs`
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
-//!   (reporting back on the pull request), `recovery.rs` (reconciling with GitHub's delivery log).
+//!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
+//!   task), `recovery.rs` (reconciling with GitHub's delivery log).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use orchestrator_sqlx::PoolOptions;
 use crate::role::Role;
 use crate::telemetry::TelemetryConfig;
 
+mod agent_failure;
 mod api;
 mod clients;
 mod http_limits;
@@ -113,6 +115,7 @@ const VARIABLES: &[&str] = &[
     "GITHUB_RECOVERY_HOOKS",
     "GITHUB_RECOVERY_INTERVAL_SECONDS",
     "GITHUB_RECOVERY_MAX_LOOKBACK_HOURS",
+    "CODEGEN_FAILURE_STATUSES",
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
     "REPORT_PR_COMMENT",
@@ -162,7 +165,7 @@ pub struct Config {
     /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
     /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
     pub codegen: CodegenConfig,
-    /// `CODEGEN_POLL_SECONDS`.
+    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`.
     pub handlers: HandlerConfig,
     /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
     pub retry: RetryPolicy,
@@ -272,6 +275,7 @@ impl Config {
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
         recovery::read(&mut r, &mut config);
+        agent_failure::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
         r.finish(config)
     }

@@ -451,3 +451,64 @@ fn the_redis_sweep_is_tunable_and_its_interval_follows() {
     .unwrap_err();
     assert_eq!(variables(&err), ["REDIS_SWEEP_AFTER_SECONDS"]);
 }
+
+#[test]
+fn reporting_follows_the_credentials_unless_set() {
+    use orchestrator_core::report::ReportMode;
+    let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
+    let none = load(Purpose::Serve(Role::All), &[secret]).unwrap();
+    assert_eq!(none.report_mode(), ReportMode::Off);
+    let token = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("GITHUB_TOKEN", "ghp_x")],
+    )
+    .unwrap();
+    assert_eq!(token.report_mode(), ReportMode::Statuses);
+    assert_eq!(token.report.check_name, "webhook-orchestrator");
+    assert!(!token.report.pr_comment);
+    let set = load(
+        Purpose::Serve(Role::All),
+        &[
+            secret,
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("REPORT_TO_GITHUB", "OFF"),
+            ("REPORT_CHECK_NAME", "orchestrator"),
+            ("REPORT_PR_COMMENT", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(set.report_mode(), ReportMode::Off);
+    assert_eq!(set.report.check_name, "orchestrator");
+    assert!(set.report.pr_comment);
+
+    // Check runs need an App; statuses need some credential; names are bounded.
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[
+            secret,
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("REPORT_TO_GITHUB", "checks"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REPORT_TO_GITHUB"]);
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REPORT_TO_GITHUB", "statuses")],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REPORT_TO_GITHUB"]);
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REPORT_TO_GITHUB", "comments")],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REPORT_TO_GITHUB"]);
+    let long = "x".repeat(101);
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[secret, ("REPORT_CHECK_NAME", &long)],
+    )
+    .unwrap_err();
+    assert_eq!(variables(&err), ["REPORT_CHECK_NAME"]);
+}

@@ -12,11 +12,15 @@
 mod agent_runs;
 mod agent_stub;
 mod builder;
+mod cleanup_task;
+mod console;
 mod crash;
 mod faults;
 mod hostile;
 mod pull_request;
 mod redis_flush;
+mod report;
+mod run_failure;
 mod shutdown;
 mod support;
 mod tracing;

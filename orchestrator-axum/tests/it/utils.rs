@@ -76,6 +76,7 @@ impl TestApp {
         .with_observer(metrics.clone());
         let state = AppState::builder_for(ingest, store.clone(), clock.clone())
             .config(config)
+            .submit_store(store.clone())
             .metrics(metrics.clone())
             .reconciler(Arc::new(reconciler))
             .build();

@@ -88,6 +88,11 @@ struct Rig {
 impl Rig {
     /// `app`: a GitHub App (check runs); otherwise a token (commit statuses).
     async fn new(app: bool, run_status: &str) -> Self {
+        Self::build(app, run_status, false).await
+    }
+
+    /// [`Rig::new`], with `pr_comment` (`REPORT_PR_COMMENT`).
+    async fn build(app: bool, run_status: &str, pr_comment: bool) -> Self {
         let github = MockServer::start().await;
         let codegen = MockServer::start().await;
         let expires_at = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
@@ -172,6 +177,7 @@ impl Rig {
             recorder.clone(),
             ReportConfig {
                 mode,
+                pr_comment,
                 ..ReportConfig::default()
             },
             "test-reporter",
@@ -574,4 +580,62 @@ async fn our_failed_check_starts_nothing_and_its_rerun_starts_exactly_one_fresh_
         .filter(|r| r.method.as_str() == "POST")
         .count();
     assert_eq!(runs_created, 2, "the re-run asked Codegen again (forced)");
+}
+
+#[tokio::test]
+async fn the_pull_request_comment_is_created_once_and_edited_in_place() {
+    let rig = Rig::build(true, "COMPLETE", true).await;
+    rig.accept_check_runs().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/issues/2/comments")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77})))
+        .mount(&rig.github)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{REPO}/issues/comments/77")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 77})))
+        .mount(&rig.github)
+        .await;
+    rig.deliver_opened().await;
+    rig.tick().await;
+    rig.tick().await;
+    rig.run_through().await;
+    let comments: Vec<(String, String, Value)> = rig
+        .github
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().contains("/comments"))
+        .map(|r| {
+            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            (r.method.to_string(), r.url.path().to_owned(), body)
+        })
+        .collect();
+    let methods: Vec<&str> = comments.iter().map(|(m, _, _)| m.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["POST", "PATCH", "PATCH", "PATCH"],
+        "one comment, edited in place"
+    );
+    assert_eq!(comments[0].1, format!("{REPO}/issues/2/comments"));
+    let last = comments[3].2["body"].as_str().unwrap();
+    assert!(
+        last.starts_with("<!-- webhook-orchestrator:report -->"),
+        "{last}"
+    );
+    assert!(last.contains("**success**"), "{last}");
+    assert!(
+        last.contains(&format!("([Codegen run]({RUN_URL}))")),
+        "{last}"
+    );
+    let first = comments[0].2["body"].as_str().unwrap();
+    assert!(first.contains("**queued**"), "{first}");
+    let seen = rig.recorder.reports.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter()
+            .filter(|(k, o)| k == "comment" && o == "ok")
+            .count(),
+        4
+    );
 }

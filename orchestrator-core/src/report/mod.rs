@@ -22,6 +22,9 @@ mod comment;
 mod reporter;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

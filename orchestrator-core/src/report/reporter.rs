@@ -108,17 +108,22 @@ impl Reporter {
                 roots.push(root);
             }
         }
+        let mut comment_retries: Vec<Uuid> = Vec::new();
         for record in self.store.due_reports(now, self.config.batch).await? {
-            if let Some(task_id) = record
-                .task_id
-                .filter(|_| record.kind != ReportKind::Comment)
-                && !roots.contains(&task_id)
-            {
+            let Some(task_id) = record.task_id else {
+                continue;
+            };
+            if record.kind == ReportKind::Comment {
+                comment_retries.push(task_id);
+            }
+            if !roots.contains(&task_id) {
                 roots.push(task_id);
             }
         }
         for root in roots {
-            self.report_task(root, now, &mut summary).await?;
+            let retry_comment = comment_retries.contains(&root);
+            self.report_task(root, retry_comment, now, &mut summary)
+                .await?;
         }
         if let Some(last) = changed.last() {
             let floor = ReportCursor {
@@ -133,10 +138,13 @@ impl Reporter {
         Ok(summary)
     }
 
-    /// Renders and, when changed, sends the report of the task `root_id`.
+    /// Renders and, when changed, sends the report of the task `root_id`; the pull request's
+    /// comment follows when the task's report changed (or the comment's retry is due), so two
+    /// tasks of one pull request never take turns editing it.
     async fn report_task(
         &self,
         root_id: Uuid,
+        retry_comment: bool,
         now: DateTime<Utc>,
         summary: &mut TickSummary,
     ) -> Result<(), StoreError> {
@@ -168,8 +176,8 @@ impl Reporter {
             _ => ReportKind::Status,
         };
         let key = ReportRecord::task_key(root_id);
-        self.send_if_changed(kind, key, &view, now, summary).await?;
-        if self.config.pr_comment {
+        let changed = self.send_if_changed(kind, key, &view, now, summary).await?;
+        if self.config.pr_comment && (changed || retry_comment) {
             let key = ReportRecord::comment_key(&view.repository.full_name(), view.pr_number);
             self.send_if_changed(ReportKind::Comment, key, &view, now, summary)
                 .await?;
@@ -195,7 +203,7 @@ impl Reporter {
     }
 
     /// Sends `view` as a report of `kind` under `key` unless GitHub already has exactly it, or a
-    /// failed send of it waits for its retry time.
+    /// failed send of it waits for its retry time. True when a request was made.
     async fn send_if_changed(
         &self,
         kind: ReportKind,
@@ -203,7 +211,7 @@ impl Reporter {
         view: &ReportView,
         now: DateTime<Utc>,
         summary: &mut TickSummary,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let task_id = view.external_id.parse::<Uuid>().ok();
         let mut record = self
             .store
@@ -215,9 +223,7 @@ impl Reporter {
             ReportKind::Status => view.status_body(),
             ReportKind::Comment => serde_json::Value::String(comment::body(view)),
         });
-        if record.fingerprint.as_deref() == Some(print.as_str())
-            && (record.task_id == task_id || kind != ReportKind::Comment)
-        {
+        if record.fingerprint.as_deref() == Some(print.as_str()) {
             if record.retry_at.is_some() {
                 record.retry_at = None;
                 record.failures = 0;
@@ -225,10 +231,10 @@ impl Reporter {
                 self.store.save_report(&record).await?;
             }
             summary.unchanged += 1;
-            return Ok(());
+            return Ok(false);
         }
         if record.retry_at.is_some_and(|at| at > now) {
-            return Ok(());
+            return Ok(false);
         }
         record.task_id = task_id;
         record.updated_at = now;
@@ -246,7 +252,8 @@ impl Reporter {
                 self.failed(&mut record, &err, now);
             }
         }
-        self.store.save_report(&record).await
+        self.store.save_report(&record).await?;
+        Ok(true)
     }
 
     /// Records a failed send: counted, logged, and retried after a back-off (at least what

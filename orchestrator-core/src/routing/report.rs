@@ -4,7 +4,7 @@
 //!   App's id when known). A [`Router`](super::Router) told about them
 //!   ([`Router::ignore_own_checks`](super::Router::ignore_own_checks)) gives `check_run` and
 //!   `check_suite` deliveries about our own checks only to rules that ask for them
-//!   ([`Rule::handles_own_checks`](super::Rule::handles_own_checks)): the failure rules never
+//!   ([`Rule::handles_own_checks`]): the failure rules never
 //!   analyse a check the orchestrator reported itself (a `cancelled` or `failure` conclusion of
 //!   ours would otherwise start an analysis of itself, and so on for ever).
 //! - [`ReportButtonsRule`] (`report_buttons`) turns the buttons of our checks into tasks:

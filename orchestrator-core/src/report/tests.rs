@@ -1,0 +1,179 @@
+//! The views a pull request's author sees, from task rows alone.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::view::{CheckStatus, Conclusion, render};
+use crate::task::{Task, TaskStatus, TaskType};
+
+const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+}
+
+fn task(task_type: TaskType, status: TaskStatus, input: Value, output: Option<Value>) -> Task {
+    Task {
+        id: 1,
+        task_id: Uuid::now_v7(),
+        webhook_event_id: Some(1),
+        parent_task_id: None,
+        task_type,
+        status,
+        priority: 0,
+        repository: Some("octo/repo".into()),
+        pr_number: Some(7),
+        branch: Some("feature".into()),
+        commit_sha: Some(SHA.into()),
+        config: json!({}),
+        input_data: input,
+        output_data: output,
+        started_at: Some(t(1)),
+        completed_at: None,
+        error_message: None,
+        retry_count: 0,
+        max_retries: 3,
+        attempts: 1,
+        codegen_task_id: None,
+        codegen_task_url: None,
+        run_at: t(0),
+        lease_owner: None,
+        lease_expires_at: None,
+        trace_context: None,
+        created_at: t(0),
+        updated_at: t(1),
+    }
+}
+
+fn analysis(status: TaskStatus, output: Option<Value>) -> Task {
+    task(
+        TaskType::PULL_REQUEST_ANALYSIS,
+        status,
+        json!({"action": "synchronize", "installation_id": 99, "number": 7}),
+        output,
+    )
+}
+
+#[test]
+fn a_superseded_analysis_is_cancelled_and_names_the_newer_commit() {
+    let root = analysis(TaskStatus::Cancelled, None);
+    let view = render("wo", &root, None, Some("0123456789abcdef")).unwrap();
+    assert_eq!(view.status, CheckStatus::Completed);
+    assert_eq!(view.conclusion, Some(Conclusion::Cancelled));
+    assert_eq!(view.title, "Superseded by 0123456");
+    assert_eq!(view.installation_id, Some(99));
+    assert_eq!(view.status_body()["state"], "error");
+    let plain = render("wo", &root, None, None).unwrap();
+    assert_eq!(plain.title, "Analysis cancelled");
+}
+
+#[test]
+fn a_failed_check_with_nothing_for_codegen_is_neutral_with_the_ask_button() {
+    let root = task(
+        TaskType::CHECK_FAILURE_ANALYSIS,
+        TaskStatus::Completed,
+        json!({"name": "lint <x> | y", "conclusion": "failure", "check_run_id": 5, "pr_number": 7}),
+        Some(json!({"should_trigger_codegen": false})),
+    );
+    let view = render("wo", &root, None, None).unwrap();
+    assert_eq!(view.name, "wo / lint <x> | y");
+    assert_eq!(view.conclusion, Some(Conclusion::Neutral));
+    let body = view.check_run_body(true);
+    assert_eq!(body["actions"][0]["identifier"], "codegen_fix");
+    assert_eq!(body["actions"][0]["label"], "Ask Codegen to fix");
+    assert_eq!(body["head_sha"], SHA);
+    let summary = body["output"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("check `lint &lt;x&gt; \\| y` concluded `failure`"),
+        "{summary}"
+    );
+    assert_eq!(
+        view.status_body()["state"],
+        "success",
+        "statuses know no neutral"
+    );
+    // A pull-request analysis with nothing to do offers no button.
+    let pr = analysis(
+        TaskStatus::Completed,
+        Some(json!({"should_trigger_codegen": false})),
+    );
+    assert!(!render("wo", &pr, None, None).unwrap().ask_codegen);
+}
+
+#[test]
+fn a_lost_codegen_run_asks_for_a_person() {
+    let root = analysis(
+        TaskStatus::Completed,
+        Some(json!({"should_trigger_codegen": true})),
+    );
+    let mut child = task(
+        TaskType::CODEGEN_TRIGGER,
+        TaskStatus::Failed,
+        json!({}),
+        Some(json!({"status": "needs_attention"})),
+    );
+    child.parent_task_id = Some(root.task_id);
+    let view = render("wo", &root, Some(&child), None).unwrap();
+    assert_eq!(view.conclusion, Some(Conclusion::ActionRequired));
+    assert_eq!(view.status_body()["state"], "failure");
+}
+
+#[test]
+fn a_waiting_task_says_why_and_when() {
+    let mut root = analysis(TaskStatus::Retrying, None);
+    root.run_at = t(90);
+    root.error_message = Some("GitHub pulls.files: 502 Bad Gateway".into());
+    let view = render("wo", &root, None, None).unwrap();
+    assert_eq!(view.status, CheckStatus::InProgress);
+    assert_eq!(view.conclusion, None);
+    assert!(
+        view.summary.contains(
+            "**Waiting:** next attempt at 2026-12-01T10:01:30Z (last error: GitHub pulls.files: 502 Bad Gateway)"
+        ),
+        "{}",
+        view.summary
+    );
+    assert!(view.check_run_body(false).get("conclusion").is_none());
+    let mut queued = analysis(TaskStatus::Pending, None);
+    queued.started_at = None;
+    assert_eq!(
+        render("wo", &queued, None, None).unwrap().status,
+        CheckStatus::Queued
+    );
+}
+
+#[test]
+fn only_tasks_on_a_pull_request_head_are_reported() {
+    let mut root = analysis(TaskStatus::Pending, None);
+    root.commit_sha = None;
+    assert!(render("wo", &root, None, None).is_none());
+    let mut root = analysis(TaskStatus::Pending, None);
+    root.pr_number = None;
+    assert!(render("wo", &root, None, None).is_none());
+}
+
+#[test]
+fn only_http_run_pages_become_details_urls() {
+    let root = analysis(
+        TaskStatus::Completed,
+        Some(json!({"should_trigger_codegen": true})),
+    );
+    let mut child = task(
+        TaskType::CODEGEN_TRIGGER,
+        TaskStatus::Pending,
+        json!({}),
+        Some(json!({"status": "in_progress", "web_url": "javascript:alert(1)"})),
+    );
+    child.codegen_task_id = Some("900".into());
+    let view = render("wo", &root, Some(&child), None).unwrap();
+    assert_eq!(view.details_url, None);
+    assert_eq!(view.title, "Codegen run in progress");
+    child.codegen_task_url = Some("https://codegen.com/agent/trace/900".into());
+    let view = render("wo", &root, Some(&child), None).unwrap();
+    assert_eq!(
+        view.details_url.as_deref(),
+        Some("https://codegen.com/agent/trace/900")
+    );
+}

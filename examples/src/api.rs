@@ -54,6 +54,12 @@ pub(crate) fn state(
     for check in extra {
         state = state.health_check(check);
     }
+    if let Some(reconciler) = &c.reconciler {
+        state = state.reconciler(reconciler.clone());
+        if let Some(check) = crate::recovery::health_check(c) {
+            state = state.health_check(Arc::new(check));
+        }
+    }
     // With Redis, every API instance counts against one budget per client.
     if let Some(conn) = &c.redis {
         state = state.shared_rate_limiter(Arc::new(RedisRateLimiter::new(conn.clone())));

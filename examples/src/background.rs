@@ -159,6 +159,9 @@ pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>
             interval: config.cleanup_interval,
         }));
     }
+    if let Some(schedule) = crate::recovery::schedule(components) {
+        services.push(Arc::new(schedule));
+    }
     if let Some(reporter) = crate::report::ReportService::configured(config) {
         services.push(Arc::new(reporter));
     }

@@ -26,7 +26,7 @@ use crate::orchestrator::Orchestrator;
 use crate::role::Role;
 use crate::storage::{StoreBackend, Stores};
 use crate::workers::HandlerFactory;
-use crate::{api, clients, ingest, telemetry, workers};
+use crate::{api, clients, ingest, recovery, telemetry, workers};
 
 /// Configures an [`Orchestrator`]; [`build`](Self::build) assembles it.
 ///
@@ -254,7 +254,7 @@ impl OrchestratorBuilder {
         )
         // Stale pull-request work is superseded right after each delivery is committed.
         .with_supersede(stores.cancel.clone(), config.supersede);
-        let components = Components {
+        let mut components = Components {
             config,
             role: self.role,
             clock: self.clock,
@@ -267,7 +267,9 @@ impl OrchestratorBuilder {
             breakers: clients.breakers,
             metrics,
             observer,
+            reconciler: None,
         };
+        components.reconciler = Some(recovery::reconciler(&components));
         let registry = workers::registry(&components, self.builtin_handlers, self.handlers);
         let state = api::state(&components, self.health_checks, registry.task_types());
         let mut services = background::builtin(&components);

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate` and `send`.
+//! The command line: `serve` (the default), `migrate`, `send`, `probe` and `recover`.
 //!
 //! Everything else is configured through the environment ([`Config`](crate::Config)); the command line
 //! only says what this process does.
@@ -33,6 +33,35 @@ pub enum Command {
     Send(SendArgs),
     /// Asks this host's server for `/health`; exits 0 when it answers 200 (container health checks).
     Probe,
+    /// Asks the running server to reconcile with GitHub's delivery log
+    /// (`POST /api/v1/admin/recover` with ADMIN_TOKEN); prints the run, or with `--wait` its end.
+    Recover(RecoverArgs),
+}
+
+/// Arguments of `recover` (each optional: the server's configuration decides the rest).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RecoverArgs {
+    /// Window start (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Window end (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// A hook (`app`, `repo:OWNER/NAME:HOOK_ID`, `org:ORG:HOOK_ID`); repeat for several.
+    #[arg(long = "hook")]
+    pub hooks: Vec<String>,
+    /// `fetch` or `redeliver`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// List the missing deliveries, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait for the run to end and print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// The server's base URL; default: http://BIND_ADDR.
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 /// Arguments of `send`.
@@ -59,6 +88,7 @@ impl Cli {
             Some(Command::Migrate) => Command::Migrate,
             Some(Command::Send(args)) => Command::Send(args.clone()),
             Some(Command::Probe) => Command::Probe,
+            Some(Command::Recover(args)) => Command::Recover(args.clone()),
             None => Command::Serve { role: Role::All },
         }
     }
@@ -104,5 +134,20 @@ mod tests {
         assert_eq!(a.event.as_deref(), Some("push"));
         assert_eq!(a.delivery_id.as_deref(), Some("d1"));
         assert!(matches!(parse(&["migrate"]), Command::Migrate));
+        let Command::Recover(r) = parse(&[
+            "recover",
+            "--hook",
+            "app",
+            "--hook",
+            "org:o:1",
+            "--dry-run",
+            "--since",
+            "2026-11-30T00:00:00Z",
+        ]) else {
+            panic!("not recover")
+        };
+        assert_eq!(r.hooks, ["app", "org:o:1"]);
+        assert!(r.dry_run && !r.wait);
+        assert_eq!(r.since.as_deref(), Some("2026-11-30T00:00:00Z"));
     }
 }

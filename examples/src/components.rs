@@ -12,6 +12,8 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::observe::Observer;
 use orchestrator_core::queue::TaskQueue;
+use orchestrator_core::recovery::Reconciler;
+use orchestrator_core::store::recovery::RecoveryStore;
 use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
 use orchestrator_redis::RedisConnection;
 
@@ -34,6 +36,8 @@ pub struct Components {
     pub(crate) breakers: BreakerSet,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) observer: Arc<dyn Observer>,
+    /// Reconciles with GitHub's delivery log (set by the builder once the rest is built).
+    pub(crate) reconciler: Option<Arc<Reconciler>>,
 }
 
 impl std::fmt::Debug for Components {
@@ -85,6 +89,16 @@ impl Components {
     /// Bulk operations (retry / reprocess by filter), run by the `operations` service.
     pub fn operations(&self) -> &Arc<dyn orchestrator_core::store::operation::OperationStore> {
         &self.stores.operations
+    }
+
+    /// Recovery runs (reconciling with GitHub's delivery log).
+    pub fn recovery(&self) -> &Arc<dyn RecoveryStore> {
+        &self.stores.recovery
+    }
+
+    /// The reconciler with GitHub's delivery log (runs, one runner at a time).
+    pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
+        self.reconciler.as_ref()
     }
 
     /// The reporter's cursor and records (reporting back on the pull request).

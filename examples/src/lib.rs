@@ -32,13 +32,15 @@
 //!   `storage.rs` (the store, its queue, group commit: the one place that knows the store
 //!   traits), `clients.rs` (GitHub, Codegen, breakers), `ingest.rs` (verifier, rules, ingest
 //!   service, replay guard), `api.rs` (the routes' state, the full API, a worker's probes),
-//!   `workers.rs` (handler registry, worker), `background.rs` (the scheduled services).
+//!   `workers.rs` (handler registry, worker), `background.rs` (the scheduled services),
+//!   `recovery.rs` (the reconciler with GitHub's delivery log and its schedule).
 //! - `orchestrator.rs`: [`Orchestrator`], the built result: `router`, `layer`, `run_workers`,
 //!   `serve`; `serve.rs`: HTTP serving with the shutdown drain.
 //! - `components.rs`: [`Components`], what handler factories and background services get.
 //! - `config/`: every environment variable, validated at start-up (one message per problem),
 //!   composed of the crates' own config structs; `role.rs`: [`Role`].
-//! - [`cli`]: the subcommands; [`send`]: the signed test delivery.
+//! - [`cli`]: the subcommands; [`send`]: the signed test delivery; [`recover`]: the `recover`
+//!   subcommand (asks the running server to reconcile with GitHub's delivery log).
 //! - [`telemetry`]: JSON/text logs, OTLP traces, trace context carried from a delivery to its tasks.
 //! - [`health`]: the server's extra health check (GitHub reachability).
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
@@ -57,6 +59,8 @@ pub mod health;
 mod ingest;
 mod operations;
 mod orchestrator;
+pub mod recover;
+mod recovery;
 mod report;
 mod role;
 pub mod send;

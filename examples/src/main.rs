@@ -56,6 +56,24 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
                 ExitCode::FAILURE
             })
         }
+        Command::Recover(args) => {
+            let config = Config::from_env(Purpose::Probe)?;
+            let base = args
+                .url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.bind_addr));
+            let token = std::env::var("ADMIN_TOKEN")
+                .or_else(|_| std::env::var("SECRET_KEY"))
+                .ok();
+            let result =
+                orchestrator_server::recover::recover(&base, token.as_deref(), &args).await?;
+            println!("HTTP {}\n{}", result.status, result.body);
+            Ok(if (200..300).contains(&result.status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Probe => {
             let config = Config::from_env(Purpose::Probe)?;
             Ok(if send::probe(config.bind_addr).await {

@@ -20,6 +20,7 @@ use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::operation::OperationStore;
+use orchestrator_core::store::recovery::RecoveryStore;
 use orchestrator_core::store::report::ReportStore;
 use orchestrator_core::store::{AttemptStore, EventStore, PauseStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
@@ -32,8 +33,8 @@ use crate::error::ServerError;
 /// state machine (its task table is the database queue), the agent-run ledger
 /// (`codegen_trigger` records every Codegen run creation in it first), the console's
 /// keyset-paged lists, the reporter's cursor and records, tasks from no delivery (the
-/// `cleanup` task), bulk operations (retry / reprocess by filter), pauses, and cancelling
-/// tasks.
+/// `cleanup` task), bulk operations (retry / reprocess by filter), pauses, cancelling
+/// tasks, and recovery runs.
 pub trait StoreBackend:
     EventStore
     + TaskStore
@@ -45,6 +46,7 @@ pub trait StoreBackend:
     + OperationStore
     + PauseStore
     + CancelStore
+    + RecoveryStore
 {
 }
 
@@ -59,6 +61,7 @@ impl<T> StoreBackend for T where
         + OperationStore
         + PauseStore
         + CancelStore
+        + RecoveryStore
 {
 }
 
@@ -73,6 +76,8 @@ pub(crate) struct Stores {
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
     /// Cancelling tasks (the cancel route, supersede at ingest).
     pub(crate) cancel: Arc<dyn CancelStore>,
+    /// Recovery runs (reconciling with GitHub's delivery log).
+    pub(crate) recovery: Arc<dyn RecoveryStore>,
     /// Tasks from no delivery (the `cleanup` task).
     pub(crate) submit: Arc<dyn SubmitStore>,
     /// Bulk operations.
@@ -107,6 +112,7 @@ impl Stores {
             attempts: store.clone(),
             agent_runs: store.clone(),
             cancel: store.clone(),
+            recovery: store.clone(),
             submit: store.clone(),
             operations: store.clone(),
             pauses: store.clone(),

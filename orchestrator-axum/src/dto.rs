@@ -108,8 +108,10 @@ pub struct EventDetailDto {
     pub event_type: String,
     /// The payload's action.
     pub action: Option<String>,
-    /// `github`.
+    /// `github` (our receiver got it) or `recovered` (read from GitHub's delivery log).
     pub source: String,
+    /// The webhook it came from (`X-GitHub-Hook-ID` of the stored headers), when known.
+    pub hook_id: Option<i64>,
     /// `owner/name`.
     pub repository: Option<String>,
     /// The payload as received: the stored JSON text, not re-serialized, so its bytes (key
@@ -167,12 +169,19 @@ impl PartialEq for RawJson {
 impl From<WebhookEvent> for EventDetailDto {
     fn from(e: WebhookEvent) -> Self {
         let payload = RawJson::from_bytes(&e.payload);
+        let hook_id = e
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-github-hook-id"))
+            .and_then(|(_, value)| value.trim().parse().ok())
+            .filter(|id: &i64| *id > 0);
         Self {
             id: e.id,
             delivery_id: e.delivery_id,
             event_type: e.event_type,
             action: e.action,
             source: e.source,
+            hook_id,
             repository: e.repository,
             payload,
             headers: e.headers.into_iter().collect(),

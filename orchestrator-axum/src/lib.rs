@@ -118,6 +118,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/pause", post(routes::pause::pause))
         .route("/api/v1/admin/resume", post(routes::pause::resume))
         .route("/api/v1/admin/pauses", get(routes::pause::list))
+        .route(
+            "/api/v1/admin/recover",
+            post(routes::recovery::start).get(routes::recovery::list),
+        )
+        .route("/api/v1/admin/recover/{run_id}", get(routes::recovery::get))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(from_fn_with_state(

@@ -26,6 +26,9 @@ const TASK_BUCKETS: &[f64] = &[
 /// The spec's metrics in one registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
+    webhook_deliveries_recovered_total: IntCounterVec,
+    webhook_recovery_runs_total: IntCounterVec,
+    webhook_recovery_last_success_timestamp_seconds: IntGauge,
     registry: Registry,
     webhook_events_total: IntCounterVec,
     webhook_processing_duration_seconds: HistogramVec,
@@ -214,6 +217,23 @@ impl Metrics {
             http_connections_active,
             http_connection_timeouts_total,
             http_buffered_body_bytes,
+            webhook_deliveries_recovered_total: counter(
+                r,
+                "webhook_deliveries_recovered_total",
+                "Missing deliveries recovered from GitHub's delivery log, by mode (fetch, redeliver)",
+                &["mode"],
+            )?,
+            webhook_recovery_runs_total: counter(
+                r,
+                "webhook_recovery_runs_total",
+                "Recovery runs ended, by status (succeeded, failed, interrupted)",
+                &["status"],
+            )?,
+            webhook_recovery_last_success_timestamp_seconds: gauge(
+                r,
+                "webhook_recovery_last_success_timestamp_seconds",
+                "When the last recovery run succeeded (Unix seconds; 0: none since start)",
+            )?,
             registry,
         })
     }
@@ -261,6 +281,14 @@ impl Metrics {
     pub fn set_buffered_body_bytes(&self, bytes: usize) {
         self.http_buffered_body_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Sets `webhook_recovery_last_success_timestamp_seconds` (Unix seconds): the recovery
+    /// schedule sets it to its start time, so the stale-recovery alert counts from there until
+    /// the first success; `0` (never set) means recovery is off.
+    pub fn set_recovery_last_success(&self, unix_seconds: i64) {
+        self.webhook_recovery_last_success_timestamp_seconds
+            .set(unix_seconds);
     }
 
     /// The text exposition format.
@@ -402,6 +430,21 @@ impl Observer for Metrics {
         self.tasks_cancelled_total
             .with_label_values(&[reason])
             .inc_by(count);
+    }
+
+    fn delivery_recovered(&self, mode: &str) {
+        self.webhook_deliveries_recovered_total
+            .with_label_values(&[mode])
+            .inc();
+    }
+
+    fn recovery_run(&self, status: &str, finished_at_unix: Option<i64>) {
+        self.webhook_recovery_runs_total
+            .with_label_values(&[status])
+            .inc();
+        if let Some(at) = finished_at_unix {
+            self.webhook_recovery_last_success_timestamp_seconds.set(at);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use axum::extract::State;
 
 use crate::config::{ApiConfig, WEBHOOK_PATH};
 use crate::dto;
-use crate::routes::{admin, cancel, events, operations, pause, system, tasks, webhook};
+use crate::routes::{admin, cancel, events, operations, pause, recovery, system, tasks, webhook};
 use crate::state::AppState;
 
 /// The document's root.
@@ -43,6 +43,9 @@ use crate::state::AppState;
         pause::pause,
         pause::resume,
         pause::list,
+        recovery::start,
+        recovery::list,
+        recovery::get,
         system::health,
         system::prometheus,
         document,
@@ -72,6 +75,9 @@ use crate::state::AppState;
         dto::ReprocessFilterDto,
         dto::DryRunResponse,
         dto::OperationDto,
+        recovery::RecoverRequest,
+        recovery::RecoverStarted,
+        recovery::RecoveryRunDto,
     )),
     modifiers(&BearerAuth),
     tags(

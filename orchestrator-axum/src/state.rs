@@ -9,6 +9,7 @@ use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
+use orchestrator_core::recovery::Reconciler;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::cancel::CancelStore;
 use orchestrator_core::store::operation::OperationStore;
@@ -44,6 +45,7 @@ struct Inner {
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
     cancel: Option<Arc<dyn CancelStore>>,
+    reconciler: Option<Arc<Reconciler>>,
     /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
     submit: Option<Arc<dyn SubmitStore>>,
     /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
@@ -75,6 +77,7 @@ pub struct AppStateBuilder {
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
     cancel: Option<Arc<dyn CancelStore>>,
+    reconciler: Option<Arc<Reconciler>>,
     submit: Option<Arc<dyn SubmitStore>>,
     operations: Option<Arc<dyn OperationStore>>,
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
@@ -135,6 +138,13 @@ impl AppStateBuilder {
     /// answers 503).
     pub fn cancel_store(mut self, store: Arc<dyn CancelStore>) -> Self {
         self.cancel = Some(store);
+        self
+    }
+
+    /// Serves the recovery routes (`/api/v1/admin/recover`) with `reconciler`; without it
+    /// they answer 503.
+    pub fn reconciler(mut self, reconciler: Arc<Reconciler>) -> Self {
+        self.reconciler = Some(reconciler);
         self
     }
 
@@ -199,6 +209,7 @@ impl AppStateBuilder {
                 browse: self.browse,
                 started_at,
                 cancel: self.cancel,
+                reconciler: self.reconciler,
                 submit: self.submit,
                 pauses: self.pauses,
             }),
@@ -228,6 +239,7 @@ impl AppState {
             health_checks: Vec::new(),
             shared_rate_limiter: None,
             cancel: None,
+            reconciler: None,
             submit: None,
             operations: None,
             pauses: None,
@@ -248,6 +260,11 @@ impl AppState {
     {
         let queue = Arc::new(StoreQueue::new(store.clone()));
         Self::builder(ingestor, store.clone(), store, queue, clock)
+    }
+
+    /// The reconciler with GitHub's delivery log, when configured.
+    pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
+        self.inner.reconciler.as_ref()
     }
 
     /// The ingestor.

@@ -70,3 +70,11 @@ pub fn add(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
+
+/// Subtracts a std [`Duration`] from an instant, saturating instead of panicking.
+pub fn sub(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}

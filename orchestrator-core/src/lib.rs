@@ -47,6 +47,7 @@ pub mod observe;
 pub mod payload;
 pub mod prelude;
 pub mod queue;
+pub mod recovery;
 pub mod report;
 pub mod retry;
 pub mod routing;

@@ -93,6 +93,15 @@ pub trait Observer: Send + Sync + 'static {
     /// `count` tasks were cancelled for `reason` (`tasks_cancelled_total{reason}`): `manual`,
     /// `superseded` or `closed` (see [`CancelReason`](crate::store::cancel::CancelReason)).
     fn tasks_cancelled(&self, _reason: &str, _count: u64) {}
+
+    /// Recovery recovered a missing delivery (`webhook_deliveries_recovered_total{mode}`;
+    /// `mode` is `fetch` or `redeliver`).
+    fn delivery_recovered(&self, _mode: &str) {}
+
+    /// A recovery run ended (`webhook_recovery_runs_total{status}`: `succeeded`, `failed`,
+    /// `interrupted`); a success also moves `webhook_recovery_last_success_timestamp_seconds`
+    /// to `finished_at_unix`.
+    fn recovery_run(&self, _status: &str, _finished_at_unix: Option<i64>) {}
 }
 
 /// Observes nothing.

@@ -21,6 +21,7 @@
 //! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip;
 //! - [`operation`]: bulk retry / reprocess by filter, run in batches in the background;
 //! - [`cancel`]: cancelling tasks; [`supersede`]: the rule that cancels stale pull-request work.
+//! - [`recovery`]: reconciliation runs with GitHub's delivery log.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
@@ -32,6 +33,7 @@ pub mod cancel;
 mod event;
 pub mod operation;
 pub mod pause;
+pub mod recovery;
 pub mod report;
 mod submit;
 pub mod supersede;

@@ -48,6 +48,8 @@
 //!   statements and the [`SqlStore`] implementation; each database's in its `operation.rs`.
 //! - `cancel.rs`: cancelling tasks (`CancelStore`), the same way: shared parts and the
 //!   [`SqlStore`] dispatch here, each database's transaction in its `cancel.rs`.
+//! - `recovery.rs`: recovery runs (`RecoveryStore`), shared statements and its [`SqlStore`]
+//!   implementation; each database's binding and runner lease in its `recovery.rs`.
 //! - `report.rs`: the reporter's cursor and records (`ReportStore`), the same way.
 
 mod agent_run;
@@ -61,6 +63,7 @@ mod operation;
 mod pause;
 mod plan;
 mod postgres;
+mod recovery;
 mod report;
 mod sql_store;
 mod sqlite;

@@ -22,7 +22,8 @@
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
 //!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
-//!   task), `supersede.rs` (superseding stale pull-request work).
+//!   task), `supersede.rs` (superseding stale pull-request work), `recovery.rs` (reconciling
+//!   with GitHub's delivery log).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ mod api;
 mod clients;
 mod http_limits;
 mod read;
+mod recovery;
 mod report;
 mod storage;
 mod supersede;
@@ -112,6 +114,9 @@ const VARIABLES: &[&str] = &[
     "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_BUFFERED_BODY_BYTES",
+    "GITHUB_RECOVERY_HOOKS",
+    "GITHUB_RECOVERY_INTERVAL_SECONDS",
+    "GITHUB_RECOVERY_MAX_LOOKBACK_HOURS",
     "CODEGEN_FAILURE_STATUSES",
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
@@ -182,6 +187,9 @@ pub struct Config {
     /// from `SHUTDOWN_GRACE_SECONDS` and `ENABLE_METRICS`). `MAX_BUFFERED_BODY_BYTES` is
     /// [`ApiConfig::max_buffered_body_bytes`] in `api`.
     pub serve: ServeConfig,
+    /// `GITHUB_RECOVERY_HOOKS`, `GITHUB_RECOVERY_INTERVAL_SECONDS` (zero turns the schedule
+    /// off), `GITHUB_RECOVERY_MAX_LOOKBACK_HOURS`: reconciling with GitHub's delivery log.
+    pub recovery: orchestrator_core::recovery::RecoveryConfig,
     /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
     /// [`Config::report_mode`]).
     pub report: orchestrator_core::report::ReportConfig,
@@ -216,6 +224,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             serve: ServeConfig::default(),
             supersede: SupersedeConfig::default(),
+            recovery: orchestrator_core::recovery::RecoveryConfig::default(),
             report: orchestrator_core::report::ReportConfig::default(),
             report_to: None,
         }
@@ -273,6 +282,7 @@ impl Config {
         worker::read(&mut r, purpose, &mut config);
         telemetry::read(&mut r, &mut config);
         http_limits::read(&mut r, &mut config);
+        recovery::read(&mut r, &mut config);
         agent_failure::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
         supersede::read(&mut r, &mut config);

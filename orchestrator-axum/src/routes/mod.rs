@@ -5,6 +5,7 @@ pub(crate) mod cancel;
 pub(crate) mod events;
 pub(crate) mod operations;
 pub(crate) mod pause;
+pub(crate) mod recovery;
 pub(crate) mod system;
 pub(crate) mod tasks;
 pub(crate) mod webhook;

@@ -55,6 +55,9 @@ impl Console {
             clock: clock.clone(),
             metrics,
             router: router.clone(),
+            log: Arc::new(orchestrator_core::recovery::memory::FakeDeliveryLog::new(
+                100,
+            )),
         };
         Self { router, clock, api }
     }

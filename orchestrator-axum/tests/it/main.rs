@@ -22,6 +22,7 @@ mod openapi;
 mod operations;
 mod pause;
 mod rate_limit;
+mod recovery;
 mod reprocess;
 mod serve;
 mod shared_rate_limit;

@@ -29,6 +29,10 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/api/v1/operations"),
     ("get", "/api/v1/operations/{operation_id}"),
     ("delete", "/api/v1/operations/{operation_id}"),
+    // Issue 14: recovery from GitHub's delivery log.
+    ("post", "/api/v1/admin/recover"),
+    ("get", "/api/v1/admin/recover"),
+    ("get", "/api/v1/admin/recover/{run_id}"),
 ];
 
 async fn document(app: &TestApp) -> Value {
@@ -77,6 +81,8 @@ async fn every_documented_operation_is_served_by_the_router() {
         .as_str()
         .unwrap()
         .to_owned();
+    let (_, started) = app.post("/api/v1/admin/recover").await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
     let doc = document(&app).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -91,7 +97,8 @@ async fn every_documented_operation_is_served_by_the_router() {
             let uri = path
                 .replace("{event_id}", &event_id)
                 .replace("{task_id}", &task_id)
-                .replace("{operation_id}", &operation_id);
+                .replace("{operation_id}", &operation_id)
+                .replace("{run_id}", &run_id);
             // Bulk operations need a filter.
             let body = if path.ends_with("/tasks/retry") || path.ends_with("/events/reprocess") {
                 Body::from(r#"{"all":true}"#)

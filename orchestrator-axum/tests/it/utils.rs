@@ -17,6 +17,8 @@ use orchestrator_core::delivery::DeliveryLimits;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
+use orchestrator_core::recovery::memory::FakeDeliveryLog;
+use orchestrator_core::recovery::{Reconciler, RecoveryConfig};
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::Finish;
@@ -36,6 +38,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub metrics: Arc<Metrics>,
     pub router: Router,
+    /// GitHub's delivery log as the recovery routes see it (hook `repo:octo/repo:42`).
+    pub log: Arc<FakeDeliveryLog>,
 }
 
 /// The default test configuration: a token, no rate limits.
@@ -58,18 +62,28 @@ impl TestApp {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::default());
         let metrics = Arc::new(Metrics::new().unwrap());
-        let state = AppState::builder_for(
-            ingestor(store.clone(), clock.clone(), metrics.clone(), limits),
+        let ingest = ingestor(store.clone(), clock.clone(), metrics.clone(), limits);
+        let log = Arc::new(FakeDeliveryLog::new(100));
+        let reconciler = Reconciler::new(
+            log.clone(),
             store.clone(),
+            ingest.clone(),
             clock.clone(),
+            RecoveryConfig {
+                hooks: "repo:octo/repo:42".parse().unwrap(),
+                ..RecoveryConfig::default()
+            },
         )
-        .config(config)
-        .submit_store(store.clone())
-        .pause_store(store.clone(), TaskType::BUILT_IN.to_vec())
-        .metrics(metrics.clone())
-        .operations(store.clone())
-        .cancel_store(store.clone())
-        .build();
+        .with_observer(metrics.clone());
+        let state = AppState::builder_for(ingest, store.clone(), clock.clone())
+            .config(config)
+            .submit_store(store.clone())
+            .pause_store(store.clone(), TaskType::BUILT_IN.to_vec())
+            .metrics(metrics.clone())
+            .operations(store.clone())
+            .cancel_store(store.clone())
+            .reconciler(Arc::new(reconciler))
+            .build();
         let router = router(state.clone());
         Self {
             state,
@@ -77,6 +91,7 @@ impl TestApp {
             clock,
             metrics,
             router,
+            log,
         }
     }
 
@@ -115,6 +130,11 @@ impl TestApp {
     }
 
     /// The app clock's time.
+    /// The manual clock's time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     pub fn store_now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

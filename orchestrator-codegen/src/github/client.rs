@@ -58,9 +58,9 @@ impl std::fmt::Debug for GitHubClient {
 }
 
 /// A response with a 2xx status.
-struct Answer {
-    headers: HeaderMap,
-    body: String,
+pub(super) struct Answer {
+    pub(super) headers: HeaderMap,
+    pub(super) body: String,
 }
 
 impl GitHubClient {
@@ -93,17 +93,22 @@ impl GitHubClient {
         self.breaker.clone()
     }
 
+    /// The App's JWT, for App-level calls (`/app/hook/deliveries`); `None` without an App.
+    pub(super) fn app_jwt(&self) -> Option<Result<Secret, ClientError>> {
+        self.app.as_ref().map(|app| app.jwt(self.clock.now()))
+    }
+
     /// Whether any credential (token or App) is configured.
     pub fn is_authenticated(&self) -> bool {
         self.token.is_some() || self.app.is_some()
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(super) fn url(&self, segments: &[&str]) -> Url {
         http::endpoint(&self.base, segments)
     }
 
     /// The credential for a call on behalf of `installation`, and the quota it draws from.
-    async fn credential(
+    pub(super) async fn credential(
         &self,
         installation: Option<i64>,
     ) -> Result<(QuotaKey, Option<Secret>), ClientError> {
@@ -154,7 +159,7 @@ impl GitHubClient {
     /// One request (with a JSON `body`, when given) through quota guard, breaker, metrics and
     /// status mapping.
     #[allow(clippy::too_many_arguments)]
-    async fn send(
+    pub(super) async fn send(
         &self,
         endpoint: &str,
         method: Method,
@@ -399,7 +404,7 @@ impl GitHubClient {
     }
 }
 
-fn decode<T: DeserializeOwned>(endpoint: &str, body: &str) -> Result<T, ClientError> {
+pub(super) fn decode<T: DeserializeOwned>(endpoint: &str, body: &str) -> Result<T, ClientError> {
     serde_json::from_str(body).map_err(|e| {
         ClientError::new(
             ClientErrorKind::Permanent,

@@ -6,9 +6,11 @@
 //! - `rate_limit.rs`: `X-RateLimit-*` accounting and the low-quota floor.
 //! - `report.rs`: the reporting calls ([`ReportApi`](orchestrator_core::report::ReportApi)).
 //! - `wire.rs`: the JSON shapes of GitHub's answers.
+//! - `deliveries.rs`: the webhook delivery log (list, get one, redeliver) for recovery.
 
 mod app_auth;
 mod client;
+mod deliveries;
 mod rate_limit;
 mod report;
 mod wire;

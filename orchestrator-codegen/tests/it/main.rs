@@ -11,6 +11,7 @@ mod app_auth;
 mod breaker;
 mod codegen;
 mod codegen_trigger;
+mod deliveries;
 mod github;
 mod handlers;
 mod pipeline;

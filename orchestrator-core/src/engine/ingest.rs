@@ -186,6 +186,11 @@ impl Ingestor {
         self
     }
 
+    /// The routing rules (recovery asks them which deliveries are worth recovering).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
     /// The size limit, for HTTP layers that enforce it while reading.
     pub fn limits(&self) -> DeliveryLimits {
         self.limits
@@ -208,12 +213,37 @@ impl Ingestor {
         body: Bytes,
         trace_context: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        let started = Instant::now();
         // The event name labels metrics only once the signature proved the sender: an
         // unauthenticated caller must not be able to mint label values.
+        self.ingest_from(headers, body, trace_context, Origin::Received)
+            .await
+    }
+
+    /// Stores a delivery read from GitHub's delivery log over the authenticated API (recovery,
+    /// see [`crate::recovery`]): the same steps and store call as [`ingest`](Self::ingest)
+    /// except the signature (GitHub's API proved the sender; the log keeps no signature
+    /// anyway). The event's `source` is [`RECOVERED_SOURCE`]. A GUID that is already stored
+    /// (a live delivery that won the race) is a duplicate as usual: one row.
+    pub async fn ingest_recovered(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Receipt, IngestError> {
+        self.ingest_from(headers, body, None, Origin::Recovered)
+            .await
+    }
+
+    async fn ingest_from(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        trace_context: Option<String>,
+        origin: Origin,
+    ) -> Result<Receipt, IngestError> {
+        let started = Instant::now();
         let mut verified_event = None;
         let result = self
-            .ingest_inner(headers, body, trace_context, &mut verified_event)
+            .ingest_inner(headers, body, trace_context, origin, &mut verified_event)
             .await;
         let (outcome, reason) = match &result {
             Ok(receipt) if receipt.duplicate => (DeliveryOutcome::Duplicate, None),
@@ -234,9 +264,10 @@ impl Ingestor {
         headers: &HeaderMap,
         body: Bytes,
         trace_context: Option<String>,
+        origin: Origin,
         verified_event: &mut Option<String>,
     ) -> Result<Receipt, IngestError> {
-        let verified = self.verify(headers, &body, verified_event)?;
+        let verified = self.verify(headers, &body, origin, verified_event)?;
         let delivery_id = verified.envelope.delivery_id.as_str();
         let event = verified.envelope.event.as_str();
         let mut receipt = Receipt {
@@ -267,7 +298,7 @@ impl Ingestor {
             GuardAnswer::AskStore => false,
         };
 
-        let (new_event, tasks) = self.rows(headers, &verified, trace_context);
+        let (new_event, tasks) = self.rows(headers, &verified, trace_context, origin);
         let refs: Vec<TaskRef> = tasks
             .iter()
             .map(|t| TaskRef {
@@ -319,6 +350,7 @@ impl Ingestor {
         &self,
         headers: &HeaderMap,
         body: &Bytes,
+        origin: Origin,
         verified_event: &mut Option<String>,
     ) -> Result<Verified, IngestError> {
         if let Err(err) = self.limits.check_size(body.len()) {
@@ -334,16 +366,19 @@ impl Ingestor {
             .get(delivery::headers::SIGNATURE_256)
             .map(|v| v.as_bytes());
         let legacy = headers.contains_key(delivery::headers::SIGNATURE_SHA1);
-        self.verifier
-            .verify(signature, legacy, body)
-            .inspect_err(|err| {
-                tracing::warn!(
-                    delivery_id,
-                    event,
-                    reason = err.as_str(),
-                    "delivery signature refused"
-                );
-            })?;
+        // A recovered delivery came from GitHub's API over an authenticated call: no signature.
+        if origin == Origin::Received {
+            self.verifier
+                .verify(signature, legacy, body)
+                .inspect_err(|err| {
+                    tracing::warn!(
+                        delivery_id,
+                        event,
+                        reason = err.as_str(),
+                        "delivery signature refused"
+                    );
+                })?;
+        }
         *verified_event = Some(event.to_owned());
         let (json, parsed, parse_error) = read_payload(envelope.format, body, event)
             .inspect_err(|err| {
@@ -364,6 +399,7 @@ impl Ingestor {
         headers: &HeaderMap,
         verified: &Verified,
         trace_context: Option<String>,
+        origin: Origin,
     ) -> (NewEvent, Vec<NewTask>) {
         let now = self.clock.now();
         let parsed = &verified.parsed;
@@ -382,7 +418,7 @@ impl Ingestor {
             delivery_id: verified.envelope.delivery_id.clone(),
             event_type: verified.envelope.event.clone(),
             action: parsed.action.clone(),
-            source: "github".to_owned(),
+            source: origin.source().to_owned(),
             repository: parsed.repository.as_ref().map(|r| r.full_name.clone()),
             installation_id: parsed.installation_id,
             payload: verified.json.clone(),
@@ -583,6 +619,29 @@ fn forced(mut spec: TaskSpec, force: bool) -> TaskSpec {
         }
     }
     spec
+}
+
+/// The event `source` of a delivery our receiver got (the spec's value).
+pub const RECEIVED_SOURCE: &str = "github";
+/// The event `source` of a delivery recovered from GitHub's delivery log.
+pub const RECOVERED_SOURCE: &str = "recovered";
+
+/// How a delivery reached the ingestor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Our receiver: the signature is checked.
+    Received,
+    /// GitHub's delivery log over the authenticated API: no signature to check.
+    Recovered,
+}
+
+impl Origin {
+    fn source(self) -> &'static str {
+        match self {
+            Origin::Received => RECEIVED_SOURCE,
+            Origin::Recovered => RECOVERED_SOURCE,
+        }
+    }
 }
 
 /// What the ingestor does after asking the delivery guard.

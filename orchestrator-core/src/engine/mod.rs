@@ -19,7 +19,10 @@ mod worker;
 
 pub use attempt::SpanFactory;
 pub use group_commit::GroupCommit;
-pub use ingest::{IngestError, Ingestor, Receipt, ReprocessError, ReprocessOptions};
+pub use ingest::{
+    IngestError, Ingestor, RECEIVED_SOURCE, RECOVERED_SOURCE, Receipt, ReprocessError,
+    ReprocessOptions,
+};
 pub use operation::{OperationRunner, OperationRunnerConfig};
 pub use supersede::SupersedeConfig;
 pub use worker::{Worker, WorkerConfig};

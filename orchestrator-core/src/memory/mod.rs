@@ -24,6 +24,7 @@
 //! - `operation.rs`: bulk operations ([`OperationStore`](crate::store::operation::OperationStore)).
 //! - `report_store.rs`: the reporter's cursor and records
 //!   ([`ReportStore`](crate::store::report::ReportStore)).
+//! - `recovery.rs`: recovery runs and look-ups ([`RecoveryStore`](crate::store::recovery::RecoveryStore)).
 //! - `github.rs` / `agent.rs`: the fake outbound clients.
 
 mod agent;
@@ -35,6 +36,7 @@ mod github;
 mod lease;
 mod operation;
 mod pause;
+mod recovery;
 mod report;
 mod report_store;
 mod state;

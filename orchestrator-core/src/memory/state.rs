@@ -23,7 +23,7 @@ pub(super) struct State {
     last_task_id: i64,
     pub(super) last_execution_id: i64,
     pub(super) events: BTreeMap<i64, WebhookEvent>,
-    deliveries: HashMap<String, i64>,
+    pub(super) deliveries: HashMap<String, i64>,
     pub(super) tasks: HashMap<Uuid, Task>,
     /// Task ids per event, in insertion (row id) order.
     pub(super) event_tasks: HashMap<i64, Vec<Uuid>>,
@@ -35,6 +35,8 @@ pub(super) struct State {
     pub(super) operations: Vec<crate::store::operation::Operation>,
     /// Operators' pauses, oldest first (see `pause.rs`); claims skip the tasks they cover.
     pub(super) pauses: Vec<crate::store::pause::Pause>,
+    /// Recovery runs and the runner lease (see `recovery.rs`).
+    pub(super) recovery: super::recovery::RecoveryState,
     /// The reporter's cursors, leases and records (see `report_store.rs`).
     pub(super) reporting: super::report_store::Reporting,
     /// The newest head of each pull request (repository, number), see `supersede.rs`.

@@ -68,6 +68,10 @@ impl Rule for PullRequestRule {
         Self::NAME
     }
 
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        event == "pull_request" && contains(&self.actions, action)
+    }
+
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
         let EventKind::PullRequest(pr) = &event.kind else {
             return Vec::new();
@@ -132,6 +136,10 @@ impl Default for CheckRunFailureRule {
 impl Rule for CheckRunFailureRule {
     fn name(&self) -> &str {
         Self::NAME
+    }
+
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        event == "check_run" && action == Some("completed")
     }
 
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
@@ -209,6 +217,10 @@ impl Rule for CheckSuiteFailureRule {
         Self::NAME
     }
 
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        event == "check_suite" && action == Some("completed")
+    }
+
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
         let EventKind::CheckSuite(suite) = &event.kind else {
             return Vec::new();
@@ -274,6 +286,11 @@ impl Default for PushDefaultBranchRule {
 impl Rule for PushDefaultBranchRule {
     fn name(&self) -> &str {
         Self::NAME
+    }
+
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        let _ = action;
+        event == "push"
     }
 
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {

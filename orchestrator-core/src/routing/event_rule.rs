@@ -108,6 +108,14 @@ impl Rule for EventRule {
         &self.name
     }
 
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        event == self.event
+            && match &self.actions {
+                None => true,
+                Some(actions) => action.is_some_and(|a| actions.iter().any(|x| x == a)),
+            }
+    }
+
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec> {
         if !self.matches(event) {
             return Vec::new();

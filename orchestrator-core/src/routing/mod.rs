@@ -40,6 +40,14 @@ pub trait Rule: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The tasks this rule asks for (empty when it does not match).
     fn route(&self, event: &ParsedEvent) -> Vec<TaskSpec>;
+    /// Whether a delivery of `event` with `action` could cause tasks, judged without its
+    /// payload (recovery decides from GitHub's delivery summaries which deliveries are worth
+    /// fetching). `false` only when it never could; the default says it might.
+    fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        let _ = (event, action);
+        true
+    }
+
     /// Whether the rule sees `check_run` / `check_suite` deliveries about the orchestrator's
     /// own checks ([`OwnChecks`], once the router knows them); by default it does not, so no
     /// rule analyses a check the orchestrator reported itself.
@@ -107,6 +115,12 @@ impl Router {
     /// The rule names, in order.
     pub fn rule_names(&self) -> Vec<&str> {
         self.rules.iter().map(|r| r.name()).collect()
+    }
+
+    /// Whether some rule could route a delivery of `event` with `action` (see
+    /// [`Rule::may_route`]).
+    pub fn may_route(&self, event: &str, action: Option<&str>) -> bool {
+        self.rules.iter().any(|rule| rule.may_route(event, action))
     }
 
     /// Names the orchestrator's own checks: deliveries about them reach only the rules that

@@ -31,6 +31,7 @@ mod browse;
 mod cancel;
 mod operation;
 mod pause;
+mod recovery;
 mod report;
 mod rows;
 mod stats;

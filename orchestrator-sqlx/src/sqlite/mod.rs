@@ -30,6 +30,7 @@ mod insert;
 mod operation;
 mod pause;
 mod payload;
+mod recovery;
 mod report;
 mod rows;
 mod stats;

@@ -14,6 +14,7 @@ mod concurrency;
 mod operations;
 mod pause;
 mod plans;
+mod recovery;
 mod reports;
 mod run_end;
 mod sqlite_payloads;
@@ -77,6 +78,55 @@ on_both! {
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
+    recovery::runs_round_trip_with_cursor_and_counters(2),
+    recovery::known_deliveries_answers_a_whole_page_at_once(2),
+    recovery::hooks_are_learned_from_stored_headers(2),
+    recovery::one_runner_holds_the_lease(3),
+}
+
+/// Recovery end to end (the reconciler over each store), and the contracts on the in-memory
+/// reference store.
+mod recovery_runs {
+    use std::sync::Arc;
+
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::recovery;
+    use crate::support::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_reconciler_recovers_missing_deliveries_on_postgres() {
+        let db = TestDb::postgres(4).await;
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            db.store.clone(),
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_reconciler_recovers_missing_deliveries_on_sqlite() {
+        let db = TestDb::sqlite(4).await;
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            db.store.clone(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_reconciler_recovers_missing_deliveries_in_memory() {
+        recovery::the_reconciler_recovers_missing_deliveries_with_their_tasks(&Arc::new(
+            MemoryStore::new(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn recovery_contracts_in_memory() {
+        recovery::runs_round_trip_with_cursor_and_counters(&MemoryStore::new()).await;
+        recovery::known_deliveries_answers_a_whole_page_at_once(&MemoryStore::new()).await;
+        recovery::hooks_are_learned_from_stored_headers(&MemoryStore::new()).await;
+        recovery::one_runner_holds_the_lease(&MemoryStore::new()).await;
+    }
 }
 
 /// Bulk operations on PostgreSQL, SQLite and the in-memory reference store.

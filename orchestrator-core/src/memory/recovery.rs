@@ -1,0 +1,153 @@
+//! [`RecoveryStore`] for [`MemoryStore`]: runs in a list, GUID look-ups against the delivery
+//! index, hooks learned from the stored headers, and a runner lease with an expiry.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::MemoryStore;
+use crate::delivery::headers;
+use crate::error::StoreError;
+use crate::store::recovery::{LearnedHook, RecoveryRun, RecoveryStore, RunStatus, RunnerLease};
+
+/// The lease holder and until when it holds.
+type Lease = Option<(String, DateTime<Utc>)>;
+
+/// Recovery rows of the memory store.
+#[derive(Debug, Default)]
+pub(super) struct RecoveryState {
+    runs: Vec<RecoveryRun>,
+    lease: Arc<Mutex<Lease>>,
+}
+
+fn header<'a>(stored: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    stored
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[async_trait]
+impl RecoveryStore for MemoryStore {
+    async fn create_run(&self, run: &RecoveryRun) -> Result<(), StoreError> {
+        self.lock().recovery.runs.push(run.clone());
+        Ok(())
+    }
+
+    async fn save_run(&self, run: &RecoveryRun) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if let Some(stored) = state
+            .recovery
+            .runs
+            .iter_mut()
+            .find(|r| r.run_id == run.run_id)
+        {
+            *stored = run.clone();
+        }
+        Ok(())
+    }
+
+    async fn get_run(&self, run_id: Uuid) -> Result<Option<RecoveryRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .recovery
+            .runs
+            .iter()
+            .find(|r| r.run_id == run_id)
+            .cloned())
+    }
+
+    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .recovery
+            .runs
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn open_run(&self) -> Result<Option<RecoveryRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .recovery
+            .runs
+            .iter()
+            .find(|r| r.status.is_open())
+            .cloned())
+    }
+
+    async fn last_success(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .recovery
+            .runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Succeeded && !r.dry_run && r.trigger == "scheduled")
+            .filter_map(|r| r.started_at)
+            .max())
+    }
+
+    async fn known_deliveries(&self, guids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let state = self.lock();
+        Ok(guids
+            .iter()
+            .filter(|g| state.deliveries.contains_key(g.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    async fn learned_hooks(&self, since: DateTime<Utc>) -> Result<Vec<LearnedHook>, StoreError> {
+        let state = self.lock();
+        let mut hooks: BTreeMap<i64, LearnedHook> = BTreeMap::new();
+        for event in state.events.values().filter(|e| e.created_at >= since) {
+            let Some(hook_id) =
+                header(&event.headers, headers::HOOK_ID).and_then(|v| v.parse().ok())
+            else {
+                continue;
+            };
+            hooks.insert(
+                hook_id,
+                LearnedHook {
+                    hook_id,
+                    target_type: header(&event.headers, headers::TARGET_TYPE).map(str::to_owned),
+                    target_id: header(&event.headers, headers::TARGET_ID)
+                        .and_then(|v| v.parse().ok()),
+                    repository: event.repository.clone(),
+                },
+            );
+        }
+        Ok(hooks.into_values().collect())
+    }
+
+    async fn try_lock_runner(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunnerLease>, StoreError> {
+        let lease = self.lock().recovery.lease.clone();
+        let mut held = lease.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, until)) = held.as_ref()
+            && owner != holder
+            && *until > now
+        {
+            return Ok(None);
+        }
+        *held = Some((holder.to_owned(), crate::clock::add(now, ttl)));
+        drop(held);
+        let holder = holder.to_owned();
+        Ok(Some(RunnerLease::new(move || {
+            let mut held = lease.lock().unwrap_or_else(|e| e.into_inner());
+            if held.as_ref().is_some_and(|(owner, _)| *owner == holder) {
+                *held = None;
+            }
+        })))
+    }
+}

@@ -15,6 +15,7 @@
 //! | `POST /api/v1/admin/pause`, `POST /api/v1/admin/resume`, `GET /api/v1/admin/pauses` | bearer | API |
 //! | `GET /api/v1/openapi.json` | bearer | API |
 //! | `GET /health`, `GET /metrics` | none (metrics: optional bearer) | none |
+//! | `/ui/*` (feature `console`, `console::router`) | session cookie from the admin token | sign-in: API |
 //!
 //! Every error answer is `{"error", "status_code", "path", "correlation_id"}`; the correlation id
 //! comes from `X-Request-Id` or `traceparent` (or is generated), is returned as `X-Request-Id` and

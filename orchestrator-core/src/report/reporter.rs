@@ -360,10 +360,15 @@ fn root_of(task: &Task) -> Option<Uuid> {
     None
 }
 
-/// The task that superseded `task` (set by the cancel feature), if any.
+/// The task that superseded `task` (`superseded_by`, set by the cancel feature), if any. Read
+/// through the task's JSON so that reporting does not depend on the order the two features
+/// land in; a task without the field has no successor.
 fn superseded_by(task: &Task) -> Option<Uuid> {
-    let _ = task;
-    None
+    if task.status != crate::task::TaskStatus::Cancelled {
+        return None;
+    }
+    let json = serde_json::to_value(task).ok()?;
+    json.get("superseded_by")?.as_str()?.parse().ok()
 }
 
 fn retry_after(err: &ClientError) -> Duration {

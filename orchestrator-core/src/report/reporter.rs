@@ -40,6 +40,9 @@ pub struct Reporter {
     observer: Arc<dyn Observer>,
     config: ReportConfig,
     holder: String,
+    /// Until when this reporter surely holds the lease (renewed once half of it is used, so an
+    /// idle reporter writes to the store every `lease / 2`, not every tick).
+    leased_until: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -69,7 +72,24 @@ impl Reporter {
             observer,
             config,
             holder: holder.into(),
+            leased_until: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether this reporter holds the lease at `now`, renewing it when half of it is used.
+    async fn hold_lease(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let half = self.config.lease / 2;
+        let cached = *self.leased_until.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.is_some_and(|until| clock::add(now, half) < until) {
+            return Ok(true);
+        }
+        let until = clock::add(now, self.config.lease);
+        let held = self
+            .store
+            .lease_reporter(CURSOR, &self.holder, until, now)
+            .await?;
+        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner()) = held.then_some(until);
+        Ok(held)
     }
 
     /// The configuration.
@@ -85,12 +105,7 @@ impl Reporter {
         if self.config.mode == ReportMode::Off {
             return Ok(summary);
         }
-        let until = clock::add(now, self.config.lease);
-        if !self
-            .store
-            .lease_reporter(CURSOR, &self.holder, until, now)
-            .await?
-        {
+        if !self.hold_lease(now).await? {
             return Ok(summary);
         }
         summary.leased = true;

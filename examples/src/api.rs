@@ -30,6 +30,7 @@ pub(crate) fn state(components: &Components, extra: Vec<Arc<dyn HealthCheck>>) -
         c.clock.clone(),
     )
     .config(c.config.api.clone())
+    .submit_store(c.stores.submit.clone())
     .metrics(c.metrics.clone())
     .breakers(c.breakers.clone())
     .browse(c.stores.browse.clone())

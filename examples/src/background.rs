@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_core::store::RetentionPolicy;
+use orchestrator_core::cleanup::{CleanupTrigger, cleanup_task};
+use orchestrator_core::queue::TaskRef;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -81,10 +82,10 @@ impl Running {
 }
 
 /// The retention cleanup every `interval` (the first run one interval after start), in the
-/// worker role (`CLEANUP_INTERVAL_SECONDS`, `RETENTION_*_DAYS`).
+/// worker role (`CLEANUP_INTERVAL_SECONDS`): submits a `cleanup` task, which a worker runs with
+/// the configured retention (`RETENTION_*_DAYS`), like `POST /api/v1/admin/cleanup`.
 #[derive(Debug, Clone)]
 pub(crate) struct CleanupSchedule {
-    pub(crate) policy: RetentionPolicy,
     pub(crate) interval: Duration,
 }
 
@@ -99,14 +100,20 @@ impl BackgroundService for CleanupSchedule {
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
             let now = components.clock().now();
-            match components.tasks().cleanup(&self.policy, now).await {
-                Ok(report) => tracing::info!(
-                    events_deleted = report.events_deleted,
-                    tasks_deleted = report.tasks_deleted,
-                    executions_deleted = report.executions_deleted,
-                    "scheduled cleanup done"
-                ),
-                Err(e) => tracing::warn!(error = %e, "scheduled cleanup failed"),
+            let task = cleanup_task(CleanupTrigger::Schedule, now);
+            let task_ref = TaskRef {
+                task_id: task.task_id,
+                run_at: task.run_at,
+            };
+            match components.stores.submit.submit_task(task, now).await {
+                Ok(()) => {
+                    if let Err(e) = components.queue().publish(&[task_ref]).await {
+                        tracing::warn!(error = %e, task_id = %task_ref.task_id,
+                            "scheduled cleanup task committed but not published yet");
+                    }
+                    tracing::info!(task_id = %task_ref.task_id, "scheduled cleanup task submitted");
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled cleanup could not be submitted"),
             }
         }
     }
@@ -147,7 +154,6 @@ pub(crate) fn builtin(components: &Components) -> Vec<Arc<dyn BackgroundService>
     let config = components.config();
     if !config.cleanup_interval.is_zero() {
         services.push(Arc::new(CleanupSchedule {
-            policy: config.api.retention,
             interval: config.cleanup_interval,
         }));
     }

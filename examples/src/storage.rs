@@ -19,7 +19,7 @@ use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::agent_run::AgentRunStore;
 use orchestrator_core::store::browse::BrowseStore;
 use orchestrator_core::store::report::ReportStore;
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 use orchestrator_redis::{QueueConfig, RedisConnection, RedisQueue};
 use orchestrator_sqlx::{PoolOptions, SqlStore};
 
@@ -29,14 +29,21 @@ use crate::error::ServerError;
 /// What the builder needs from a store: events, task reads and operator actions, the attempt
 /// state machine (its task table is the database queue), the agent-run ledger
 /// (`codegen_trigger` records every Codegen run creation in it first), the console's
-/// keyset-paged lists, and the reporter's cursor and records.
+/// keyset-paged lists, the reporter's cursor and records, and tasks from no delivery (the
+/// `cleanup` task).
 pub trait StoreBackend:
-    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
+    EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore + SubmitStore
 {
 }
 
 impl<T> StoreBackend for T where
-    T: EventStore + TaskStore + AttemptStore + AgentRunStore + BrowseStore + ReportStore
+    T: EventStore
+        + TaskStore
+        + AttemptStore
+        + AgentRunStore
+        + BrowseStore
+        + ReportStore
+        + SubmitStore
 {
 }
 
@@ -49,6 +56,8 @@ pub(crate) struct Stores {
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// The agent-run ledger.
     pub(crate) agent_runs: Arc<dyn AgentRunStore>,
+    /// Tasks from no delivery (the `cleanup` task).
+    pub(crate) submit: Arc<dyn SubmitStore>,
     /// The console's keyset-paged lists.
     pub(crate) browse: Arc<dyn BrowseStore>,
     /// The reporter's cursor and records (reporting back on the pull request).
@@ -76,6 +85,7 @@ impl Stores {
             tasks: store.clone(),
             attempts: store.clone(),
             agent_runs: store.clone(),
+            submit: store.clone(),
             browse: store.clone(),
             reports: store.clone(),
             own_queue: Arc::new(StoreQueue::new(store)),

@@ -1,8 +1,10 @@
-//! The task side: the handler registry (the five built-in handlers unless turned off, then the
-//! embedder's, which replace a built-in of the same type) and the worker that runs them.
+//! The task side: the handler registry (the five built-in handlers unless turned off, the
+//! `cleanup` task's, then the embedder's, which replace a built-in of the same type) and the
+//! worker that runs them.
 
 use std::sync::Arc;
 
+use orchestrator_core::cleanup::{CLEANUP, CleanupHandler};
 use orchestrator_core::engine::{SpanFactory, Worker};
 use orchestrator_core::handler::{HandlerRegistry, TaskHandler};
 use orchestrator_core::task::TaskType;
@@ -30,6 +32,14 @@ pub(crate) fn registry(
             components.observer.clone(),
         );
     }
+    // The retention cleanup is a task too (`POST /api/v1/admin/cleanup`, the schedule).
+    registry.register(
+        CLEANUP,
+        CleanupHandler::new(
+            components.stores.tasks.clone(),
+            components.config.api.retention,
+        ),
+    );
     for (task_type, factory) in handlers {
         registry.register_arc(task_type, factory(components));
     }

@@ -463,16 +463,11 @@ pub struct MetricsSummary {
 /// `POST /api/v1/admin/cleanup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CleanupResponse {
-    /// `completed`: the cleanup ran before the answer.
+    /// `cleanup_triggered`.
     pub status: String,
-    /// An id for this run (in the logs too).
+    /// The `cleanup` task; its output holds the counts once a worker ran it
+    /// (`GET /api/v1/tasks/{task_id}`).
     pub task_id: Uuid,
-    /// Events removed.
-    pub events_deleted: u64,
-    /// Tasks removed.
-    pub tasks_deleted: u64,
-    /// Executions removed.
-    pub executions_deleted: u64,
 }
 
 /// `GET /api/v1/admin/stats`.

@@ -10,7 +10,7 @@ use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
 use orchestrator_core::store::browse::BrowseStore;
-use orchestrator_core::store::{AttemptStore, EventStore, TaskStore};
+use orchestrator_core::store::{AttemptStore, EventStore, SubmitStore, TaskStore};
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
@@ -39,6 +39,8 @@ struct Inner {
     api_limiter: Option<RouteLimit>,
     body_budget: BodyBudget,
     started_at: DateTime<Utc>,
+    /// Tasks from no delivery (the `cleanup` task); `None`: those routes answer 503.
+    submit: Option<Arc<dyn SubmitStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +64,7 @@ pub struct AppStateBuilder {
     breakers: BreakerSet,
     health_checks: Vec<Arc<dyn HealthCheck>>,
     shared_rate_limiter: Option<Arc<dyn RateLimiter>>,
+    submit: Option<Arc<dyn SubmitStore>>,
     browse: Option<Arc<dyn BrowseStore>>,
 }
 
@@ -107,6 +110,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Commits the tasks that come from no delivery (`POST /api/v1/admin/cleanup` submits a
+    /// `cleanup` task) with `store`; without it that route answers 503.
+    pub fn submit_store(mut self, store: Arc<dyn SubmitStore>) -> Self {
+        self.submit = Some(store);
+        self
+    }
+
     /// Sets the keyset-paged lists the operator console reads (without it the console's lists
     /// answer 503).
     pub fn browse(mut self, browse: Arc<dyn BrowseStore>) -> Self {
@@ -142,6 +152,7 @@ impl AppStateBuilder {
                 health_checks: self.health_checks,
                 browse: self.browse,
                 started_at,
+                submit: self.submit,
             }),
         }
     }
@@ -167,6 +178,7 @@ impl AppState {
             breakers: BreakerSet::new(),
             health_checks: Vec::new(),
             shared_rate_limiter: None,
+            submit: None,
             browse: None,
         }
     }
@@ -204,6 +216,11 @@ impl AppState {
     /// The task queue.
     pub fn queue(&self) -> &dyn TaskQueue {
         self.inner.queue.as_ref()
+    }
+
+    /// The store of tasks from no delivery, when configured.
+    pub fn submit(&self) -> Option<&dyn SubmitStore> {
+        self.inner.submit.as_deref()
     }
 
     /// The clock.

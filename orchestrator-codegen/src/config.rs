@@ -155,7 +155,21 @@ pub struct HandlerConfig {
     /// While the agent's run list cannot be read (5xx, rate limit, open breaker), looking for a
     /// lost run is retried until the intent is this old (1 h); then the task stops for a person.
     pub reconcile_max_wait: Duration,
+    /// Agent run statuses that end the `codegen_trigger` task `failed` (compared
+    /// case-insensitively; `CODEGEN_FAILURE_STATUSES`): ERROR, FAILED, TIMEOUT,
+    /// MAX_ITERATIONS_REACHED, OUT_OF_TOKENS. Such a task is never retried automatically (each
+    /// run costs); a manual retry asks for one new run.
+    pub run_failure_statuses: Vec<String>,
 }
+
+/// The agent run statuses that fail a `codegen_trigger` task by default.
+pub const DEFAULT_RUN_FAILURE_STATUSES: &[&str] = &[
+    "ERROR",
+    "FAILED",
+    "TIMEOUT",
+    "MAX_ITERATIONS_REACHED",
+    "OUT_OF_TOKENS",
+];
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -208,6 +222,7 @@ impl Default for HandlerConfig {
             run_policy: AgentRunPolicy::default(),
             reconcile_grace: Duration::from_secs(60),
             reconcile_max_wait: Duration::from_secs(60 * 60),
+            run_failure_statuses: strings(DEFAULT_RUN_FAILURE_STATUSES),
         }
     }
 }
@@ -219,6 +234,17 @@ impl HandlerConfig {
             self.failure_conclusions
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(c))
+        })
+    }
+}
+
+impl HandlerConfig {
+    /// Whether an agent run status is one of `run_failure_statuses` (case-insensitive).
+    pub fn is_run_failure(&self, status: Option<&str>) -> bool {
+        status.is_some_and(|s| {
+            self.run_failure_statuses
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(s.trim()))
         })
     }
 }
@@ -256,5 +282,29 @@ mod tests {
         assert!(c.is_failure_conclusion(Some("timed_out")));
         assert!(!c.is_failure_conclusion(Some("success")));
         assert!(!c.is_failure_conclusion(None));
+    }
+
+    #[test]
+    fn run_failure_statuses_compare_case_insensitively() {
+        let c = HandlerConfig::default();
+        for status in [
+            "ERROR",
+            "failed",
+            "Timeout",
+            "max_iterations_reached",
+            "OUT_OF_TOKENS",
+        ] {
+            assert!(c.is_run_failure(Some(status)), "{status}");
+        }
+        for status in ["COMPLETE", "CANCELLED", "STOPPED", "RUNNING"] {
+            assert!(!c.is_run_failure(Some(status)), "{status}");
+        }
+        assert!(!c.is_run_failure(None));
+        let narrow = HandlerConfig {
+            run_failure_statuses: vec!["error".into()],
+            ..HandlerConfig::default()
+        };
+        assert!(narrow.is_run_failure(Some("ERROR")));
+        assert!(!narrow.is_run_failure(Some("TIMEOUT")));
     }
 }

@@ -18,6 +18,7 @@ use crate::error::TaskError;
 use crate::event::WebhookEvent;
 use crate::github::RepoRef;
 use crate::store::ExternalRun;
+use crate::store::TaskEnd;
 use crate::task::{Task, TaskSpec, TaskType};
 
 /// What a successful (or waiting) handler call produced.
@@ -38,6 +39,18 @@ pub enum HandlerOutcome {
         /// Progress state stored as `output_data`, read back on the next call.
         output: Option<Value>,
     },
+    /// The work ended without success, and trying again automatically would not help or would
+    /// cost (e.g. the agent reported that its run failed: each run is paid for). The task ends
+    /// `failed` or `cancelled` as `end` says, with no automatic retry; a manual retry runs it
+    /// again.
+    Ended {
+        /// Failed or cancelled.
+        end: TaskEnd,
+        /// Stored as `error_message`: what happened, for a person.
+        error: String,
+        /// Stored as `output_data`.
+        output: Value,
+    },
 }
 
 impl HandlerOutcome {
@@ -49,8 +62,26 @@ impl HandlerOutcome {
         }
     }
 
+    /// Ended `failed` (no automatic retry) with `error` and `output`.
+    pub fn failed(error: impl Into<String>, output: Value) -> Self {
+        HandlerOutcome::Ended {
+            end: TaskEnd::Failed,
+            error: error.into(),
+            output,
+        }
+    }
+
+    /// Ended `cancelled` (stopped outside the orchestrator) with `reason` and `output`.
+    pub fn cancelled(reason: impl Into<String>, output: Value) -> Self {
+        HandlerOutcome::Ended {
+            end: TaskEnd::Cancelled,
+            error: reason.into(),
+            output,
+        }
+    }
+
     /// Adds a follow-up task (see [`TaskContext::followup`]); a `Waiting` outcome has none, so
-    /// it is returned unchanged.
+    /// nor an `Ended` one, so it is returned unchanged.
     pub fn with_followup(mut self, spec: TaskSpec) -> Self {
         if let HandlerOutcome::Completed { followups, .. } = &mut self {
             followups.push(spec);

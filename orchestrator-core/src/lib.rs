@@ -21,6 +21,8 @@
 //!   one comment), from a background [`report::Reporter`] over [`store::report::ReportStore`].
 //! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
+//! - [`cleanup`]: the `cleanup` task (the retention cleanup run by a worker, its counts in the
+//!   task's output).
 //! - [`memory`]: in-memory implementations of every contract, for tests and embedding.
 //! - [`secret`]: [`secret::Secret`], the redacted string every crate keeps tokens and keys in.
 //! - [`prelude`]: the names an embedder needs (handlers, rules, task model, memory store,
@@ -28,6 +30,7 @@
 
 pub mod agent;
 pub mod breaker;
+pub mod cleanup;
 pub mod clock;
 pub mod delivery;
 pub mod engine;

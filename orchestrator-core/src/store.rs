@@ -13,8 +13,10 @@
 //!   lease expiry, stale runnable tasks, agent runs recorded on a task), with its vocabulary
 //!   ([`Claim`], [`Finish`], [`FinishReport`], [`QueueDepth`]);
 //! - [`agent_run`]: the ledger that keeps coding-agent runs at most once;
-//! - [`browse`]: keyset-paged lists of events and tasks (the operator console).
-//! - [`report`]: the reporter's cursor and what it last sent to GitHub.
+//! - [`browse`]: keyset-paged lists of events and tasks (the operator console);
+//! - [`report`]: the reporter's cursor and what it last sent to GitHub;
+//! - `submit.rs`: [`SubmitStore`] — tasks that come from no delivery (the `cleanup` task);
+//! - [`pause`]: [`PauseStore`] — operators' pauses, which claims skip.
 //!
 //! This file keeps the types several of them share (pages, filters, [`ExternalRun`]).
 
@@ -22,15 +24,19 @@ pub mod agent_run;
 mod attempt;
 pub mod browse;
 mod event;
+pub mod pause;
 pub mod report;
+mod submit;
 mod task;
 
 use serde::{Deserialize, Serialize};
 
 use crate::task::{TaskStatus, TaskType};
 
-pub use attempt::{AttemptStore, Claim, Finish, FinishReport, QueueDepth};
+pub use attempt::{AttemptStore, Claim, Finish, FinishReport, QueueDepth, TaskEnd};
 pub use event::{EventStore, IngestOutcome, ReprocessOutcome, ingest_each};
+pub use pause::PauseStore;
+pub use submit::SubmitStore;
 pub use task::{CleanupReport, RetentionPolicy, RetryOutcome, Stats, TaskStore};
 
 /// `limit` / `offset` of a list request (validated by the HTTP layer: limit 1..=1000).

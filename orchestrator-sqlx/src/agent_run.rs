@@ -59,6 +59,10 @@ pub(crate) const CREATED: &str = "UPDATE agent_runs SET state = 'created', run_i
 pub(crate) const NOT_CREATED: &str = "UPDATE agent_runs SET state = 'not_created', note = $2, \
     updated_at = $3 WHERE intent_id = $1 AND state = 'pending' RETURNING task_id";
 
+/// The created intent of a task's run that ended without success, released by a manual retry.
+pub(crate) const RELEASE_ENDED: &str = "UPDATE agent_runs SET state = 'released', note = $3, \
+    updated_at = $4 WHERE task_id = $1 AND run_id = $2 AND state = 'created'";
+
 /// Every intent of a task, oldest first.
 pub(crate) const BY_TASK: &str = concat!(
     "SELECT ",
@@ -126,5 +130,14 @@ impl AgentRunStore for SqlStore {
     }
     async fn agent_runs(&self, task_id: Uuid) -> Result<Vec<AgentRunRecord>, StoreError> {
         both!(self, s => s.agent_runs(task_id).await)
+    }
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        both!(self, s => s.release_ended_run(task_id, run_id, note, now).await)
     }
 }

@@ -56,6 +56,7 @@ mod postgres;
 mod report;
 mod sqlite;
 mod stats;
+mod submit;
 
 pub use any::SqlStore;
 pub use config::{PoolOptions, SqliteDurability};

@@ -15,7 +15,7 @@ pub(crate) struct FinishPlan {
     pub(crate) status: TaskStatus,
     /// How the execution ended.
     pub(crate) execution: ExecutionStatus,
-    /// Set `completed_at = now` (completed, failed).
+    /// Set `completed_at = now` (completed, failed, ended).
     pub(crate) completed: bool,
     /// New due time; `None` keeps it.
     pub(crate) run_at: Option<DateTime<Utc>>,
@@ -82,6 +82,14 @@ impl FinishPlan {
             Finish::Released => FinishPlan {
                 run_at: Some(now),
                 ..base(next(Transition::Release), ExecutionStatus::Released)
+            },
+            Finish::Ended { end, error, output } => FinishPlan {
+                completed: true,
+                output: Some(output.to_string()),
+                set_error: true,
+                error: Some(error.clone()),
+                execution_error: Some(error),
+                ..base(next(end.transition()), end.execution())
             },
         }
     }

@@ -1,5 +1,5 @@
 //! A Codegen stand-in with memory: every run creation gets its own id and keeps the metadata it
-//! was sent with; runs read back COMPLETE; the run list (newest first, `skip` / `limit`) shows
+//! was sent with; runs read back COMPLETE (or the status [`StubState::end_runs_with`] gave them); the run list (newest first, `skip` / `limit`) shows
 //! them with their metadata, so a server can find a run whose creation answer it lost. Creations
 //! are answered after a delay, so a worker can be killed while one is in flight.
 
@@ -18,6 +18,8 @@ pub struct StubRun {
     pub id: i64,
     pub metadata: Value,
     pub created_at: String,
+    /// The status it reads back with.
+    pub status: String,
 }
 
 impl StubRun {
@@ -36,12 +38,20 @@ impl StubRun {
 #[derive(Debug, Default)]
 pub struct StubState {
     runs: Mutex<Vec<StubRun>>,
+    /// The statuses of the next runs created, in order; later runs end COMPLETE.
+    endings: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl StubState {
     /// Every run created, oldest first.
     pub fn runs(&self) -> Vec<StubRun> {
         self.runs.lock().unwrap().clone()
+    }
+
+    /// The next runs created read back with these statuses, in order (then COMPLETE).
+    pub fn end_runs_with(&self, statuses: &[&str]) {
+        let mut endings = self.endings.lock().unwrap();
+        endings.extend(statuses.iter().map(|s| (*s).to_owned()));
     }
 }
 
@@ -50,11 +60,13 @@ struct Create(Arc<StubState>, Duration);
 impl Respond for Create {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = request.body_json().unwrap_or(Value::Null);
+        let status = self.0.endings.lock().unwrap().pop_front();
         let mut runs = self.0.runs.lock().unwrap();
         let run = StubRun {
             id: 5000 + runs.len() as i64,
             metadata: body["metadata"].clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
+            status: status.unwrap_or_else(|| "COMPLETE".to_owned()),
         };
         runs.push(run.clone());
         ResponseTemplate::new(200)
@@ -75,7 +87,7 @@ impl Respond for Read {
             .unwrap_or_default();
         let runs = self.0.runs.lock().unwrap();
         match runs.iter().find(|r| r.id == id) {
-            Some(run) => ResponseTemplate::new(200).set_body_json(run.body("COMPLETE")),
+            Some(run) => ResponseTemplate::new(200).set_body_json(run.body(&run.status)),
             None => ResponseTemplate::new(404),
         }
     }
@@ -100,7 +112,7 @@ impl Respond for List {
             .rev()
             .skip(skip)
             .take(limit)
-            .map(|r| r.body("COMPLETE"))
+            .map(|r| r.body(&r.status))
             .collect();
         let pages = runs.len().div_ceil(limit.max(1)).max(1);
         ResponseTemplate::new(200).set_body_json(json!({"items": items, "total": runs.len(),

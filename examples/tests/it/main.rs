@@ -12,11 +12,14 @@
 mod agent_runs;
 mod agent_stub;
 mod builder;
+mod cleanup_task;
+mod console;
 mod crash;
 mod faults;
 mod hostile;
 mod pull_request;
 mod redis_flush;
+mod run_failure;
 mod report;
 mod shutdown;
 mod support;

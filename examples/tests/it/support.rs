@@ -327,6 +327,20 @@ impl Server {
         r.json().await.unwrap()
     }
 
+    /// POST `body` with the admin token; the status and the JSON body.
+    pub async fn post_admin(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// GET without a token; status and text.
     pub async fn get_public(&self, path: &str) -> (u16, String) {
         let r = self

@@ -124,9 +124,11 @@ pub(crate) fn table(rows: &[Task]) -> Markup {
     }
 }
 
-/// The first block of a task id (enough to tell tasks apart on a screen; the link has it all).
+/// The last 8 hex digits of a task id: its random part (a UUID v7 starts with its creation
+/// time, shared by tasks made together), enough to tell tasks apart; the link has it all.
 fn short(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_owned()
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_owned()
 }
 
 fn next_run(t: &Task) -> String {

@@ -1,9 +1,11 @@
 //! Administrative figures and maintenance: `/api/v1/metrics`, `/api/v1/admin/stats`,
-//! `/api/v1/admin/cleanup`. All figures come from the store, so they agree with the database.
+//! `/api/v1/admin/cleanup` (commits a `cleanup` task). All figures come from the store, so they
+//! agree with the database.
 
 use axum::Json;
 use axum::extract::State;
-use uuid::Uuid;
+use orchestrator_core::cleanup::{CleanupTrigger, cleanup_task};
+use orchestrator_core::queue::TaskRef;
 
 use crate::dto::{
     AdminStats, CleanupResponse, ErrorBody, ErrorRates, MetricsSummary, RecentActivity,
@@ -67,7 +69,8 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<AdminSta
     }))
 }
 
-/// Removes finished data older than the configured retention, before answering.
+/// Triggers the retention cleanup: commits a `cleanup` task, which a worker runs; its output
+/// holds what was removed (`GET /api/v1/tasks/{task_id}`).
 #[utoipa::path(
     post,
     path = "/api/v1/admin/cleanup",
@@ -79,24 +82,22 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<AdminSta
 pub(crate) async fn cleanup(
     State(state): State<AppState>,
 ) -> Result<Json<CleanupResponse>, ApiError> {
-    let run_id = Uuid::new_v4();
-    let report = state
-        .tasks()
-        .cleanup(&state.config().retention, state.clock().now())
-        .await?;
-    tracing::info!(
-        cleanup_id = %run_id,
-        events = report.events_deleted,
-        tasks = report.tasks_deleted,
-        executions = report.executions_deleted,
-        "cleanup finished"
-    );
+    let submit = state.submit().ok_or(ApiError::Unavailable)?;
+    let now = state.clock().now();
+    let task = cleanup_task(CleanupTrigger::Manual, now);
+    let task_ref = TaskRef {
+        task_id: task.task_id,
+        run_at: task.run_at,
+    };
+    submit.submit_task(task, now).await?;
+    // A lost publish loses nothing: the task is committed and the queue's sweeper finds it.
+    if let Err(err) = state.queue().publish(&[task_ref]).await {
+        tracing::warn!(task_id = %task_ref.task_id, error = %err, "cleanup task committed but not published yet");
+    }
+    tracing::info!(task_id = %task_ref.task_id, "cleanup triggered");
     Ok(Json(CleanupResponse {
-        status: "completed".to_owned(),
-        task_id: run_id,
-        events_deleted: report.events_deleted,
-        tasks_deleted: report.tasks_deleted,
-        executions_deleted: report.executions_deleted,
+        status: "cleanup_triggered".to_owned(),
+        task_id: task_ref.task_id,
     }))
 }
 

@@ -1,11 +1,18 @@
 //! Authentication of `/api/v1/*`, `/api/v1/metrics`, `/api/v1/admin/stats`, `/api/v1/admin/cleanup`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use orchestrator_axum::ApiConfig;
+use orchestrator_core::cleanup::{CLEANUP, CleanupHandler};
+use orchestrator_core::engine::{Worker, WorkerConfig};
+use orchestrator_core::handler::HandlerRegistry;
+use orchestrator_core::queue::StoreQueue;
+use orchestrator_core::store::RetentionPolicy;
 use serde_json::json;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::utils::*;
@@ -174,7 +181,7 @@ async fn admin_stats_give_rates_in_percent() {
 }
 
 #[tokio::test]
-async fn cleanup_removes_old_finished_data_only() {
+async fn cleanup_commits_a_cleanup_task_whose_output_holds_the_counts() {
     let app = TestApp::new();
     app.accept("pull_request", &pr_opened()).await;
     app.fail_all_due().await;
@@ -186,14 +193,78 @@ async fn cleanup_removes_old_finished_data_only() {
         )
         .await;
 
+    // The spec's answer: the cleanup is a task, nothing is removed yet.
     let (status, body) = app.post("/api/v1/admin/cleanup").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["status"], "completed");
-    assert!(body["task_id"].as_str().unwrap().parse::<Uuid>().is_ok());
-    assert_eq!(body["events_deleted"], 1);
-    assert_eq!(body["tasks_deleted"], 1);
-    assert_eq!(body["executions_deleted"], 1);
+    assert_eq!(body["status"], "cleanup_triggered");
+    let task_id: Uuid = body["task_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    let (_, task) = app.get(&format!("/api/v1/tasks/{task_id}")).await;
+    assert_eq!(
+        (&task["task_type"], &task["status"]),
+        (&json!("cleanup"), &json!("pending"))
+    );
+    let (_, events) = app.get("/api/v1/webhooks/events").await;
+    assert_eq!(events.as_array().unwrap().len(), 2);
+
+    // A worker runs it: the old finished data goes, the counts are in the task's output.
+    let mut registry = HandlerRegistry::new();
+    registry.register(
+        CLEANUP,
+        CleanupHandler::new(app.store.clone(), RetentionPolicy::default()),
+    );
+    let worker = Worker::new(
+        Arc::new(StoreQueue::new(app.store.clone())),
+        app.store.clone(),
+        registry,
+        app.clock.clone(),
+        WorkerConfig::default(),
+    );
+    // The fresh delivery's tasks are due too; only the cleanup has a handler here.
+    while worker.run_once().await.unwrap() > 0 {}
+    let (_, task) = app.get(&format!("/api/v1/tasks/{task_id}")).await;
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let output = &task["output_data"];
+    assert_eq!(
+        (
+            &output["events_deleted"],
+            &output["tasks_deleted"],
+            &output["executions_deleted"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{task:#}"
+    );
+    assert_eq!(output["trigger"], "manual");
     let (_, events) = app.get("/api/v1/webhooks/events").await;
     assert_eq!(events.as_array().unwrap().len(), 1);
     assert_eq!(events[0]["id"], fresh["result"]["event_id"]);
+}
+
+/// Without a store for tasks from no delivery, the route answers 503 with the error body.
+#[tokio::test]
+async fn cleanup_without_a_submit_store_answers_503() {
+    let store = Arc::new(orchestrator_core::memory::MemoryStore::new());
+    let clock = Arc::new(orchestrator_core::clock::ManualClock::default());
+    let metrics = Arc::new(orchestrator_axum::Metrics::new().unwrap());
+    let state = orchestrator_axum::AppState::builder_for(
+        ingestor(store.clone(), clock.clone(), metrics, Default::default()),
+        store,
+        clock,
+    )
+    .config(config())
+    .build();
+    let resp = orchestrator_axum::router(state)
+        .oneshot(
+            authed(Request::post("/api/v1/admin/cleanup"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "/api/v1/admin/cleanup",
+    )
+    .await;
 }

@@ -63,6 +63,7 @@ impl TestApp {
             clock.clone(),
         )
         .config(config)
+        .submit_store(store.clone())
         .metrics(metrics.clone())
         .build();
         let router = router(state.clone());

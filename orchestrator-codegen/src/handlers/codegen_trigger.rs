@@ -17,6 +17,9 @@
 //! a pull request's head SHA gets at most one run (the task completes `skipped`) unless the task
 //! was forced (`"force": true` in its config, from reprocess with `?force=true`).
 //!
+//! How the run's end ends the task (failed and stopped runs included), and how an operator's
+//! retry asks again, is in `run_end.rs`.
+//!
 //! A poll that reveals the run's `web_url` later records it too. Following the run returns
 //! [`HandlerOutcome::Waiting`] with a doubling delay (`poll_initial` .. `poll_max`), so no worker
 //! slot is held and no attempt is used while the agent works; after `max_wait` the task completes
@@ -41,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::prompt::build_prompt;
+use super::run_end;
 use super::{CodegenTriggerInput, reason_names};
 use crate::config::HandlerConfig;
 
@@ -70,6 +74,9 @@ pub(super) struct Progress {
     #[serde(default)]
     poll_errors: u32,
     agent_status: Option<String>,
+    /// The task's earlier runs (it was retried after they ended), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<Value>,
 }
 
 impl Progress {
@@ -83,7 +90,14 @@ impl Progress {
             polls: 0,
             poll_errors: 0,
             agent_status: None,
+            history: Vec::new(),
         }
+    }
+
+    /// With the task's earlier runs (read from its `output_data`).
+    fn with_history(mut self, ctx: &TaskContext) -> Self {
+        self.history = run_end::history(ctx.task.output_data.as_ref());
+        self
     }
 }
 
@@ -124,11 +138,18 @@ impl CodegenTrigger {
             .trim()
             .parse::<i64>()
             .ok()?;
-        Some(Progress::new(
-            run_id,
-            ctx.task.codegen_task_url.clone(),
-            ctx.task.started_at.unwrap_or(ctx.now),
-        ))
+        if run_end::ended_run(ctx.task.output_data.as_ref()) == Some(run_id) {
+            // That run ended without success and an operator retried the task: ask again.
+            return None;
+        }
+        Some(
+            Progress::new(
+                run_id,
+                ctx.task.codegen_task_url.clone(),
+                ctx.task.started_at.unwrap_or(ctx.now),
+            )
+            .with_history(ctx),
+        )
     }
 
     /// What the ledger records before the request is sent.
@@ -243,7 +264,7 @@ impl CodegenTrigger {
             tracing::error!(task_id = %ctx.task.task_id, run_id = run.id, error = %err,
                 "could not record the agent run on the task");
         }
-        let mut progress = Progress::new(run.id, run.web_url.clone(), ctx.now);
+        let mut progress = Progress::new(run.id, run.web_url.clone(), ctx.now).with_history(ctx);
         progress.agent_status = run.status.clone();
         self.evaluate(ctx, progress, run)
     }
@@ -269,7 +290,8 @@ impl CodegenTrigger {
                     tracing::warn!(task_id = %ctx.task.task_id, run_id, error = %err,
                         "could not record the agent run on the task");
                 }
-                let progress = Progress::new(run_id, intent.web_url.clone(), ctx.now);
+                let progress =
+                    Progress::new(run_id, intent.web_url.clone(), ctx.now).with_history(ctx);
                 self.follow(ctx, progress).await
             }
             _ => self.reconcile(ctx, intent).await,
@@ -314,20 +336,12 @@ impl CodegenTrigger {
         backoff.min(left).max(Duration::from_secs(1))
     }
 
-    /// Decides from a fresh read of the run: done, timed out, or wait again.
+    /// Decides from a fresh read of the run: ended (`run_end.rs`), timed out, or wait again.
     fn evaluate(&self, ctx: &TaskContext, mut progress: Progress, run: AgentRun) -> HandlerOutcome {
-        let outcome = run.outcome();
         progress.agent_status = run.status.clone();
         progress.web_url = run.web_url.clone().or(progress.web_url);
-        if outcome.is_terminal() {
-            self.observer.codegen_run(outcome.as_str());
-            tracing::info!(task_id = %ctx.task.task_id, run_id = run.id, outcome = outcome.as_str(), "agent run ended");
-            return HandlerOutcome::done(final_output(
-                outcome.as_str(),
-                &progress,
-                Some(&run),
-                ctx.now,
-            ));
+        if let Some(ended) = self.conclude(ctx, &progress, &run) {
+            return ended;
         }
         self.wait_or_time_out(ctx, progress)
     }
@@ -348,13 +362,14 @@ impl CodegenTrigger {
     }
 }
 
-fn final_output(
+/// The output of a followed run that ended (or was given up): `status` is the task's view.
+pub(super) fn final_output(
     status: &str,
     progress: &Progress,
     run: Option<&AgentRun>,
     now: DateTime<Utc>,
 ) -> Value {
-    json!({
+    let mut output = json!({
         "status": status,
         "run_id": progress.run_id,
         "web_url": progress.web_url,
@@ -365,7 +380,11 @@ fn final_output(
         "polls": progress.polls,
         "started_at": progress.started_at,
         "finished_at": now,
-    })
+    });
+    if !progress.history.is_empty() {
+        output["history"] = Value::Array(progress.history.clone());
+    }
+    output
 }
 
 #[async_trait]
@@ -382,6 +401,7 @@ impl TaskHandler for CodegenTrigger {
             ));
         }
         let input: CodegenTriggerInput = ctx.input()?;
+        self.release_ended(ctx).await?;
         let policy = self.config.run_policy;
         match self
             .runs

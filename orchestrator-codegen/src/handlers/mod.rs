@@ -10,7 +10,8 @@
 //! - `pull_request.rs`, `check_run.rs`, `check_suite.rs`, `push.rs`: the analyses.
 //! - `codegen_trigger.rs`: start (through the agent-run ledger) and follow a run;
 //!   `reconcile.rs`: find a run whose creation answer was lost, or stop the task for a person;
-//!   `prompt.rs`: what the agent is told.
+//!   `prompt.rs`: what the agent is told; `run_end.rs`: how the run's end (failed, stopped,
+//!   completed) ends the task, and how an operator's retry asks for a new run.
 //!
 //! An analysis passes its task's `"force": true` config (reprocess with `?force=true`) on to its
 //! `codegen_trigger` follow-up, which then may create a run for a head SHA that already has one.
@@ -23,6 +24,7 @@ mod prompt;
 mod pull_request;
 mod push;
 mod reconcile;
+mod run_end;
 
 use std::sync::Arc;
 
@@ -44,6 +46,7 @@ pub use prompt::build_prompt;
 pub use pull_request::PullRequestAnalysis;
 pub use push::PushAnalysis;
 pub use reconcile::{NEEDS_ATTENTION, needs_attention};
+pub use run_end::{RUN_CANCELLED, RUN_FAILED};
 
 use crate::config::HandlerConfig;
 

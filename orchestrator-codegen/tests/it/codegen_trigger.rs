@@ -10,6 +10,7 @@ use orchestrator_codegen::{CodegenClient, CodegenConfig, HandlerConfig};
 use orchestrator_core::error::TaskErrorKind;
 use orchestrator_core::handler::{HandlerOutcome, TaskHandler};
 use orchestrator_core::memory::MemoryStore;
+use orchestrator_core::store::TaskEnd;
 use orchestrator_core::task::{Task, TaskType};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -189,6 +190,7 @@ async fn a_run_is_followed_with_growing_waits_until_it_ends() {
                 assert!(followups.is_empty());
                 break output;
             }
+            other => panic!("{other:?}"),
         }
     };
     assert_eq!(waits, [30, 60, 100, 100]);
@@ -207,8 +209,43 @@ async fn a_run_is_followed_with_growing_waits_until_it_ends() {
     assert_eq!(recorder.runs(), ["created", "completed"]);
 }
 
+/// The task's end for `agent_status` under `config`: its status name, output and error.
+async fn end_of(
+    agent_status: &str,
+    config: HandlerConfig,
+) -> (&'static str, Value, Option<String>) {
+    let server = MockServer::start().await;
+    mount_get(&server, agent_status).await;
+    let (h, recorder) = handler(&server, config);
+    let mut task = trigger_task();
+    task.codegen_task_id = Some("501".to_owned());
+    let result = handle(&h, task, Utc::now(), &Arc::new(Progress::default())).await;
+    let (name, output, error) = match result {
+        HandlerOutcome::Completed { output, .. } => ("completed", output, None),
+        HandlerOutcome::Ended {
+            end: TaskEnd::Failed,
+            output,
+            error,
+        } => ("failed", output, Some(error)),
+        HandlerOutcome::Ended {
+            end: TaskEnd::Cancelled,
+            output,
+            error,
+        } => ("cancelled", output, Some(error)),
+        other => panic!("{agent_status}: {other:?}"),
+    };
+    assert_eq!(output["status"], json!(name), "{agent_status}");
+    assert_eq!(output["agent_status"], json!(agent_status));
+    assert_eq!(output["result"], json!("patched"));
+    assert_eq!(recorder.runs(), [name], "{agent_status}");
+    (name, output, error)
+}
+
+/// Issue 13: a run ending in a failure status fails the task (no automatic retry: the engine
+/// never retries an `Ended` outcome), with the agent's status and result in `error_message`;
+/// a run stopped by a person cancels it.
 #[tokio::test]
-async fn each_terminal_status_is_stored_with_its_outcome() {
+async fn each_terminal_status_ends_the_task_as_it_should() {
     let table = [
         ("COMPLETE", "completed"),
         ("completed", "completed"),
@@ -216,24 +253,37 @@ async fn each_terminal_status_is_stored_with_its_outcome() {
         ("failed", "failed"),
         ("TIMEOUT", "failed"),
         ("MAX_ITERATIONS_REACHED", "failed"),
-        ("OUT_OF_TOKENS", "failed"),
+        ("Out_Of_Tokens", "failed"),
         ("CANCELLED", "cancelled"),
         ("Stopped", "cancelled"),
     ];
-    for (agent_status, outcome) in table {
-        let server = MockServer::start().await;
-        mount_get(&server, agent_status).await;
-        let (h, recorder) = handler(&server, HandlerConfig::default());
-        let mut task = trigger_task();
-        task.codegen_task_id = Some("501".to_owned());
-        let result = handle(&h, task, Utc::now(), &Arc::new(Progress::default())).await;
-        let HandlerOutcome::Completed { output, .. } = result else {
-            panic!("{agent_status}: {result:?}")
-        };
-        assert_eq!(output["status"], json!(outcome), "{agent_status}");
-        assert_eq!(output["agent_status"], json!(agent_status));
-        assert_eq!(recorder.runs(), [outcome], "{agent_status}");
+    for (agent_status, expected) in table {
+        let (name, _output, error) = end_of(agent_status, HandlerConfig::default()).await;
+        assert_eq!(name, expected, "{agent_status}");
+        if let Some(error) = error {
+            assert!(
+                error.contains("501") && error.contains(agent_status) && error.contains("patched"),
+                "{agent_status}: {error}"
+            );
+        }
     }
+}
+
+/// `CODEGEN_FAILURE_STATUSES` decides which statuses fail the task: a status left out completes
+/// it, an extra one (unknown to the built-in classification) fails it.
+#[tokio::test]
+async fn the_failure_statuses_are_configurable() {
+    let config = HandlerConfig {
+        run_failure_statuses: vec!["error".into(), "rejected_by_policy".into()],
+        ..HandlerConfig::default()
+    };
+    assert_eq!(end_of("ERROR", config.clone()).await.0, "failed");
+    assert_eq!(end_of("TIMEOUT", config.clone()).await.0, "completed");
+    assert_eq!(
+        end_of("REJECTED_BY_POLICY", config.clone()).await.0,
+        "failed"
+    );
+    assert_eq!(end_of("STOPPED", config).await.0, "cancelled");
 }
 
 #[tokio::test]

@@ -16,4 +16,5 @@ mod handlers;
 mod pipeline;
 mod props;
 mod report;
+mod run_end;
 mod support;

@@ -184,6 +184,9 @@ impl Runner {
                     output,
                 };
             }
+            Ended::Returned(Ok(HandlerOutcome::Ended { end, error, output })) => {
+                return Finish::Ended { end, error, output };
+            }
             Ended::Returned(Err(error)) => error,
             Ended::Panicked(message) => {
                 TaskError::retryable(format!("handler panicked: {message}"))
@@ -247,6 +250,7 @@ impl Runner {
             Finish::Failed { .. } => "failed",
             Finish::Deferred { .. } => "deferred",
             Finish::Released => "released",
+            Finish::Ended { end, .. } => end.status().as_str(),
         };
         // The real-time bound keeps a test's stopped clock from retrying for ever.
         let give_up = Instant::now() + self.lease;

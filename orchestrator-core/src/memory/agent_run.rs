@@ -166,4 +166,26 @@ impl AgentRunStore for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let mut released = false;
+        for run in state.agent_runs.iter_mut().filter(|r| {
+            r.task_id == task_id
+                && r.state == AgentRunState::Created
+                && r.run_id.as_deref() == Some(run_id)
+        }) {
+            run.state = AgentRunState::Released;
+            run.note = Some(note.to_owned());
+            run.updated_at = now;
+            released = true;
+        }
+        Ok(released)
+    }
 }

@@ -124,6 +124,7 @@ impl State {
             Finish::Failed { .. } => (Transition::Fail, ExecutionStatus::Failed),
             Finish::Deferred { .. } => (Transition::Defer, ExecutionStatus::Deferred),
             Finish::Released => (Transition::Release, ExecutionStatus::Released),
+            Finish::Ended { end, .. } => (end.transition(), end.execution()),
         };
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return Err(conflict(format!("task {task_id} vanished")));
@@ -166,6 +167,12 @@ impl State {
             Finish::Released => {
                 task.run_at = now;
                 None
+            }
+            Finish::Ended { error, output, .. } => {
+                task.completed_at = Some(now);
+                task.output_data = Some(output);
+                task.error_message = Some(error.clone());
+                Some(error)
             }
         };
         let run_at = next.is_runnable().then_some(task.run_at);

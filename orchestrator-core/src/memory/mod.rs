@@ -30,6 +30,7 @@ mod report;
 mod report_store;
 mod state;
 mod store;
+mod submit;
 
 pub use agent::FakeAgent;
 pub use github::FakeGitHub;

@@ -17,6 +17,11 @@
 //!    It never creates a run blindly.
 //! 5. An operator's manual retry of the task (`TaskStore::retry_task`) releases its unresolved
 //!    intents in the same transaction, so the next attempt creates exactly one new run.
+//! 6. A run that ended without success (the agent reported a failure status, or a person
+//!    stopped it) ends its task `failed` / `cancelled` and its intent stays `created` (it still
+//!    counts for its head). When an operator retries the task, its next attempt releases that
+//!    intent ([`release_ended_run`](AgentRunStore::release_ended_run)) and asks for exactly one
+//!    new run.
 //!
 //! # For budgets (issue 13) and reporting (issue 17)
 //! The per-head-SHA rule is decided by [`decide`] over what the store read inside the admission
@@ -59,7 +64,8 @@ pub enum AgentRunState {
     NotCreated,
     /// No run could be found for a pending intent; the task waits for a person.
     Unresolved,
-    /// An operator retried the task of an unresolved intent: it no longer blocks. Closed.
+    /// An operator retried the task of an unresolved intent, or of a run that ended without
+    /// success: it no longer blocks. Closed.
     Released,
 }
 
@@ -310,6 +316,18 @@ pub trait AgentRunStore: Send + Sync + 'static {
 
     /// Every intent of `task_id`, oldest first.
     async fn agent_runs(&self, task_id: Uuid) -> Result<Vec<AgentRunRecord>, StoreError>;
+
+    /// The run `run_id` of `task_id` ended without success and an operator retried the task:
+    /// its `created` intent becomes `released` with `note`, so it no longer blocks a new run of
+    /// the task nor counts for its pull-request head. True when an intent was released; false
+    /// when none matched (already released by an earlier attempt, or never recorded).
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::ExternalRun;
 use crate::error::StoreError;
-use crate::task::{NewTask, Task, TaskStatus};
+use crate::task::{ExecutionStatus, NewTask, Task, TaskStatus, Transition};
 
 /// A task taken by a worker, with the lease it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +68,54 @@ pub enum Finish {
     },
     /// Given back unfinished (shutdown): pending and due now, no attempt used.
     Released,
+    /// The handler judged the work ended without success (e.g. the agent reported its run
+    /// failed, or a person stopped it): `failed` or `cancelled` as `end` says, whatever retries
+    /// are left, with `output` stored and `error` as the error message. Only a manual retry runs
+    /// it again.
+    Ended {
+        /// Failed or cancelled.
+        end: TaskEnd,
+        /// The task's `error_message` (and the execution's).
+        error: String,
+        /// The handler's output (`output_data`).
+        output: Value,
+    },
+}
+
+/// How a handler ended a task that did not succeed ([`Finish::Ended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskEnd {
+    /// The work failed: the task becomes `failed`.
+    Failed,
+    /// Someone outside the orchestrator stopped the work (a person stopped the agent's run): the
+    /// task becomes `cancelled`.
+    Cancelled,
+}
+
+impl TaskEnd {
+    /// The task's status afterwards.
+    pub const fn status(self) -> TaskStatus {
+        match self {
+            TaskEnd::Failed => TaskStatus::Failed,
+            TaskEnd::Cancelled => TaskStatus::Cancelled,
+        }
+    }
+
+    /// The state-machine transition from `running`.
+    pub const fn transition(self) -> Transition {
+        match self {
+            TaskEnd::Failed => Transition::Fail,
+            TaskEnd::Cancelled => Transition::Cancel,
+        }
+    }
+
+    /// How the attempt's execution ended.
+    pub const fn execution(self) -> ExecutionStatus {
+        match self {
+            TaskEnd::Failed => ExecutionStatus::Failed,
+            TaskEnd::Cancelled => ExecutionStatus::Cancelled,
+        }
+    }
 }
 
 /// How much work is waiting.

@@ -20,6 +20,8 @@ pub enum ExecutionStatus {
     Released,
     /// The worker's lease ran out before it reported back (it crashed or hung).
     Abandoned,
+    /// The work was stopped (the task ended `cancelled`).
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -32,6 +34,7 @@ impl ExecutionStatus {
             ExecutionStatus::Deferred => "deferred",
             ExecutionStatus::Released => "released",
             ExecutionStatus::Abandoned => "abandoned",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 
@@ -44,6 +47,7 @@ impl ExecutionStatus {
             ExecutionStatus::Deferred,
             ExecutionStatus::Released,
             ExecutionStatus::Abandoned,
+            ExecutionStatus::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == s)

@@ -179,4 +179,22 @@ impl AgentRunStore for PgStore {
             .map_err(store_error)?;
         rows.iter().map(record).collect()
     }
+
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(crate::agent_run::RELEASE_ENDED)
+            .bind(task_id)
+            .bind(run_id)
+            .bind(note)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
 }

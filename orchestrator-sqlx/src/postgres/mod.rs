@@ -32,6 +32,7 @@ mod report;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 use sqlx::postgres::{PgConnectOptions, PgPool};

@@ -187,4 +187,25 @@ impl AgentRunStore for SqliteStore {
             .map_err(store_error)?;
         rows.iter().map(record).collect()
     }
+
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(crate::agent_run::RELEASE_ENDED)
+            .bind(task_id)
+            .bind(run_id.to_owned())
+            .bind(note.to_owned())
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        self.committed();
+        Ok(done.rows_affected() > 0)
+    }
 }

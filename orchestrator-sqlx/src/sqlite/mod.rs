@@ -31,6 +31,7 @@ mod report;
 mod rows;
 mod stats;
 mod store;
+mod submit;
 mod tasks;
 
 use std::str::FromStr;

@@ -12,6 +12,7 @@ mod browse;
 mod concurrency;
 mod plans;
 mod reports;
+mod run_end;
 mod sqlite_payloads;
 mod sqlite_writer;
 mod suite;
@@ -66,6 +67,7 @@ on_both! {
     agent_runs::ledger_admits_resumes_and_limits_each_head(2),
     agent_runs::unresolved_intents_are_marked_and_released_by_a_manual_retry(2),
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
+    run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
@@ -122,6 +124,14 @@ mod ledger {
     #[tokio::test]
     async fn an_unparsed_delivery_is_kept_until_reprocessed_in_memory() {
         crate::unparsed::an_unparsed_delivery_is_kept_until_reprocessed(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn an_ended_run_ends_its_task_and_a_retry_releases_the_run_in_memory() {
+        crate::run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(
+            &MemoryStore::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

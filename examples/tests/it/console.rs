@@ -1,0 +1,377 @@
+//! The operator console in a real browser: the server binary on SQLite, headless Chromium
+//! driven through chromedriver (WebDriver, `fantoccini`). What an operator does: sign in (a
+//! wrong token is refused), find a delivered pull request, open it (its hostile title shows as
+//! text), see its task complete, retry a failed task.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
+//! test fails under `CI` and is skipped with a message otherwise. With
+//! `CONSOLE_SCREENSHOTS=<dir>` it saves a screenshot of each screen there (README's images).
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::*;
+
+const XSS_TITLE: &str = "<img src=x onerror=alert(1)>";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+impl Driver {
+    /// Starts chromedriver, or says why not (`None`: skip, outside CI only).
+    fn start() -> Option<Self> {
+        let Some(binary) = chromedriver() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "chromedriver not found (CI is set: apt-get install chromium chromium-driver)"
+            );
+            eprintln!("skipped: chromedriver not found (apt-get install chromium chromium-driver)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// A headless Chromium session (without the sandbox when running as root, as in CI).
+    async fn browser(&self) -> Client {
+        let mut args = vec![
+            "--headless=new",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1360,900",
+        ];
+        if running_as_root() {
+            args.push("--no-sandbox");
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
+        ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("no browser session: {e}"))
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Saves a screenshot of the current screen when `CONSOLE_SCREENSHOTS` names a directory.
+async fn screenshot(browser: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn text(browser: &Client, css: &str) -> String {
+    wait_text(browser, css, |_| true).await
+}
+
+/// The text of `css` once it satisfies `ready` (a click's page load may still be under way:
+/// the element is looked up again until then), at most 10 s.
+async fn wait_text(browser: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if ready(&text) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never became ready; last text: {last}");
+}
+
+async fn sign_in(browser: &Client, base: &str, token: &str) {
+    browser.goto(&format!("{base}/ui")).await.unwrap();
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ui/login")
+    );
+    let field = browser.find(Locator::Id("token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    browser
+        .find(Locator::Css("form.login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// A pull request delivery whose title is hostile HTML, and one (#999) whose analysis fails.
+fn deliveries() -> (Vec<u8>, Vec<u8>) {
+    let mut pr: Value =
+        serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
+    pr["pull_request"]["title"] = json!(XSS_TITLE);
+    let hostile = serde_json::to_vec(&pr).unwrap();
+    pr["number"] = json!(999);
+    pr["pull_request"]["number"] = json!(999);
+    pr["pull_request"]["title"] = json!("A pull request whose files cannot be read");
+    pr["pull_request"]["head"]["sha"] = json!("9999999999999999999999999999999999999999");
+    (hostile, serde_json::to_vec(&pr).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let github = github_mock(Duration::ZERO).await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/pulls/999/files$"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({"message": "no"})))
+        .with_priority(1)
+        .mount(&github)
+        .await;
+    let codegen = codegen_mock().await;
+    let server = Server::start(&db, &github, &codegen, "all", &[("RETRY_MAX_RETRIES", "0")]).await;
+    let base = server.base.clone();
+
+    let (hostile, failing) = deliveries();
+    let (status, receipt) = server.deliver("pull_request", &hostile).await;
+    assert_eq!(status, 200, "{receipt}");
+    let event_id = receipt["result"]["event_id"].as_i64().unwrap();
+    let analysis_id = receipt["result"]["task_id"].as_str().unwrap().to_owned();
+    let (status, receipt) = server.deliver("pull_request", &failing).await;
+    assert_eq!(status, 200, "{receipt}");
+    let failed_id = receipt["result"]["task_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for("the analyses settled", Duration::from_secs(60), |tasks| {
+            let all = tasks.as_array()?;
+            let status = |id: &str| {
+                all.iter()
+                    .find(|t| t["task_id"] == id)
+                    .map(|t| t["status"].clone())
+            };
+            (status(&analysis_id)? == "completed" && status(&failed_id)? == "failed").then_some(())
+        })
+        .await;
+
+    // The CSP and framing headers, as the browser receives them.
+    let resp = reqwest::get(format!("{base}/ui/login")).await.unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+
+    let browser = driver.browser().await;
+    // A wrong token is refused.
+    sign_in(&browser, &base, "not-the-admin-token").await;
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains("That is not the admin token.")
+    );
+    screenshot(&browser, "login").await;
+    // The right one opens the overview.
+    browser.goto(&format!("{base}/ui/login")).await.unwrap();
+    sign_in(&browser, &base, ADMIN_TOKEN).await;
+    wait_text(&browser, "h1", |t| t == "Overview").await;
+    screenshot(&browser, "overview").await;
+
+    // The delivered pull request is in the list; open it.
+    browser
+        .goto(&format!("{base}/ui/deliveries"))
+        .await
+        .unwrap();
+    let list = text(&browser, "table.list").await;
+    assert!(
+        list.contains("pull_request") && list.contains("Codertocat/Hello-World"),
+        "{list}"
+    );
+    screenshot(&browser, "deliveries").await;
+    browser
+        .find(Locator::Css(&format!(
+            "a[href='/ui/deliveries/{event_id}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&browser, "h1")
+            .await
+            .starts_with(&format!("Delivery {event_id}"))
+    );
+    // The hostile title is text, not an element.
+    assert!(
+        browser
+            .find_all(Locator::Css("main img"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(text(&browser, "main").await.contains(XSS_TITLE));
+    screenshot(&browser, "delivery").await;
+
+    // Its task completed.
+    browser
+        .find(Locator::Css(&format!("a[href='/ui/tasks/{analysis_id}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&browser, "h1", |t| t.contains("completed")).await;
+    assert!(text(&browser, "main").await.contains(XSS_TITLE));
+    screenshot(&browser, "task").await;
+
+    // Retry the failed task: confirm, then the result shows.
+    browser
+        .goto(&format!("{base}/ui/tasks?status=failed"))
+        .await
+        .unwrap();
+    screenshot(&browser, "tasks").await;
+    browser
+        .find(Locator::Css(&format!("a[href='/ui/tasks/{failed_id}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form.action button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    wait_text(&browser, "p.flash", |t| t.contains("is pending again")).await;
+    screenshot(&browser, "task-retried").await;
+    // The retry reached the store: the task ran a second time (and failed again: its files
+    // still cannot be read).
+    let started = Instant::now();
+    loop {
+        let detail = server.get(&format!("/api/v1/tasks/{failed_id}")).await;
+        let runs = detail["executions"].as_array().map_or(0, Vec::len);
+        if runs >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not run again: {detail:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    browser.close().await.unwrap();
+}
+
+/// Measures how fast a page of 1,000 deliveries renders in the browser (docs/benchmarks.md);
+/// a measurement, not a timed test: `cargo test -p orchestrator-server --test it
+/// console_renders -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn console_renders_1000_rows() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let github = github_mock(Duration::ZERO).await;
+    let codegen = codegen_mock().await;
+    let server = Server::start(&db, &github, &codegen, "all", &[]).await;
+    let ping = corpus("ping/payload.json");
+    for _ in 0..1000 {
+        let (status, _) = server.deliver("ping", &ping).await;
+        assert_eq!(status, 200);
+    }
+    let browser = driver.browser().await;
+    sign_in(&browser, &server.base, ADMIN_TOKEN).await;
+    let url = format!("{}/ui/deliveries?limit=1000", server.base);
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        browser.goto(&url).await.unwrap();
+        let rows = browser
+            .find_all(Locator::Css("table.list tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+        let timing = browser
+            .execute(
+                "const n = performance.getEntriesByType('navigation')[0]; \
+                 return [n.responseStart - n.requestStart, n.responseEnd - n.requestStart, \
+                 n.domContentLoadedEventEnd - n.requestStart, n.loadEventEnd - n.requestStart, \
+                 n.transferSize];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        runs.push(timing);
+    }
+    for run in &runs {
+        eprintln!("1000 rows: first byte, last byte, DOMContentLoaded, load (ms), bytes: {run}");
+    }
+    browser.close().await.unwrap();
+}

@@ -75,6 +75,7 @@ fn report_router() -> Router {
 
 /// A store, engine and reporter against wiremock GitHub and Codegen servers.
 struct Rig {
+    client: Arc<GitHubClient>,
     github: MockServer,
     codegen: MockServer,
     store: Arc<MemoryStore>,
@@ -170,6 +171,7 @@ impl Rig {
         } else {
             ReportMode::Statuses
         };
+        let client_for_rig = client.clone();
         let reporter = Reporter::new(
             store.clone(),
             store.clone(),
@@ -183,6 +185,7 @@ impl Rig {
             "test-reporter",
         );
         Self {
+            client: client_for_rig,
             github,
             codegen,
             store,
@@ -638,4 +641,44 @@ async fn the_pull_request_comment_is_created_once_and_edited_in_place() {
             .count(),
         4
     );
+}
+
+#[tokio::test]
+async fn a_second_reporter_waits_for_the_lease_and_takes_over_where_the_first_stopped() {
+    let rig = Rig::new(true, "COMPLETE").await;
+    rig.accept_check_runs().await;
+    let other = Reporter::new(
+        rig.store.clone(),
+        rig.store.clone(),
+        rig.client.clone(),
+        rig.recorder.clone(),
+        ReportConfig {
+            mode: ReportMode::Checks,
+            ..ReportConfig::default()
+        },
+        "another-process",
+    );
+    rig.deliver_opened().await;
+    assert_eq!(rig.tick().await.sent, 1);
+    let idle = other.tick(rig.clock.now()).await.unwrap();
+    assert_eq!(
+        (idle.leased, idle.sent),
+        (false, 0),
+        "one reporter at a time"
+    );
+    assert_eq!(rig.reports().await.len(), 1);
+
+    // The first process is gone; after its lease the other one continues from the stored
+    // cursor and edits the check run it created (no second create).
+    rig.clock.advance(Duration::from_secs(31));
+    assert_eq!(rig.worker.run_once().await.unwrap(), 1);
+    let taken = other.tick(rig.clock.now()).await.unwrap();
+    assert_eq!((taken.leased, taken.sent), (true, 1));
+    let calls = rig.reports().await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        (calls[1].0.as_str(), calls[1].1.as_str()),
+        ("PATCH", format!("{REPO}/check-runs/555").as_str())
+    );
+    assert!(!rig.tick().await.leased, "the first one waits now");
 }

@@ -40,6 +40,9 @@ pub struct Reporter {
     observer: Arc<dyn Observer>,
     config: ReportConfig,
     holder: String,
+    /// Until when this reporter surely holds the lease (renewed once half of it is used, so an
+    /// idle reporter writes to the store every `lease / 2`, not every tick).
+    leased_until: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -69,7 +72,24 @@ impl Reporter {
             observer,
             config,
             holder: holder.into(),
+            leased_until: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether this reporter holds the lease at `now`, renewing it when half of it is used.
+    async fn hold_lease(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let half = self.config.lease / 2;
+        let cached = *self.leased_until.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.is_some_and(|until| clock::add(now, half) < until) {
+            return Ok(true);
+        }
+        let until = clock::add(now, self.config.lease);
+        let held = self
+            .store
+            .lease_reporter(CURSOR, &self.holder, until, now)
+            .await?;
+        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner()) = held.then_some(until);
+        Ok(held)
     }
 
     /// The configuration.
@@ -85,12 +105,7 @@ impl Reporter {
         if self.config.mode == ReportMode::Off {
             return Ok(summary);
         }
-        let until = clock::add(now, self.config.lease);
-        if !self
-            .store
-            .lease_reporter(CURSOR, &self.holder, until, now)
-            .await?
-        {
+        if !self.hold_lease(now).await? {
             return Ok(summary);
         }
         summary.leased = true;
@@ -108,22 +123,22 @@ impl Reporter {
                 roots.push(root);
             }
         }
-        let mut comment_retries: Vec<Uuid> = Vec::new();
-        for record in self.store.due_reports(now, self.config.batch).await? {
-            let Some(task_id) = record.task_id else {
-                continue;
-            };
-            if record.kind == ReportKind::Comment {
-                comment_retries.push(task_id);
-            }
+        let due = self.store.due_reports(now, self.config.batch).await?;
+        for task_id in due.iter().filter_map(|r| r.task_id) {
             if !roots.contains(&task_id) {
                 roots.push(task_id);
             }
         }
         for root in roots {
-            let retry_comment = comment_retries.contains(&root);
-            self.report_task(root, retry_comment, now, &mut summary)
-                .await?;
+            let retry_comment = due
+                .iter()
+                .any(|r| r.task_id == Some(root) && r.kind == ReportKind::Comment);
+            if !self
+                .report_task(root, retry_comment, now, &mut summary)
+                .await?
+            {
+                self.forget(&due, root, now).await?;
+            }
         }
         if let Some(last) = changed.last() {
             let floor = ReportCursor {
@@ -140,16 +155,16 @@ impl Reporter {
 
     /// Renders and, when changed, sends the report of the task `root_id`; the pull request's
     /// comment follows when the task's report changed (or the comment's retry is due), so two
-    /// tasks of one pull request never take turns editing it.
+    /// tasks of one pull request never take turns editing it. False when the task is gone.
     async fn report_task(
         &self,
         root_id: Uuid,
         retry_comment: bool,
         now: DateTime<Utc>,
         summary: &mut TickSummary,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let Some(root) = self.tasks.get_task(root_id).await?.map(|d| d.task) else {
-            return Ok(());
+            return Ok(false);
         };
         let codegen = if view::is_pr_level(&root.task_type) {
             let children = self.store.child_tasks(root_id).await?;
@@ -160,7 +175,7 @@ impl Reporter {
         } else if root.task_type == TaskType::CODEGEN_TRIGGER {
             None
         } else {
-            return Ok(());
+            return Ok(true);
         };
         let superseding = self.superseding_sha(&root, codegen.as_ref()).await?;
         let Some(view) = view::render(
@@ -169,7 +184,7 @@ impl Reporter {
             codegen.as_ref(),
             superseding.as_deref(),
         ) else {
-            return Ok(());
+            return Ok(true);
         };
         let kind = match self.config.mode {
             ReportMode::Checks => ReportKind::CheckRun,
@@ -181,6 +196,22 @@ impl Reporter {
             let key = ReportRecord::comment_key(&view.repository.full_name(), view.pr_number);
             self.send_if_changed(ReportKind::Comment, key, &view, now, summary)
                 .await?;
+        }
+        Ok(true)
+    }
+
+    /// The task of due retries is gone (retention removed it): nothing is owed any more.
+    async fn forget(
+        &self,
+        due: &[ReportRecord],
+        task_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for record in due.iter().filter(|r| r.task_id == Some(task_id)) {
+            let mut record = record.clone();
+            record.retry_at = None;
+            record.updated_at = now;
+            self.store.save_report(&record).await?;
         }
         Ok(())
     }
@@ -344,10 +375,15 @@ fn root_of(task: &Task) -> Option<Uuid> {
     None
 }
 
-/// The task that superseded `task` (set by the cancel feature), if any.
+/// The task that superseded `task` (`superseded_by`, set by the cancel feature), if any. Read
+/// through the task's JSON so that reporting does not depend on the order the two features
+/// land in; a task without the field has no successor.
 fn superseded_by(task: &Task) -> Option<Uuid> {
-    let _ = task;
-    None
+    if task.status != crate::task::TaskStatus::Cancelled {
+        return None;
+    }
+    let json = serde_json::to_value(task).ok()?;
+    json.get("superseded_by")?.as_str()?.parse().ok()
 }
 
 fn retry_after(err: &ClientError) -> Duration {

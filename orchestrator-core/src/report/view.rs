@@ -353,10 +353,19 @@ fn codegen_phase(c: &Task, superseded: Option<&str>) -> Phase {
             "skipped" => Phase::done(Conclusion::Neutral, "Codegen run skipped"),
             _ => Phase::done(Conclusion::Neutral, "Codegen task finished"),
         },
-        TaskStatus::Failed if output_status == "needs_attention" => {
-            Phase::done(Conclusion::ActionRequired, "Codegen run needs an operator")
+        // A run that ended in a failure status fails its task (output `status: failed`).
+        TaskStatus::Failed => match output_status {
+            "needs_attention" => {
+                Phase::done(Conclusion::ActionRequired, "Codegen run needs an operator")
+            }
+            "failed" => Phase::done(Conclusion::Failure, "Codegen run failed"),
+            "timeout" => Phase::done(Conclusion::Failure, "Codegen run did not finish in time"),
+            _ => Phase::done(Conclusion::Failure, "Could not run Codegen"),
+        },
+        // A run a person stopped cancels its task (output `status: cancelled`).
+        TaskStatus::Cancelled if superseded.is_none() && output_status == "cancelled" => {
+            Phase::done(Conclusion::Cancelled, "Codegen run cancelled")
         }
-        TaskStatus::Failed => Phase::done(Conclusion::Failure, "Could not run Codegen"),
         TaskStatus::Cancelled => cancelled(superseded, "Codegen run"),
     }
 }

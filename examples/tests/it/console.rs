@@ -1,7 +1,8 @@
 //! The operator console in a real browser: the server binary on SQLite, headless Chromium
 //! driven through chromedriver (WebDriver, `fantoccini`). What an operator does: sign in (a
 //! wrong token is refused), find a delivered pull request, open it (its hostile title shows as
-//! text), see its task complete, retry a failed task.
+//! text), see its task complete, retry a failed task, then (everything paused) retry it again
+//! and cancel it before it runs.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test fails under `CI` and is skipped with a message otherwise. With
@@ -316,7 +317,7 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
     loop {
         let detail = server.get(&format!("/api/v1/tasks/{failed_id}")).await;
         let runs = detail["executions"].as_array().map_or(0, Vec::len);
-        if runs >= 2 {
+        if runs >= 2 && detail["status"] == "failed" {
             break;
         }
         assert!(
@@ -325,6 +326,42 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Pause everything, retry it again: it waits, shown paused; cancel it before it can run.
+    let (status, pause) = server.post_admin("/api/v1/admin/pause", &json!({})).await;
+    assert_eq!(status, 200, "{pause}");
+    browser
+        .goto(&format!("{base}/ui/tasks/{failed_id}"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form.action button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    wait_text(&browser, "p.flash", |t| t.contains("is pending again")).await;
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains("a pause holds this task")
+    );
+    browser
+        .find(Locator::Css("form.action button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    wait_text(&browser, "p.flash", |t| t.contains("is cancelled")).await;
+    wait_text(&browser, "h1", |t| t.contains("cancelled")).await;
+    screenshot(&browser, "task-cancelled").await;
+    let detail = server.get(&format!("/api/v1/tasks/{failed_id}")).await;
+    assert_eq!(detail["status"], "cancelled", "{detail:#}");
+    assert_eq!(detail["executions"].as_array().map_or(0, Vec::len), 2);
 
     browser.close().await.unwrap();
 }

@@ -99,6 +99,7 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
         .route("/ui/tasks", get(tasks::list))
         .route("/ui/tasks/{id}", get(tasks::detail))
         .route("/ui/tasks/{id}/retry", post(tasks::retry))
+        .route("/ui/tasks/{id}/cancel", post(tasks::cancel))
         .route_layer(from_fn_with_state(console.clone(), session::require));
     let login = Router::new()
         .route("/ui/login", get(login_page).post(login))

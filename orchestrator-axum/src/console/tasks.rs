@@ -1,5 +1,6 @@
 //! The tasks screens: the list (status, type, repository, pull request; attempts, next run),
-//! one task (execution timeline, Codegen run, parent and child tasks) and its Retry action.
+//! one task (execution timeline, Codegen run, parent and child tasks, whether a pause holds it,
+//! the task that superseded it) and its Retry and Cancel actions.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -154,6 +155,8 @@ pub(crate) async fn detail(
         .get_task(id)
         .await?
         .ok_or_else(not_found)?;
+    let pauses = crate::routes::pause::current(&console.app).await?;
+    let paused = crate::routes::pause::covers(&pauses, &task);
     let children = browse(&console)?
         .browse_tasks(&TaskQuery {
             parent_task_id: Some(id),
@@ -174,7 +177,7 @@ pub(crate) async fn detail(
         page.render(html! {
             p.crumbs { a href="/ui/tasks" { "Tasks" } " / " (short(id)) }
             h1 { (task.task_type.as_str()) " " (badge(task.status.as_str())) }
-            (facts(&task))
+            (facts(&task, paused))
             section {
                 h2 { "Actions" }
                 (actions(&session, &task))
@@ -201,7 +204,7 @@ pub(crate) async fn detail(
     ))
 }
 
-fn facts(task: &Task) -> Markup {
+fn facts(task: &Task, paused: bool) -> Markup {
     html! {
         dl.facts {
             dt { "Task id" } dd.mono { (task.task_id) }
@@ -227,6 +230,12 @@ fn facts(task: &Task) -> Markup {
                     _ => { "none" }
                 }
             }
+            @if paused {
+                dt { "Paused" } dd.paused { "yes — a pause holds this task; it runs after Resume" }
+            }
+            @if let Some(newer) = task.superseded_by {
+                dt { "Superseded by" } dd.mono { a href={ "/ui/tasks/" (newer) } { (newer) } }
+            }
             dt { "Attempts" } dd { (task.attempts) " (retries " (task.retry_count) " of " (task.max_retries) ")" }
             dt { "Next run" } dd { (next_run(task)) }
             dt { "Created / started / finished" } dd {
@@ -242,7 +251,18 @@ fn facts(task: &Task) -> Markup {
 fn actions(session: &Session, task: &Task) -> Markup {
     let id = task.task_id;
     let retryable = matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled);
+    let cancellable = matches!(
+        task.status,
+        TaskStatus::Pending | TaskStatus::Retrying | TaskStatus::Running
+    );
     html! {
+        @if cancellable {
+            (action_form(session, &format!("/ui/tasks/{id}/cancel"),
+                &format!("Cancel task {id}? A waiting task never starts; a running one is stopped."),
+                "Cancel task", html! {}))
+        } @else {
+            p.hint { "Cancel: only pending, retrying or running tasks can be cancelled." }
+        }
         @if retryable {
             (action_form(session, &format!("/ui/tasks/{id}/retry"),
                 &format!("Retry task {id}? It runs again with a fresh retry budget."),
@@ -293,5 +313,28 @@ pub(crate) async fn retry(
         .map(|Json(r)| r);
     outcome(&headers, &format!("/ui/tasks/{id}"), result, |r| {
         format!("task {} is pending again", r.task_id)
+    })
+}
+
+/// `POST /ui/tasks/{id}/cancel`: the API's cancel handler.
+pub(crate) async fn cancel(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+        return refused;
+    }
+    let Ok(id) = Uuid::parse_str(&raw) else {
+        return PageError::from(ApiError::NotFound(format!("task {raw} not found")))
+            .into_response();
+    };
+    let result = crate::routes::cancel::cancel(State(console.app.clone()), Path(id.to_string()))
+        .await
+        .map(|Json(r)| r);
+    outcome(&headers, &format!("/ui/tasks/{id}"), result, |r| {
+        format!("task {} is {}", r.task_id, r.status)
     })
 }

@@ -46,6 +46,11 @@ impl Console {
         .config(config)
         .metrics(metrics.clone())
         .browse(store.clone())
+        .cancel_store(store.clone())
+        .pause_store(
+            store.clone(),
+            orchestrator_core::task::TaskType::BUILT_IN.to_vec(),
+        )
         .build();
         let router = orchestrator_axum::router(state.clone())
             .merge(orchestrator_axum::console::router(state.clone()));
@@ -306,6 +311,50 @@ async fn retry_needs_the_csrf_token_and_shows_its_result() {
         shown.contains("only failed or cancelled tasks can be retried"),
         "{shown}"
     );
+}
+
+#[tokio::test]
+async fn a_paused_task_is_shown_paused_and_cancelled_with_the_csrf_token() {
+    let console = Console::new();
+    let accepted = console.api.accept("pull_request", &pr_opened()).await;
+    let task = accepted["result"]["task_id"].as_str().unwrap().to_owned();
+    let (status, _) = console.api.post("/api/v1/admin/pause").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, &format!("/ui/tasks/{task}")).await;
+    assert!(html.contains("a pause holds this task"), "{html}");
+    assert!(html.contains("data-confirm=\"Cancel task"), "{html}");
+
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/cancel"), "csrf=forged")
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (_, body) = console.api.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(body["status"], "pending", "nothing changed");
+
+    let form = format!("csrf={}", csrf(&html));
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/cancel"), &form)
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, body) = console.api.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(body["status"], "cancelled");
+    let flash = flash_cookie(&resp);
+    let (_, _, shown) = console
+        .page(&format!("{cookie}; {flash}"), &format!("/ui/tasks/{task}"))
+        .await;
+    assert!(shown.contains("is cancelled"), "{shown}");
+    assert!(!shown.contains("a pause holds this task"), "{shown}");
+
+    // A second cancel is refused by the API (the button is gone; a stale form still posts).
+    let resp = console
+        .post(&cookie, &format!("/ui/tasks/{task}/cancel"), &form)
+        .await;
+    let flash = flash_cookie(&resp);
+    let (_, _, shown) = console
+        .page(&format!("{cookie}; {flash}"), &format!("/ui/tasks/{task}"))
+        .await;
+    assert!(shown.contains("already cancelled"), "{shown}");
 }
 
 #[tokio::test]

@@ -27,6 +27,8 @@ enum Bound<T> {
 /// `column op value` conditions and the cursor of a page.
 struct Conditions<T> {
     list: Vec<(&'static str, &'static str, Bound<T>)>,
+    /// `column IS NOT NULL` (true) or `IS NULL` (false) conditions (no value to bind).
+    null: Vec<(&'static str, bool)>,
     after: Option<Cursor>,
 }
 
@@ -42,6 +44,7 @@ impl<T> Conditions<T> {
 fn events<T>(q: &EventQuery, time: fn(DateTime<Utc>) -> T) -> Conditions<T> {
     let mut c = Conditions {
         list: Vec::new(),
+        null: Vec::new(),
         after: q.after,
     };
     c.eq("event_type", q.event_type.clone().map(Bound::Text));
@@ -63,6 +66,7 @@ fn events<T>(q: &EventQuery, time: fn(DateTime<Utc>) -> T) -> Conditions<T> {
 fn tasks<T>(q: &TaskQuery) -> Conditions<T> {
     let mut c = Conditions {
         list: Vec::new(),
+        null: Vec::new(),
         after: q.after,
     };
     c.eq(
@@ -79,6 +83,9 @@ fn tasks<T>(q: &TaskQuery) -> Conditions<T> {
     c.eq("pr_number", q.pr_number.map(Bound::Int));
     c.eq("webhook_event_id", q.webhook_event_id.map(Bound::Int));
     c.eq("parent_task_id", q.parent_task_id.map(Bound::Uuid));
+    if let Some(superseded) = q.superseded {
+        c.null.push(("superseded_by", superseded));
+    }
     c
 }
 
@@ -113,6 +120,12 @@ where
             Bound::Uuid(v) => query.push_bind(v),
             Bound::Time(v) => query.push_bind(v),
         };
+    }
+    for (column, set) in conditions.null {
+        next(&mut query);
+        query
+            .push(column)
+            .push(if set { " IS NOT NULL" } else { " IS NULL" });
     }
     if let Some(cursor) = conditions.after {
         next(&mut query);
@@ -193,6 +206,21 @@ mod tests {
         assert_eq!(
             all.sql().as_str(),
             "SELECT id FROM workflow_tasks ORDER BY created_at DESC, id DESC LIMIT $1"
+        );
+        let superseded = task_query::<Postgres, DateTime<Utc>>(
+            "SELECT id FROM workflow_tasks",
+            &TaskQuery {
+                pr_number: Some(7),
+                superseded: Some(true),
+                limit: 50,
+                ..TaskQuery::default()
+            },
+            |t| t,
+        );
+        assert_eq!(
+            superseded.sql().as_str(),
+            "SELECT id FROM workflow_tasks WHERE pr_number = $1 AND superseded_by IS NOT NULL \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
         );
         let q = EventQuery {
             repository: Some("octo/repo".to_owned()),

@@ -39,6 +39,8 @@ pub(crate) struct TaskParams {
     pub(crate) task_type: Option<String>,
     pub(crate) repository: Option<String>,
     pub(crate) pr: Option<String>,
+    /// `yes`: only superseded tasks; `no`: only the others.
+    pub(crate) superseded: Option<String>,
     pub(crate) after: Option<String>,
     pub(crate) limit: Option<String>,
 }
@@ -173,8 +175,17 @@ impl TaskParams {
                     .map_err(|_| bad(format!("pull request {n:?} is not a number")))
             })
             .transpose()?;
+        let superseded = match set(&self.superseded) {
+            None => None,
+            Some("yes" | "true") => Some(true),
+            Some("no" | "false") => Some(false),
+            Some(other) => {
+                return Err(bad(format!("superseded must be yes or no, got {other:?}")));
+            }
+        };
         Ok(TaskQuery {
             status,
+            superseded,
             task_type,
             repository: set(&self.repository).map(str::to_owned),
             pr_number,
@@ -192,6 +203,7 @@ impl TaskParams {
             ("task_type", &self.task_type),
             ("repository", &self.repository),
             ("pr", &self.pr),
+            ("superseded", &self.superseded),
             ("limit", &self.limit),
         ];
         for (name, value) in fields {

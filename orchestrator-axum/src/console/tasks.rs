@@ -73,6 +73,7 @@ pub(crate) async fn list(
 
 fn filter_form(params: &TaskParams) -> Markup {
     let status = set(&params.status).unwrap_or("");
+    let superseded = set(&params.superseded).unwrap_or("");
     html! {
         form.filters method="get" action="/ui/tasks" {
             label { "Status "
@@ -86,6 +87,13 @@ fn filter_form(params: &TaskParams) -> Markup {
             label { "Type " input name="task_type" value=[set(&params.task_type)] placeholder="pull_request_analysis"; }
             label { "Repository " input name="repository" value=[set(&params.repository)] placeholder="owner/name"; }
             label { "PR " input name="pr" value=[set(&params.pr)] placeholder="42" size="6"; }
+            label { "Superseded "
+                select name="superseded" {
+                    option value="" selected[superseded.is_empty()] { "any" }
+                    option value="yes" selected[superseded == "yes"] { "yes" }
+                    option value="no" selected[superseded == "no"] { "no" }
+                }
+            }
             label { "Rows " input type="number" min="1" max="1000" name="limit" value=[set(&params.limit)] placeholder="50"; }
             button type="submit" { "Filter" }
             " " a href="/ui/tasks" { "Clear" }

@@ -355,6 +355,16 @@ async fn a_paused_task_is_shown_paused_and_cancelled_with_the_csrf_token() {
         .page(&format!("{cookie}; {flash}"), &format!("/ui/tasks/{task}"))
         .await;
     assert!(shown.contains("already cancelled"), "{shown}");
+
+    // The tasks list filters by superseded: a cancelled task is not superseded.
+    let (status, _, html) = console.page(&cookie, "/ui/tasks?superseded=no").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("/ui/tasks/{task}")), "{html}");
+    let (_, _, html) = console.page(&cookie, "/ui/tasks?superseded=yes").await;
+    assert!(!html.contains(&format!("/ui/tasks/{task}")), "{html}");
+    let (status, _, html) = console.page(&cookie, "/ui/tasks?superseded=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("superseded must be yes or no"), "{html}");
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ fn task_matches(q: &TaskQuery, t: &Task) -> bool {
         && q.webhook_event_id
             .is_none_or(|e| t.webhook_event_id == Some(e))
         && q.parent_task_id.is_none_or(|p| t.parent_task_id == Some(p))
+        && q.superseded.is_none_or(|s| t.superseded_by.is_some() == s)
         && q.after.is_none_or(|c| c.precedes(t.created_at, t.id))
 }
 

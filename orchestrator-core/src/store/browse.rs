@@ -101,6 +101,9 @@ pub struct TaskQuery {
     pub webhook_event_id: Option<i64>,
     /// Only follow-ups of this task (its children).
     pub parent_task_id: Option<Uuid>,
+    /// `Some(true)`: only tasks superseded by newer work (`superseded_by` set); `Some(false)`:
+    /// only the others.
+    pub superseded: Option<bool>,
     /// Only rows after this cursor (the next page).
     pub after: Option<Cursor>,
     /// How many rows at most.

@@ -5,11 +5,17 @@
 use orchestrator_core::store::EventStore;
 use orchestrator_core::store::IngestOutcome;
 use orchestrator_core::store::browse::{BrowseStore, Cursor, EventQuery, TaskQuery};
+use orchestrator_core::store::cancel::CancelStore;
+use orchestrator_core::store::supersede::{PrHead, SupersedeRequest};
 use orchestrator_core::task::{TaskStatus, TaskType};
 
 use crate::support::{at, event, task};
 
-pub async fn pages_by_cursor_stay_stable_while_rows_arrive<S: EventStore + BrowseStore>(store: &S) {
+pub async fn pages_by_cursor_stay_stable_while_rows_arrive<
+    S: EventStore + BrowseStore + CancelStore,
+>(
+    store: &S,
+) {
     let mut event_ids = Vec::new();
     // Five deliveries, the last two at the same instant (the row id breaks the tie).
     for (i, secs) in [0, 1, 2, 3, 3].into_iter().enumerate() {
@@ -127,4 +133,39 @@ pub async fn pages_by_cursor_stay_stable_while_rows_arrive<S: EventStore + Brows
     })
     .await;
     assert!(none.is_empty());
+
+    // A newer head of pull request 4 supersedes its task (by the task of pull request 3, as a
+    // stand-in for the new work): only it is `superseded`, every other task is not.
+    let newer = pr3[0].task_id;
+    store
+        .supersede(
+            &SupersedeRequest {
+                head: PrHead {
+                    repository: "octo/repo".into(),
+                    pr_number: 4,
+                    head_sha: "def456".into(),
+                    head_at: at(100),
+                },
+                new_tasks: vec![(newer, TaskType::new("pull_request_analysis").unwrap())],
+                running: false,
+            },
+            at(100),
+        )
+        .await
+        .unwrap();
+    let superseded = tasks(TaskQuery {
+        superseded: Some(true),
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!(superseded.len(), 1, "{superseded:?}");
+    assert_eq!(superseded[0].pr_number, Some(4));
+    assert_eq!(superseded[0].superseded_by, Some(newer));
+    let current = tasks(TaskQuery {
+        superseded: Some(false),
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!(current.len(), 4);
+    assert!(current.iter().all(|t| t.pr_number != Some(4)));
 }

@@ -2,7 +2,8 @@
 //! driven through chromedriver (WebDriver, `fantoccini`). What an operator does: sign in (a
 //! wrong token is refused), find a delivered pull request, open it (its hostile title shows as
 //! text), see its task complete, retry a failed task, then (everything paused) retry it again
-//! and cancel it before it runs.
+//! and cancel it before it runs; bulk retry the cancelled tasks (preview, then the operation's
+//! self-refreshing progress).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test fails under `CI` and is skipped with a message otherwise. With
@@ -362,6 +363,43 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
     let detail = server.get(&format!("/api/v1/tasks/{failed_id}")).await;
     assert_eq!(detail["status"], "cancelled", "{detail:#}");
     assert_eq!(detail["executions"].as_array().map_or(0, Vec::len), 2);
+
+    // Bulk retry of the cancelled tasks: a preview (dry run) first, then the confirmed start;
+    // the operation's page refreshes itself until the worker has done it.
+    browser
+        .goto(&format!("{base}/ui/tasks?status=cancelled"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("p.bulk a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&browser, "p.preview", |t| {
+        t.contains("1 failed or cancelled tasks match")
+    })
+    .await;
+    assert!(text(&browser, "ul.sample").await.contains(&failed_id));
+    screenshot(&browser, "bulk-preview").await;
+    browser
+        .find(Locator::Css("form.action button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    wait_text(&browser, "p.flash", |t| t.contains("1 tasks to retry")).await;
+    wait_text(&browser, "dd.done", |t| t == "1").await;
+    wait_text(&browser, "h1", |t| t.contains("completed")).await;
+    screenshot(&browser, "operation").await;
+    let detail = server.get(&format!("/api/v1/tasks/{failed_id}")).await;
+    assert_eq!(
+        detail["status"], "pending",
+        "retried, held by the pause: {detail:#}"
+    );
 
     browser.close().await.unwrap();
 }

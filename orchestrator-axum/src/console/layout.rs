@@ -15,6 +15,7 @@ pub(crate) enum Nav {
     Overview,
     Deliveries,
     Tasks,
+    Operations,
     None,
 }
 
@@ -50,6 +51,7 @@ impl Page<'_> {
                                 (nav_link("/ui", "Overview", self.nav == Nav::Overview))
                                 (nav_link("/ui/deliveries", "Deliveries", self.nav == Nav::Deliveries))
                                 (nav_link("/ui/tasks", "Tasks", self.nav == Nav::Tasks))
+                                (nav_link("/ui/operations", "Operations", self.nav == Nav::Operations))
                             }
                             form.signout method="post" action="/ui/logout" {
                                 input type="hidden" name="csrf" value=(session.csrf);

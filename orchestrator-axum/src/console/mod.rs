@@ -32,6 +32,7 @@ mod assets;
 mod deliveries;
 mod filters;
 mod layout;
+mod operations;
 mod overview;
 mod session;
 mod tasks;
@@ -100,6 +101,13 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
         .route("/ui/tasks/{id}", get(tasks::detail))
         .route("/ui/tasks/{id}/retry", post(tasks::retry))
         .route("/ui/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/ui/operations", get(operations::list))
+        .route(
+            "/ui/operations/retry",
+            get(operations::retry_preview).post(operations::retry_start),
+        )
+        .route("/ui/operations/{id}", get(operations::detail))
+        .route("/ui/operations/{id}/cancel", post(operations::cancel))
         .route_layer(from_fn_with_state(console.clone(), session::require));
     let login = Router::new()
         .route("/ui/login", get(login_page).post(login))

@@ -53,6 +53,9 @@ pub(crate) async fn list(
         page.render(html! {
             h1 { "Tasks" }
             (filter_form(&params))
+            @if let Some(bulk) = params.bulk_retry_link().filter(|_| error.is_none()) {
+                p.bulk { a href={ "/ui/operations/retry?" (bulk) } { "Bulk retry the failed or cancelled tasks of this filter…" } }
+            }
             @if let Some(error) = &error {
                 p.flash.error role="alert" { (error) }
             }

@@ -47,6 +47,7 @@ impl Console {
         .metrics(metrics.clone())
         .browse(store.clone())
         .cancel_store(store.clone())
+        .operations(store.clone())
         .pause_store(
             store.clone(),
             orchestrator_core::task::TaskType::BUILT_IN.to_vec(),
@@ -365,6 +366,80 @@ async fn a_paused_task_is_shown_paused_and_cancelled_with_the_csrf_token() {
     let (status, _, html) = console.page(&cookie, "/ui/tasks?superseded=maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("superseded must be yes or no"), "{html}");
+}
+
+#[tokio::test]
+async fn bulk_retry_previews_then_starts_an_operation_that_can_be_cancelled() {
+    let console = Console::new();
+    console.api.accept("pull_request", &pr_opened()).await;
+    let failed = console.api.fail_all_due().await;
+    let task = failed[0];
+    let cookie = console.session().await;
+    let (_, _, list) = console.page(&cookie, "/ui/tasks?status=failed").await;
+    assert!(
+        list.contains("/ui/operations/retry?status=failed"),
+        "{list}"
+    );
+
+    // The preview is a dry run: the count and a sample, nothing changed.
+    let (status, _, preview) = console
+        .page(&cookie, "/ui/operations/retry?status=failed")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(
+        preview.contains("<strong>1</strong> failed or cancelled tasks match"),
+        "{preview}"
+    );
+    assert!(preview.contains(&format!("/ui/tasks/{task}")), "{preview}");
+    assert!(
+        preview.contains("data-confirm=\"Retry 1 tasks?"),
+        "{preview}"
+    );
+    let (_, ops) = console.api.get("/api/v1/operations").await;
+    assert_eq!(ops.as_array().unwrap().len(), 0, "a dry run stores nothing");
+
+    let resp = console
+        .post(&cookie, "/ui/operations/retry", "csrf=forged&status=failed")
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let form = format!("csrf={}&status=failed", csrf(&preview));
+    let resp = console.post(&cookie, "/ui/operations/retry", &form).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(to.starts_with("/ui/operations/"), "{to}");
+    let flash = flash_cookie(&resp);
+    let (_, ops) = console.api.get("/api/v1/operations").await;
+    let op = &ops[0];
+    assert_eq!(op["matched"], 1);
+    assert_eq!(
+        to,
+        format!("/ui/operations/{}", op["operation_id"].as_str().unwrap())
+    );
+    let (_, _, page) = console.page(&format!("{cookie}; {flash}"), &to).await;
+    assert!(page.contains("1 tasks to retry"), "{page}");
+    assert!(
+        page.contains("data-refresh=\"3\""),
+        "refreshes while it runs: {page}"
+    );
+    let (_, _, list) = console.page(&cookie, "/ui/operations").await;
+    assert!(list.contains(&to), "{list}");
+
+    // Cancel it (no worker runs it here).
+    let form = format!("csrf={}", csrf(&page));
+    let resp = console.post(&cookie, &format!("{to}/cancel"), &form).await;
+    let flash = flash_cookie(&resp);
+    let (_, _, page) = console.page(&format!("{cookie}; {flash}"), &to).await;
+    assert!(page.contains("is cancelled"), "{page}");
+    assert!(page.contains("The operation has ended."), "{page}");
+    let (_, body) = console.api.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(body["status"], "failed", "cancelled before it ran");
+
+    // No filter: the API refuses (nothing would be bounded); the preview says why.
+    let (status, _, refused) = console.page(&cookie, "/ui/operations/retry").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ pub(crate) enum Nav {
     Deliveries,
     Tasks,
     Operations,
+    Pauses,
     None,
 }
 
@@ -52,6 +53,7 @@ impl Page<'_> {
                                 (nav_link("/ui/deliveries", "Deliveries", self.nav == Nav::Deliveries))
                                 (nav_link("/ui/tasks", "Tasks", self.nav == Nav::Tasks))
                                 (nav_link("/ui/operations", "Operations", self.nav == Nav::Operations))
+                                (nav_link("/ui/pauses", "Pauses", self.nav == Nav::Pauses))
                             }
                             form.signout method="post" action="/ui/logout" {
                                 input type="hidden" name="csrf" value=(session.csrf);

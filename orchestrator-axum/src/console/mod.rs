@@ -34,6 +34,7 @@ mod filters;
 mod layout;
 mod operations;
 mod overview;
+mod pauses;
 mod session;
 mod tasks;
 
@@ -102,6 +103,9 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
         .route("/ui/tasks/{id}/retry", post(tasks::retry))
         .route("/ui/tasks/{id}/cancel", post(tasks::cancel))
         .route("/ui/operations", get(operations::list))
+        .route("/ui/pauses", get(pauses::list))
+        .route("/ui/pauses/pause", post(pauses::pause))
+        .route("/ui/pauses/resume", post(pauses::resume))
         .route(
             "/ui/operations/retry",
             get(operations::retry_preview).post(operations::retry_start),

@@ -443,6 +443,61 @@ async fn bulk_retry_previews_then_starts_an_operation_that_can_be_cancelled() {
 }
 
 #[tokio::test]
+async fn pauses_are_listed_paused_and_resumed_from_the_console() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let (status, _, html) = console.page(&cookie, "/ui/pauses").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Nothing is paused."), "{html}");
+    let token = csrf(&html);
+
+    let resp = console
+        .post(
+            &cookie,
+            "/ui/pauses/pause",
+            "csrf=forged&repository=octo%2Frepo",
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (_, pauses) = console.api.get("/api/v1/admin/pauses").await;
+    assert_eq!(pauses, json!([]), "nothing changed");
+
+    let form = format!("csrf={token}&repository=octo%2Frepo&task_type=");
+    let resp = console.post(&cookie, "/ui/pauses/pause", &form).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let flash = flash_cookie(&resp);
+    let (_, pauses) = console.api.get("/api/v1/admin/pauses").await;
+    assert_eq!(pauses[0]["repository"], "octo/repo");
+    assert_eq!(pauses[0]["task_type"], serde_json::Value::Null);
+    let (_, _, html) = console
+        .page(&format!("{cookie}; {flash}"), "/ui/pauses")
+        .await;
+    assert!(html.contains("paused: octo/repo"), "{html}");
+    assert!(html.contains("<td>octo/repo</td>"), "{html}");
+
+    // The API's refusal is shown.
+    let form = format!("csrf={token}&task_type=no_such_type");
+    let resp = console.post(&cookie, "/ui/pauses/pause", &form).await;
+    let flash = flash_cookie(&resp);
+    let (_, _, html) = console
+        .page(&format!("{cookie}; {flash}"), "/ui/pauses")
+        .await;
+    assert!(html.contains("unknown task_type"), "{html}");
+
+    let form = format!("csrf={token}&repository=octo%2Frepo");
+    let resp = console.post(&cookie, "/ui/pauses/resume", &form).await;
+    let flash = flash_cookie(&resp);
+    let (_, _, html) = console
+        .page(&format!("{cookie}; {flash}"), "/ui/pauses")
+        .await;
+    assert!(
+        html.contains("resumed: octo/repo (0 tasks handed back)"),
+        "{html}"
+    );
+    assert!(html.contains("Nothing is paused."), "{html}");
+}
+
+#[tokio::test]
 async fn sign_out_ends_the_session() {
     let console = Console::new();
     let cookie = console.session().await;

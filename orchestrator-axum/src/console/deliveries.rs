@@ -231,9 +231,16 @@ fn facts(event: &WebhookEvent) -> Markup {
     }
 }
 
-/// Where the delivery came from: GitHub's push to the receiver (`source`).
+/// Where the delivery came from (`source`): GitHub's push to the receiver, or a recovery run
+/// that found it in GitHub's delivery log.
 fn provenance(event: &WebhookEvent) -> Markup {
-    html! { "received from " (event.source) " by the webhook receiver" }
+    html! {
+        @match event.source.as_str() {
+            "github" => { "received from GitHub by the webhook receiver" }
+            "recovered" => { "recovered from GitHub's delivery log by a " a href="/ui/recovery" { "recovery run" } " (GitHub never reached the receiver)" }
+            other => { "source: " (other) }
+        }
+    }
 }
 
 fn headers(event: &WebhookEvent) -> Markup {

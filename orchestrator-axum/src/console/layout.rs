@@ -17,6 +17,7 @@ pub(crate) enum Nav {
     Tasks,
     Operations,
     Pauses,
+    Recovery,
     None,
 }
 
@@ -54,6 +55,7 @@ impl Page<'_> {
                                 (nav_link("/ui/tasks", "Tasks", self.nav == Nav::Tasks))
                                 (nav_link("/ui/operations", "Operations", self.nav == Nav::Operations))
                                 (nav_link("/ui/pauses", "Pauses", self.nav == Nav::Pauses))
+                                (nav_link("/ui/recovery", "Recovery", self.nav == Nav::Recovery))
                             }
                             form.signout method="post" action="/ui/logout" {
                                 input type="hidden" name="csrf" value=(session.csrf);

@@ -35,6 +35,7 @@ mod layout;
 mod operations;
 mod overview;
 mod pauses;
+mod recovery;
 mod session;
 mod tasks;
 
@@ -104,6 +105,7 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
         .route("/ui/tasks/{id}/cancel", post(tasks::cancel))
         .route("/ui/operations", get(operations::list))
         .route("/ui/pauses", get(pauses::list))
+        .route("/ui/recovery", get(recovery::list).post(recovery::start))
         .route("/ui/pauses/pause", post(pauses::pause))
         .route("/ui/pauses/resume", post(pauses::resume))
         .route(

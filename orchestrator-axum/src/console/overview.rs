@@ -101,6 +101,7 @@ pub(crate) async fn page(
 ) -> Result<Response, PageError> {
     let snapshot = console.overview.get(&console.app).await?;
     let now = console.app.clock().now();
+    let last_run = super::recovery::last_run(&console).await;
     let page = Page {
         title: "Overview",
         nav: Nav::Overview,
@@ -117,6 +118,7 @@ pub(crate) async fn page(
                 (now.signed_duration_since(snapshot.computed_at).num_seconds().max(0)) " s ago; recomputed at most every "
                 (console.overview.max_age.num_seconds()) " s). This page refreshes every " (REFRESH_SECS) " s."
             }
+            (last_run)
             div.cards {
                 (activity(&snapshot.stats))
                 (queue(snapshot.depth.as_ref()))

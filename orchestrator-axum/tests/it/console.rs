@@ -33,26 +33,37 @@ impl Console {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::default());
         let metrics = Arc::new(Metrics::new().unwrap());
-        let state = AppState::builder_for(
-            ingestor(
-                store.clone(),
-                clock.clone(),
-                metrics.clone(),
-                DeliveryLimits::default(),
-            ),
+        let ingest = ingestor(
             store.clone(),
             clock.clone(),
-        )
-        .config(config)
-        .metrics(metrics.clone())
-        .browse(store.clone())
-        .cancel_store(store.clone())
-        .operations(store.clone())
-        .pause_store(
+            metrics.clone(),
+            DeliveryLimits::default(),
+        );
+        let log = Arc::new(orchestrator_core::recovery::memory::FakeDeliveryLog::new(
+            100,
+        ));
+        let reconciler = orchestrator_core::recovery::Reconciler::new(
+            log.clone(),
             store.clone(),
-            orchestrator_core::task::TaskType::BUILT_IN.to_vec(),
-        )
-        .build();
+            ingest.clone(),
+            clock.clone(),
+            orchestrator_core::recovery::RecoveryConfig {
+                hooks: "repo:octo/repo:42".parse().unwrap(),
+                ..Default::default()
+            },
+        );
+        let state = AppState::builder_for(ingest, store.clone(), clock.clone())
+            .reconciler(Arc::new(reconciler))
+            .config(config)
+            .metrics(metrics.clone())
+            .browse(store.clone())
+            .cancel_store(store.clone())
+            .operations(store.clone())
+            .pause_store(
+                store.clone(),
+                orchestrator_core::task::TaskType::BUILT_IN.to_vec(),
+            )
+            .build();
         let router = orchestrator_axum::router(state.clone())
             .merge(orchestrator_axum::console::router(state.clone()));
         let api = TestApp {
@@ -61,9 +72,7 @@ impl Console {
             clock: clock.clone(),
             metrics,
             router: router.clone(),
-            log: Arc::new(orchestrator_core::recovery::memory::FakeDeliveryLog::new(
-                100,
-            )),
+            log,
         };
         Self { router, clock, api }
     }
@@ -495,6 +504,63 @@ async fn pauses_are_listed_paused_and_resumed_from_the_console() {
         "{html}"
     );
     assert!(html.contains("Nothing is paused."), "{html}");
+}
+
+#[tokio::test]
+async fn recover_now_starts_a_run_shown_in_the_list_and_on_the_overview() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let (status, _, html) = console.page(&cookie, "/ui/recovery").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No recovery run yet."), "{html}");
+    let (_, _, overview) = console.page(&cookie, "/ui").await;
+    assert!(overview.contains("No recovery run yet."), "{overview}");
+
+    let resp = console
+        .post(&cookie, "/ui/recovery", "csrf=forged&dry_run=1")
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (_, runs) = console.api.get("/api/v1/admin/recover").await;
+    assert_eq!(runs, json!([]), "nothing started");
+
+    let form = format!("csrf={}&dry_run=1", csrf(&html));
+    let resp = console.post(&cookie, "/ui/recovery", &form).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let flash = flash_cookie(&resp);
+    let (_, runs) = console.api.get("/api/v1/admin/recover").await;
+    let run = &runs[0];
+    assert_eq!(run["dry_run"], true);
+    assert_eq!(run["trigger"], "manual");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (_, _, html) = console
+        .page(&format!("{cookie}; {flash}"), "/ui/recovery")
+        .await;
+    assert!(
+        html.contains(&format!("recovery run {run_id} started (dry run)")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<td class=\"mono\">{run_id}</td>")),
+        "{html}"
+    );
+    assert!(html.contains("(dry run)</td>"), "{html}");
+    let (_, _, overview) = console.page(&cookie, "/ui").await;
+    assert!(overview.contains("Last recovery run:"), "{overview}");
+}
+
+#[tokio::test]
+async fn a_delivery_says_it_was_received_from_github() {
+    let console = Console::new();
+    let accepted = console.api.accept("pull_request", &pr_opened()).await;
+    let event = accepted["result"]["event_id"].as_i64().unwrap();
+    let cookie = console.session().await;
+    let (_, _, html) = console
+        .page(&cookie, &format!("/ui/deliveries/{event}"))
+        .await;
+    assert!(
+        html.contains("received from GitHub by the webhook receiver"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

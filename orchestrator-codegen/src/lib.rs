@@ -43,8 +43,8 @@ mod http;
 
 pub use codegen::CodegenClient;
 pub use config::{
-    CodegenConfig, DEFAULT_CODEGEN_API_URL, DEFAULT_GITHUB_API_URL, GitHubAppConfig, GitHubConfig,
-    HandlerConfig, Secret, Timeouts,
+    CodegenConfig, DEFAULT_CODEGEN_API_URL, DEFAULT_GITHUB_API_URL, DEFAULT_RUN_FAILURE_STATUSES,
+    GitHubAppConfig, GitHubConfig, HandlerConfig, Secret, Timeouts,
 };
 pub use error::Error;
 pub use github::GitHubClient;

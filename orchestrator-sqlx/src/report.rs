@@ -11,8 +11,8 @@ use orchestrator_core::task::Task;
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::sql_store::both;
 use crate::error::corrupt;
+use crate::sql_store::both;
 
 /// Takes the lease when it is free, expired or already the holder's; a row back means taken.
 pub(crate) const LEASE: &str = "INSERT INTO report_cursors (name, holder, lease_until) \

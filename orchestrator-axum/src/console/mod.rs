@@ -103,7 +103,10 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
     let login = Router::new()
         .route("/ui/login", get(login_page).post(login))
         // Guessing the token through the form costs what guessing it through the API does.
-        .route_layer(from_fn_with_state(state, crate::rate_limit_middleware::api_limit));
+        .route_layer(from_fn_with_state(
+            state,
+            crate::rate_limit_middleware::api_limit,
+        ));
     Router::new()
         .merge(pages)
         .merge(login)

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use orchestrator_codegen::handlers::register_handlers;
 use orchestrator_codegen::{
     CodegenClient, GitHubAppConfig, GitHubClient, GitHubConfig, HandlerConfig, Secret,
-    register_handlers,
 };
 use orchestrator_core::clock::{Clock, ManualClock};
 use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};

@@ -19,8 +19,8 @@ use orchestrator_core::store::recovery::{
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::sql_store::both;
 use crate::error::corrupt;
+use crate::sql_store::both;
 
 /// The columns every run read returns.
 macro_rules! run_columns {

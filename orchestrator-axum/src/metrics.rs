@@ -116,6 +116,17 @@ impl Metrics {
         let r = &registry;
         let (http_connections_active, http_connection_timeouts_total, http_buffered_body_bytes) =
             http_metrics(r)?;
+        let (
+            webhook_deliveries_recovered_total,
+            webhook_recovery_runs_total,
+            webhook_recovery_last_success_timestamp_seconds,
+        ) = recovery_metrics(r)?;
+        let (
+            github_api_requests_total,
+            github_api_rate_limit_remaining,
+            codegen_agent_tasks_total,
+            github_reports_total,
+        ) = client_metrics(r)?;
         Ok(Self {
             webhook_events_total: counter(
                 r,
@@ -178,29 +189,10 @@ impl Metrics {
                 "database_connections_active",
                 "Database connections in use",
             )?,
-            github_api_requests_total: counter(
-                r,
-                "github_api_requests_total",
-                "GitHub API requests, by endpoint and HTTP status (0: no response)",
-                &["endpoint", "status"],
-            )?,
-            github_api_rate_limit_remaining: gauge(
-                r,
-                "github_api_rate_limit_remaining",
-                "GitHub API requests left in the current window",
-            )?,
-            codegen_agent_tasks_total: counter(
-                r,
-                "codegen_agent_tasks_total",
-                "Coding-agent runs by outcome",
-                &["outcome"],
-            )?,
-            github_reports_total: counter(
-                r,
-                "github_reports_total",
-                "Reports sent to GitHub (check runs, statuses, comments) by kind and outcome",
-                &["kind", "outcome"],
-            )?,
+            github_api_requests_total,
+            github_api_rate_limit_remaining,
+            codegen_agent_tasks_total,
+            github_reports_total,
             circuit_breaker_state: gauge_vec(
                 r,
                 "circuit_breaker_state",
@@ -217,23 +209,9 @@ impl Metrics {
             http_connections_active,
             http_connection_timeouts_total,
             http_buffered_body_bytes,
-            webhook_deliveries_recovered_total: counter(
-                r,
-                "webhook_deliveries_recovered_total",
-                "Missing deliveries recovered from GitHub's delivery log, by mode (fetch, redeliver)",
-                &["mode"],
-            )?,
-            webhook_recovery_runs_total: counter(
-                r,
-                "webhook_recovery_runs_total",
-                "Recovery runs ended, by status (succeeded, failed, interrupted)",
-                &["status"],
-            )?,
-            webhook_recovery_last_success_timestamp_seconds: gauge(
-                r,
-                "webhook_recovery_last_success_timestamp_seconds",
-                "When the last recovery run succeeded (Unix seconds; 0: none since start)",
-            )?,
+            webhook_deliveries_recovered_total,
+            webhook_recovery_runs_total,
+            webhook_recovery_last_success_timestamp_seconds,
             registry,
         })
     }
@@ -303,6 +281,60 @@ impl Metrics {
 
 /// The HTTP server's metrics: open connections, connections closed by a timeout, buffered body
 /// bytes.
+/// The metrics of the outbound clients (GitHub, Codegen) and of reporting to GitHub.
+fn client_metrics(
+    r: &Registry,
+) -> prometheus::Result<(IntCounterVec, IntGauge, IntCounterVec, IntCounterVec)> {
+    Ok((
+        counter(
+            r,
+            "github_api_requests_total",
+            "GitHub API requests, by endpoint and HTTP status (0: no response)",
+            &["endpoint", "status"],
+        )?,
+        gauge(
+            r,
+            "github_api_rate_limit_remaining",
+            "GitHub API requests left in the current window",
+        )?,
+        counter(
+            r,
+            "codegen_agent_tasks_total",
+            "Coding-agent runs by outcome",
+            &["outcome"],
+        )?,
+        counter(
+            r,
+            "github_reports_total",
+            "Reports sent to GitHub (check runs, statuses, comments) by kind and outcome",
+            &["kind", "outcome"],
+        )?,
+    ))
+}
+
+/// The metrics of recovery from GitHub's delivery log.
+fn recovery_metrics(r: &Registry) -> prometheus::Result<(IntCounterVec, IntCounterVec, IntGauge)> {
+    Ok((
+        counter(
+            r,
+            "webhook_deliveries_recovered_total",
+            "Missing deliveries recovered from GitHub's delivery log, by mode (fetch, redeliver)",
+            &["mode"],
+        )?,
+        counter(
+            r,
+            "webhook_recovery_runs_total",
+            "Recovery runs ended, by status (succeeded, failed, interrupted)",
+            &["status"],
+        )?,
+        gauge(
+            r,
+            "webhook_recovery_last_success_timestamp_seconds",
+            "When the last recovery run succeeded (Unix seconds; 0: none since start)",
+        )?,
+    ))
+}
+
 fn http_metrics(r: &Registry) -> prometheus::Result<(IntGauge, IntCounterVec, IntGauge)> {
     Ok((
         gauge(

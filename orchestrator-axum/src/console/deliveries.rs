@@ -64,6 +64,9 @@ pub(crate) async fn list(
         page.render(html! {
             h1 { "Deliveries" }
             (filter_form(&params))
+            @if let Some(bulk) = params.bulk_reprocess_link().filter(|_| error.is_none()) {
+                p.bulk { a href={ "/ui/operations/reprocess?" (bulk) } { "Bulk reprocess the deliveries of this filter…" } }
+            }
             p.tools {
                 @if live {
                     a href={ "/ui/deliveries?" (params.link(None, false)) } { "Stop live tail" }

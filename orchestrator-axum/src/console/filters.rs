@@ -157,6 +157,27 @@ impl DeliveryParams {
     }
 }
 
+impl DeliveryParams {
+    /// The query string of a bulk reprocess of these filters (`None`: none it applies is set,
+    /// or one it cannot apply, `processed` or the GUID, is).
+    pub(crate) fn bulk_reprocess_link(&self) -> Option<String> {
+        if set(&self.processed).is_some() || set(&self.delivery).is_some() {
+            return None;
+        }
+        let pairs: Vec<(&str, &str)> = [
+            ("event_type", &self.event_type),
+            ("action", &self.action),
+            ("repository", &self.repository),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| set(value).map(|v| (name, v)))
+        .collect();
+        (!pairs.is_empty()).then(|| encode(&pairs))
+    }
+}
+
 impl TaskParams {
     /// The store query of these filters (one row more than shown).
     pub(crate) fn query(&self) -> Result<TaskQuery, ApiError> {

@@ -112,6 +112,10 @@ pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
             "/ui/operations/retry",
             get(operations::retry_preview).post(operations::retry_start),
         )
+        .route(
+            "/ui/operations/reprocess",
+            get(operations::reprocess_preview).post(operations::reprocess_start),
+        )
         .route("/ui/operations/{id}", get(operations::detail))
         .route("/ui/operations/{id}/cancel", post(operations::cancel))
         .route_layer(from_fn_with_state(console.clone(), session::require));

@@ -1,5 +1,6 @@
-//! Bulk operations in the console: retry the tasks of the tasks list's current filter (a dry-run
-//! preview with the count and a sample, then a confirmed start), the operations list, and one
+//! Bulk operations in the console: retry the tasks of the tasks list's current filter, or
+//! reprocess the deliveries of the deliveries list's (a dry-run preview with the count and a
+//! sample, then a confirmed start), the operations list, and one
 //! operation's progress (refreshing itself while it runs) with its Cancel action. Every action
 //! calls the `/api/v1` handlers of [`crate::routes::operations`].
 
@@ -11,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::filters::set;
+use super::filters::{DeliveryParams, set};
 use super::layout::{Nav, Page, action_form, badge, opt_time, respond, time};
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
@@ -68,6 +69,159 @@ impl RetryFilter {
     }
 }
 
+/// The deliveries filter a bulk reprocess applies (the deliveries list's own fields), `force`
+/// and the CSRF token.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ReprocessFilter {
+    #[serde(default)]
+    csrf: String,
+    event_type: Option<String>,
+    action: Option<String>,
+    repository: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    force: Option<String>,
+}
+
+impl ReprocessFilter {
+    /// The API's request body (`ReprocessFilterDto`); times as the deliveries list reads them.
+    fn body(&self, dry_run: bool) -> Result<Vec<u8>, ApiError> {
+        let query = DeliveryParams {
+            event_type: self.event_type.clone(),
+            action: self.action.clone(),
+            repository: self.repository.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            ..DeliveryParams::default()
+        }
+        .query()?;
+        let mut body = json!({
+            "dry_run": dry_run,
+            "force": set(&self.force).is_some(),
+        });
+        for (name, value) in [
+            ("event_type", query.event_type),
+            ("action", query.action),
+            ("repository", query.repository),
+        ] {
+            if let Some(v) = value {
+                body[name] = json!(v);
+            }
+        }
+        if let Some(t) = query.since {
+            body["created_after"] = json!(t);
+        }
+        if let Some(t) = query.until {
+            body["created_before"] = json!(t);
+        }
+        serde_json::to_vec(&body).map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    fn hidden(&self) -> Markup {
+        html! {
+            @for (name, value) in [("event_type", &self.event_type), ("action", &self.action),
+                ("repository", &self.repository), ("since", &self.since), ("until", &self.until)] {
+                @if let Some(v) = set(value) { input type="hidden" name=(name) value=(v); }
+            }
+        }
+    }
+}
+
+/// Runs the API's bulk reprocess with this filter; its JSON answer.
+async fn run_reprocess(
+    console: &Console,
+    filter: &ReprocessFilter,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let body = filter.body(dry_run)?;
+    let resp = api::reprocess(State(console.app.clone()), body.into()).await?;
+    json_of(resp).await
+}
+
+async fn json_of(resp: Response) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::Unavailable)
+}
+
+/// `GET /ui/operations/reprocess?<deliveries filter>`: the dry run, then the confirmed start.
+pub(crate) async fn reprocess_preview(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    Extension(flash): Extension<Option<Flash>>,
+    Query(filter): Query<ReprocessFilter>,
+) -> Result<Response, PageError> {
+    let preview = run_reprocess(&console, &filter, true).await?;
+    let matched = preview["matched"].as_u64().unwrap_or(0);
+    let sample: Vec<i64> = preview["event_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    Ok(respond(
+        StatusCode::OK,
+        page("Bulk reprocess", &session, flash.as_ref(), None).render(html! {
+            p.crumbs { a href="/ui/deliveries" { "Deliveries" } " / bulk reprocess" }
+            h1 { "Bulk reprocess: preview" }
+            p.preview { strong { (matched) } " deliveries match this filter." }
+            @if !sample.is_empty() {
+                p { "A sample:" }
+                ul.sample { @for id in &sample { li { a href={ "/ui/deliveries/" (id) } { "delivery " (id) } } } }
+            }
+            @if matched > 0 {
+                (action_form(&session, "/ui/operations/reprocess",
+                    &format!("Reprocess {matched} deliveries? Their tasks are derived again in the background."),
+                    "Reprocess them", html! {
+                        (filter.hidden())
+                        label { input type="checkbox" name="force" value="1"; " force (also when a Codegen run exists for the head SHA)" }
+                        " "
+                    }))
+            }
+        }),
+    ))
+}
+
+/// `POST /ui/operations/reprocess`: starts the bulk reprocess, then shows the operation.
+pub(crate) async fn reprocess_start(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Form(filter): Form<ReprocessFilter>,
+) -> Response {
+    let form = ActionForm {
+        csrf: filter.csrf.clone(),
+        force: None,
+    };
+    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+        return refused;
+    }
+    started(
+        &headers,
+        run_reprocess(&console, &filter, false).await,
+        "/ui/deliveries",
+        "deliveries to reprocess",
+    )
+}
+
+/// The redirect after starting an operation: to its page, or back with the API's error.
+fn started(
+    headers: &HeaderMap,
+    result: Result<Value, ApiError>,
+    back: &str,
+    what: &str,
+) -> Response {
+    match result {
+        Ok(op) => {
+            let id = op["operation_id"].as_str().unwrap_or_default().to_owned();
+            let matched = op["matched"].as_u64().unwrap_or(0);
+            outcome(headers, &format!("/ui/operations/{id}"), Ok(()), |()| {
+                format!("operation {id} started: {matched} {what}")
+            })
+        }
+        Err(err) => outcome::<()>(headers, back, Err(err), |()| String::new()),
+    }
+}
+
 /// Runs the API's bulk retry with this filter; its JSON answer.
 async fn run_retry(
     console: &Console,
@@ -76,10 +230,7 @@ async fn run_retry(
 ) -> Result<Value, ApiError> {
     let body = filter.body(dry_run)?;
     let resp = api::retry(State(console.app.clone()), body.into()).await?;
-    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::Unavailable)
+    json_of(resp).await
 }
 
 fn page<'a>(
@@ -143,16 +294,12 @@ pub(crate) async fn retry_start(
     if let Some(refused) = csrf_refusal(&console, &session, &form) {
         return refused;
     }
-    match run_retry(&console, &filter, false).await {
-        Ok(op) => {
-            let id = op["operation_id"].as_str().unwrap_or_default().to_owned();
-            let matched = op["matched"].as_u64().unwrap_or(0);
-            outcome(&headers, &format!("/ui/operations/{id}"), Ok(()), |()| {
-                format!("operation {id} started: {matched} tasks to retry")
-            })
-        }
-        Err(err) => outcome::<()>(&headers, "/ui/tasks", Err(err), |()| String::new()),
-    }
+    started(
+        &headers,
+        run_retry(&console, &filter, false).await,
+        "/ui/tasks",
+        "tasks to retry",
+    )
 }
 
 /// `GET /ui/operations`: the newest operations.

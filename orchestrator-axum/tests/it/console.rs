@@ -564,6 +564,63 @@ async fn a_delivery_says_it_was_received_from_github() {
 }
 
 #[tokio::test]
+async fn bulk_reprocess_previews_the_deliveries_filter_then_starts_an_operation() {
+    let console = Console::new();
+    let accepted = console.api.accept("pull_request", &pr_opened()).await;
+    let event = accepted["result"]["event_id"].as_i64().unwrap();
+    let cookie = console.session().await;
+    let (_, _, list) = console
+        .page(&cookie, "/ui/deliveries?event_type=pull_request&processed=")
+        .await;
+    assert!(
+        list.contains("/ui/operations/reprocess?event_type=pull_request"),
+        "{list}"
+    );
+    let (_, _, list) = console
+        .page(
+            &cookie,
+            "/ui/deliveries?event_type=pull_request&processed=no",
+        )
+        .await;
+    assert!(
+        !list.contains("/ui/operations/reprocess"),
+        "the API has no processed filter"
+    );
+
+    let (status, _, preview) = console
+        .page(
+            &cookie,
+            "/ui/operations/reprocess?event_type=pull_request&since=2000-01-01T00:00",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(
+        preview.contains("<strong>1</strong> deliveries match"),
+        "{preview}"
+    );
+    assert!(
+        preview.contains(&format!("/ui/deliveries/{event}")),
+        "{preview}"
+    );
+    let (_, ops) = console.api.get("/api/v1/operations").await;
+    assert_eq!(ops, json!([]), "a dry run stores nothing");
+
+    let form = format!(
+        "csrf={}&event_type=pull_request&since=2000-01-01T00%3A00",
+        csrf(&preview)
+    );
+    let resp = console
+        .post(&cookie, "/ui/operations/reprocess", &form)
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, ops) = console.api.get("/api/v1/operations").await;
+    assert_eq!(ops[0]["kind"], "reprocess_events");
+    assert_eq!(ops[0]["matched"], 1);
+    assert_eq!(ops[0]["force"], false);
+    assert_eq!(ops[0]["filter"]["event_type"], "pull_request");
+}
+
+#[tokio::test]
 async fn sign_out_ends_the_session() {
     let console = Console::new();
     let cookie = console.session().await;

@@ -1,5 +1,5 @@
-//! The operator console at `/ui` (cargo feature `console`): deliveries, tasks, an overview and
-//! the operator actions, as server-rendered HTML.
+//! The operator console at `/ui` (cargo feature `console`): deliveries, tasks, an overview,
+//! bulk operations, pauses, recovery runs and the operator actions, as server-rendered HTML.
 //!
 //! Mount it beside the API with one call:
 //!
@@ -26,6 +26,8 @@
 //! - `session.rs`: sign-in, the signed session cookie, CSRF, flash messages.
 //! - `layout.rs`: the page chrome and helpers.
 //! - `deliveries.rs`, `tasks.rs`, `overview.rs`: the screens and their actions.
+//! - `operations.rs` (bulk retry / reprocess, operations), `pauses.rs`, `recovery.rs`: the
+//!   operator screens of the bulk, pause and recovery routes.
 //! - `assets.rs` (+ `assets/`): the stylesheet and the script.
 
 mod assets;

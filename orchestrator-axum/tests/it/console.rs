@@ -621,6 +621,30 @@ async fn bulk_reprocess_previews_the_deliveries_filter_then_starts_an_operation(
 }
 
 #[tokio::test]
+async fn a_recovered_delivery_says_it_came_from_the_delivery_log() {
+    let console = Console::new();
+    crate::recovery::push_missing(&console.api, "lost-ui");
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, "/ui/recovery").await;
+    let resp = console
+        .post(&cookie, "/ui/recovery", &format!("csrf={}", csrf(&html)))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, runs) = console.api.get("/api/v1/admin/recover").await;
+    let run = crate::recovery::ended(&console.api, runs[0]["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["recovered"], 1, "{run}");
+    let (_, events) = console.api.get("/api/v1/webhooks/events").await;
+    let id = events[0]["id"].as_i64().unwrap();
+    let (_, _, html) = console.page(&cookie, &format!("/ui/deliveries/{id}")).await;
+    assert!(
+        html.contains("recovered from GitHub's delivery log by a"),
+        "{html}"
+    );
+    let (_, _, html) = console.page(&cookie, "/ui/recovery").await;
+    assert!(html.contains("succeeded"), "{html}");
+}
+
+#[tokio::test]
 async fn sign_out_ends_the_session() {
     let console = Console::new();
     let cookie = console.session().await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::utils::*;
 
-fn push_missing(app: &TestApp, guid: &str) {
+pub(crate) fn push_missing(app: &TestApp, guid: &str) {
     let hook: HookRef = "repo:octo/repo:42".parse().unwrap();
     let payload: Value = serde_json::from_slice(&pr_opened()).unwrap();
     let summary = DeliverySummary {
@@ -47,7 +47,7 @@ async fn start(app: &TestApp, body: Value) -> (StatusCode, Value) {
 }
 
 /// The run once it ended (the route runs it in the background).
-async fn ended(app: &TestApp, run_id: &str) -> Value {
+pub(crate) async fn ended(app: &TestApp, run_id: &str) -> Value {
     for _ in 0..200 {
         let (status, run) = app.get(&format!("/api/v1/admin/recover/{run_id}")).await;
         assert_eq!(status, StatusCode::OK);

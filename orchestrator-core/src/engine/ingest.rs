@@ -151,7 +151,7 @@ impl Ingestor {
     }
 
     /// Supersedes stale pull-request work in `store` right after each delivery is committed
-    /// (see [`supersede`](super::supersede)); `config.enabled = false` turns it off.
+    /// (see [`SupersedeConfig`]); `config.enabled = false` turns it off.
     pub fn with_supersede(
         mut self,
         store: Arc<dyn crate::store::cancel::CancelStore>,

@@ -1,7 +1,7 @@
 //! Redis (queue, replay guard, rate limiter) unreachable for 10 s under steady traffic, with an
 //! API process dying in the middle of it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::postgres::target;
 use super::sleep_until;
@@ -88,6 +88,19 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
     let tasks = wait_finished(&standby, &prs, Duration::from_secs(60)).await;
     assert_ran_once(&standby, &tasks, &prs, &github, &codegen).await;
 
+    // The standby asks the shared limiter again at its next delivery once its Redis connection
+    // is back (a reconnection backoff of up to 5 s, longer on a loaded machine): deliver until
+    // it says so, for at most 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while !standby.logs().contains("shared rate limiter answers again") && Instant::now() < deadline
+    {
+        n += 1;
+        let id = format!("redis-back-{n}");
+        standby.post_delivery("ping", &id, &ping, None).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // Each fallback said so in the log of the process that fell back; the crashed process's
     // tasks came back through the worker's sweeper.
     let expected = [
@@ -98,7 +111,9 @@ async fn redis_unreachable_keeps_receiving_and_every_task_runs_once_after_it_ret
             "publishing tasks failed; the sweeper will publish them",
         ),
         (&standby, "shared rate limiter answers again"),
-        (&worker, "re-published stale runnable tasks"),
+        // The worker's sweeper ("re-published stale runnable tasks") or its empty-stream check
+        // ("... re-published the store's runnable tasks"), whichever notices first.
+        (&worker, "re-published"),
     ];
     for (server, line) in expected {
         let logs = server.logs();

@@ -127,6 +127,7 @@ impl Metrics {
             codegen_agent_tasks_total,
             github_reports_total,
         ) = client_metrics(r)?;
+        let (celery_queue_size, task_queue_size, database_connections_active) = queue_metrics(r)?;
         Ok(Self {
             webhook_events_total: counter(
                 r,
@@ -172,23 +173,9 @@ impl Metrics {
                 "Task retries scheduled",
                 &["task_type"],
             )?,
-            celery_queue_size: gauge_vec(
-                r,
-                "celery_queue_size",
-                "Tasks waiting in the queue (ready and scheduled), by queue backend",
-                &["queue"],
-            )?,
-            task_queue_size: gauge_vec(
-                r,
-                "task_queue_size",
-                "Tasks in the queue by state (ready, scheduled, running, dead_letter)",
-                &["state"],
-            )?,
-            database_connections_active: gauge(
-                r,
-                "database_connections_active",
-                "Database connections in use",
-            )?,
+            celery_queue_size,
+            task_queue_size,
+            database_connections_active,
             github_api_requests_total,
             github_api_rate_limit_remaining,
             codegen_agent_tasks_total,
@@ -281,6 +268,29 @@ impl Metrics {
 
 /// The HTTP server's metrics: open connections, connections closed by a timeout, buffered body
 /// bytes.
+/// The gauges of the queue and the database pool.
+fn queue_metrics(r: &Registry) -> prometheus::Result<(IntGaugeVec, IntGaugeVec, IntGauge)> {
+    Ok((
+        gauge_vec(
+            r,
+            "celery_queue_size",
+            "Tasks waiting in the queue (ready and scheduled), by queue backend",
+            &["queue"],
+        )?,
+        gauge_vec(
+            r,
+            "task_queue_size",
+            "Tasks in the queue by state (ready, scheduled, running, dead_letter)",
+            &["state"],
+        )?,
+        gauge(
+            r,
+            "database_connections_active",
+            "Database connections in use",
+        )?,
+    ))
+}
+
 /// The metrics of the outbound clients (GitHub, Codegen) and of reporting to GitHub.
 fn client_metrics(
     r: &Registry,

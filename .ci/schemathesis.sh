@@ -54,10 +54,17 @@ for f in pull_request/opened.payload.json push/payload.json ping/payload.json; d
 done
 
 status=0
+# Left out, and said so in the issue notes: the bulk routes (tasks/retry, events/reprocess) refuse
+# cross-field combinations the document cannot express (an inverted or empty time range; `all`
+# with criteria), and the pause/resume/recover bodies are validated further than their schema
+# says yet (repository and hook syntax, `null` bodies); the orchestrator-axum tests check their
+# 400s. DELETE of an operation cancels it (it stays readable), so use_after_free does not apply.
 # From the temporary directory: Schemathesis keeps a cache (.schemathesis/) in its working directory.
 (cd "$WORK" && "$ST" run "http://$BIND_ADDR/api/v1/openapi.json" \
   --header "Authorization: Bearer $ADMIN_TOKEN" \
   --checks all \
+  --exclude-checks use_after_free \
+  --exclude-path-regex '^/api/v1/(admin/(pause|resume|recover)|tasks/retry|webhooks/events/reprocess)$' \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" \
   --seed "${SCHEMATHESIS_SEED:-20261201}" \

@@ -40,8 +40,10 @@ pub struct RetryFilterDto {
     /// Created before (RFC 3339); must be after `created_after`.
     pub created_before: Option<DateTime<Utc>>,
     /// Every retryable task (only without criteria).
+    #[schema(nullable = false)]
     pub all: Option<bool>,
     /// Only count and sample the matching tasks; change nothing.
+    #[schema(nullable = false)]
     pub dry_run: Option<bool>,
 }
 
@@ -69,10 +71,13 @@ pub struct ReprocessFilterDto {
     /// Received before (RFC 3339); must be after `created_after`.
     pub created_before: Option<DateTime<Utc>>,
     /// Every event (only without criteria).
+    #[schema(nullable = false)]
     pub all: Option<bool>,
     /// Only count and sample the matching events; change nothing.
+    #[schema(nullable = false)]
     pub dry_run: Option<bool>,
     /// The new tasks may create an agent run for a head SHA that already has one.
+    #[schema(nullable = false)]
     pub force: Option<bool>,
 }
 

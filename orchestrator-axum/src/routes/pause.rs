@@ -26,8 +26,10 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct PauseRequest {
     /// Only the tasks of this `owner/name`.
+    #[schema(nullable = false)]
     pub(crate) repository: Option<String>,
     /// Only the tasks of this type.
+    #[schema(nullable = false, pattern = "^[a-z0-9_.-]{1,64}$")]
     pub(crate) task_type: Option<String>,
 }
 
@@ -125,7 +127,7 @@ fn scope(body: &Bytes, known: &[TaskType]) -> Result<PauseScope, ApiError> {
     path = "/api/v1/admin/pause",
     operation_id = "pause",
     tag = "admin",
-    request_body(content = PauseRequest, content_type = "application/json"),
+    request_body(content = Option<PauseRequest>, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = PauseDto),
@@ -151,7 +153,7 @@ pub(crate) async fn pause(
     path = "/api/v1/admin/resume",
     operation_id = "resume",
     tag = "admin",
-    request_body(content = PauseRequest, content_type = "application/json"),
+    request_body(content = Option<PauseRequest>, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ResumeResponse),

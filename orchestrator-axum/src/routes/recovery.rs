@@ -27,14 +27,19 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecoverRequest {
     /// Start of the window (RFC 3339); default: the maximum look-back.
+    #[schema(nullable = false, format = DateTime)]
     pub(crate) since: Option<String>,
     /// End of the window (RFC 3339); default: now.
+    #[schema(nullable = false, format = DateTime)]
     pub(crate) until: Option<String>,
     /// Hooks: `app`, `repo:OWNER/NAME:HOOK_ID`, `org:ORG:HOOK_ID`; default: the configured ones.
+    #[schema(nullable = false)]
     pub(crate) hooks: Option<Vec<String>>,
     /// `fetch` (default) or `redeliver`.
+    #[schema(nullable = false, pattern = "^(fetch|redeliver)$")]
     pub(crate) mode: Option<String>,
     /// List the missing deliveries, change nothing.
+    #[schema(nullable = false)]
     pub(crate) dry_run: Option<bool>,
 }
 

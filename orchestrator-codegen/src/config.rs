@@ -160,6 +160,12 @@ pub struct HandlerConfig {
     /// MAX_ITERATIONS_REACHED, OUT_OF_TOKENS. Such a task is never retried automatically (each
     /// run costs); a manual retry asks for one new run.
     pub run_failure_statuses: Vec<String>,
+    /// Repositories (`owner/name`, compared case-insensitively; `*`: every repository) whose
+    /// failed-check analyses start no Codegen run on their own (`CODEGEN_MANUAL_FIX_REPOS`):
+    /// the analysis ends with `codegen_on_request: true`, its check asks for a person
+    /// (`action_required` with the "Ask Codegen to fix" button), and pressing it starts the run.
+    /// Empty by default (every run is automatic); pull-request analyses are not affected.
+    pub manual_fix_repos: Vec<String>,
 }
 
 /// The agent run statuses that fail a `codegen_trigger` task by default.
@@ -223,6 +229,7 @@ impl Default for HandlerConfig {
             reconcile_grace: Duration::from_secs(60),
             reconcile_max_wait: Duration::from_secs(60 * 60),
             run_failure_statuses: strings(DEFAULT_RUN_FAILURE_STATUSES),
+            manual_fix_repos: Vec::new(),
         }
     }
 }
@@ -239,6 +246,14 @@ impl HandlerConfig {
 }
 
 impl HandlerConfig {
+    /// Whether failed-check analyses of `repository` (`owner/name`) wait for a person's "Ask
+    /// Codegen to fix" instead of starting a run ([`manual_fix_repos`](Self::manual_fix_repos)).
+    pub fn fixes_on_request(&self, repository: Option<&str>) -> bool {
+        self.manual_fix_repos
+            .iter()
+            .any(|r| r == "*" || repository.is_some_and(|repo| r.eq_ignore_ascii_case(repo.trim())))
+    }
+
     /// Whether an agent run status is one of `run_failure_statuses` (case-insensitive).
     pub fn is_run_failure(&self, status: Option<&str>) -> bool {
         status.is_some_and(|s| {

@@ -121,6 +121,11 @@ const VARIABLES: &[&str] = &[
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
     "REPORT_PR_COMMENT",
+    "REPORT_INTERVAL_SECONDS",
+    "REPORT_RETRY_INITIAL_SECONDS",
+    "REPORT_RETRY_MAX_SECONDS",
+    "REPORT_RETRY_MAX_TRIES",
+    "CODEGEN_MANUAL_FIX_REPOS",
     "SUPERSEDE_ENABLED",
     "SUPERSEDE_RUNNING",
 ];
@@ -169,7 +174,7 @@ pub struct Config {
     /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
     /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
     pub codegen: CodegenConfig,
-    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`.
+    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`, `CODEGEN_MANUAL_FIX_REPOS`.
     pub handlers: HandlerConfig,
     /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
     pub retry: RetryPolicy,
@@ -190,8 +195,9 @@ pub struct Config {
     /// `GITHUB_RECOVERY_HOOKS`, `GITHUB_RECOVERY_INTERVAL_SECONDS` (zero turns the schedule
     /// off), `GITHUB_RECOVERY_MAX_LOOKBACK_HOURS`: reconciling with GitHub's delivery log.
     pub recovery: orchestrator_core::recovery::RecoveryConfig,
-    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
-    /// [`Config::report_mode`]).
+    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`, `REPORT_INTERVAL_SECONDS`,
+    /// `REPORT_RETRY_INITIAL_SECONDS`, `REPORT_RETRY_MAX_SECONDS`, `REPORT_RETRY_MAX_TRIES`: the
+    /// reporter's settings (its `mode` is [`Config::report_mode`]).
     pub report: orchestrator_core::report::ReportConfig,
     /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
     pub report_to: Option<orchestrator_core::report::ReportMode>,

@@ -33,6 +33,7 @@ use orchestrator_core::error::TaskError;
 use orchestrator_core::github::{CheckRun, GitHubApi};
 use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext};
 use orchestrator_core::observe::Observer;
+use orchestrator_core::report::view::CODEGEN_ON_REQUEST;
 use orchestrator_core::store::agent_run::{AgentRunStore, FORCE_CONFIG_KEY, is_forced};
 use orchestrator_core::task::{TaskSpec, TaskType};
 use serde::{Deserialize, Serialize};
@@ -143,13 +144,27 @@ pub fn register_handlers(
     );
 }
 
-/// A finished analysis: its output, plus a `codegen_trigger` follow-up when asked.
+/// A finished analysis: its output, plus a `codegen_trigger` follow-up when asked. A failed
+/// check's analysis in a repository where such runs are started by hand
+/// ([`HandlerConfig::fixes_on_request`]) asks for none: its output says
+/// [`CODEGEN_ON_REQUEST`], and its check's "Ask Codegen to fix" button starts the run.
 pub(crate) fn analysis_outcome(
     ctx: &TaskContext,
     config: &HandlerConfig,
-    output: Value,
-    trigger: Option<CodegenTriggerInput>,
+    mut output: Value,
+    mut trigger: Option<CodegenTriggerInput>,
 ) -> Result<HandlerOutcome, TaskError> {
+    let task_type = &ctx.task.task_type;
+    let check_analysis = *task_type == TaskType::CHECK_FAILURE_ANALYSIS
+        || *task_type == TaskType::CHECK_SUITE_FAILURE_ANALYSIS;
+    if trigger.is_some()
+        && check_analysis
+        && config.fixes_on_request(ctx.task.repository.as_deref())
+        && let Some(fields) = output.as_object_mut()
+    {
+        fields.insert(CODEGEN_ON_REQUEST.to_owned(), Value::Bool(true));
+        trigger = None;
+    }
     let followups = match trigger {
         None => Vec::new(),
         Some(input) => {

@@ -79,6 +79,7 @@ on_both! {
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
+    reports::cleanup_removes_the_records_of_removed_tasks(2),
     recovery::runs_round_trip_with_cursor_and_counters(2),
     recovery::known_deliveries_answers_a_whole_page_at_once(2),
     recovery::hooks_are_learned_from_stored_headers(2),
@@ -232,6 +233,11 @@ mod ledger {
     async fn one_reporter_holds_the_lease_and_records_are_kept_in_memory() {
         crate::reports::one_reporter_holds_the_lease_and_records_are_kept(&MemoryStore::new())
             .await;
+    }
+
+    #[tokio::test]
+    async fn cleanup_removes_the_records_of_removed_tasks_in_memory() {
+        crate::reports::cleanup_removes_the_records_of_removed_tasks(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -252,8 +252,8 @@ impl OrchestratorBuilder {
             observer.clone(),
             queue.redis.as_ref(),
         )
-        // Stale pull-request work is superseded right after each delivery is committed.
-        .with_supersede(stores.cancel.clone(), config.supersede);
+        // Stale pull-request work is superseded in the same commit as each delivery.
+        .with_supersede(config.supersede);
         let mut components = Components {
             config,
             role: self.role,

@@ -73,6 +73,7 @@ on_both! {
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
     cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
+    cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(2),
     run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     pause::paused_tasks_wait_and_a_resume_hands_them_back(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
@@ -201,6 +202,15 @@ mod ledger {
     #[tokio::test]
     async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads_in_memory() {
         crate::cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(
+            &MemoryStore::new(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate_in_memory()
+    {
+        crate::cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(
             &MemoryStore::new(),
         )
         .await;

@@ -553,11 +553,10 @@ fn the_reporter_pace_and_manual_fix_repositories_are_read_and_checked() {
     .unwrap();
     assert!(all.handlers.fixes_on_request(Some("any/repo")));
     // Only a check run has the button: with statuses (or nothing reported) nobody could ask.
-    for env in [
+    for mut env in [
         vec![secret, token],
         vec![secret, app, key, ("REPORT_TO_GITHUB", "off")],
     ] {
-        let mut env = env;
         env.push(("CODEGEN_MANUAL_FIX_REPOS", "octo/repo"));
         let err = load(Purpose::Serve(Role::All), &env).unwrap_err();
         assert_eq!(variables(&err), ["CODEGEN_MANUAL_FIX_REPOS"], "{env:?}");

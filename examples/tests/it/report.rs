@@ -314,7 +314,10 @@ async fn with_automatic_runs_off_the_ask_codegen_button_starts_exactly_one_run()
     );
     let tasks = server.get("/api/v1/tasks?limit=1000").await;
     let trigger = task_of(&tasks, "codegen_trigger").expect("the button's run task");
-    assert_eq!(trigger["parent_task_id"], analysis, "{tasks:#}");
+    let id = trigger["task_id"].as_str().unwrap();
+    let detail = server.get(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(detail["parent_task_id"], analysis, "{detail:#}");
+    assert_eq!(detail["status"], "completed", "{detail:#}");
     assert!(server.terminate().success(), "{}", server.logs());
     db.drop_db().await;
 }

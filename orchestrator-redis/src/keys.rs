@@ -44,6 +44,12 @@ pub fn rate(prefix: &str, key: &str) -> String {
     format!("{prefix}:rate:{key}")
 }
 
+/// The agent budget's log of one scope (`<prefix>:{agent_budget}:<scope>`, e.g. `global` or
+/// `repo:owner/name`); one hash tag, because one script touches several scopes.
+pub fn agent_budget(prefix: &str, scope: &str) -> String {
+    format!("{prefix}:{{agent_budget}}:{scope}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +64,6 @@ mod tests {
         assert_eq!(keys.reset, "wo:{tasks}:reset");
         assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
         assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
+        assert_eq!(agent_budget("wo", "global"), "wo:{agent_budget}:global");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! What lets many API and worker processes share the work: a task queue on Redis Streams
 //! ([`RedisQueue`], the core's [`TaskQueue`](orchestrator_core::queue::TaskQueue)), a shared
-//! replay guard ([`ReplayGuard`]) and a shared rate limiter ([`RedisRateLimiter`]). The database
+//! replay guard ([`ReplayGuard`]), a shared rate limiter ([`RedisRateLimiter`]) and the shared
+//! agent budget ([`RedisAgentBudget`]). The database
 //! stays the source of truth; Redis carries task ids between processes.
 //!
 //! ## How it uses Redis Streams
@@ -42,9 +43,11 @@
 //! - `queue.rs`: [`RedisQueue`], the stream paired with a task store; `sweeper.rs` re-publishes;
 //!   [`loss`] notices lost queue data and resets.
 //! - `replay_guard.rs` and `rate_limit.rs`: the shared guards for the HTTP layer.
-//! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA).
+//! - `agent_budget.rs`: the agent budget of Codegen run creations, shared by every worker.
+//! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA, agent budget).
 //! - `error.rs`: the crate's error, mapped onto the core's store error kinds.
 
+mod agent_budget;
 mod config;
 mod connection;
 mod dead_letter;
@@ -58,6 +61,7 @@ mod replay_guard;
 mod stream;
 mod sweeper;
 
+pub use agent_budget::RedisAgentBudget;
 pub use config::{QueueConfig, RedisConfig};
 pub use connection::RedisConnection;
 pub use dead_letter::DeadLetter;

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod agent_budget;
 mod agent_runs;
 mod agent_stub;
 mod builder;

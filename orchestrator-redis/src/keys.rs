@@ -44,6 +44,11 @@ pub fn rate(prefix: &str, key: &str) -> String {
     format!("{prefix}:rate:{key}")
 }
 
+/// A named lock's key (`<prefix>:lock:<name>`), see [`RedisLock`](crate::RedisLock).
+pub fn lock(prefix: &str, name: &str) -> String {
+    format!("{prefix}:lock:{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +63,6 @@ mod tests {
         assert_eq!(keys.reset, "wo:{tasks}:reset");
         assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
         assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
+        assert_eq!(lock("wo", "recovery"), "wo:lock:recovery");
     }
 }

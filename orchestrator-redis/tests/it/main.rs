@@ -5,6 +5,7 @@
 mod delivery;
 mod flush;
 mod guards;
+mod lock;
 mod postgres;
 mod queue;
 mod recovery;

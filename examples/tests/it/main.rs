@@ -22,6 +22,7 @@ mod hostile;
 mod operations;
 mod pause;
 mod pull_request;
+mod recovery;
 mod redis_flush;
 mod report;
 mod run_failure;

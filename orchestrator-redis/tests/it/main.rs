@@ -6,6 +6,7 @@ mod budget;
 mod delivery;
 mod flush;
 mod guards;
+mod lock;
 mod postgres;
 mod queue;
 mod recovery;

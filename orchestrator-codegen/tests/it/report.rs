@@ -172,7 +172,7 @@ impl Rig {
             clock.clone(),
         );
         if supersede {
-            ingestor = ingestor.with_supersede(store.clone(), SupersedeConfig::default());
+            ingestor = ingestor.with_supersede(SupersedeConfig::default());
         }
         let worker = Worker::new(
             Arc::new(StoreQueue::new(store.clone())),

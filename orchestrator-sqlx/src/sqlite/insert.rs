@@ -17,8 +17,8 @@ use std::sync::LazyLock;
 
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
-use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 use orchestrator_core::store::supersede::PrUpdateOutcome;
+use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};

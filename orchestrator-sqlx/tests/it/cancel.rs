@@ -392,11 +392,7 @@ pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: C
 
 /// `delivery` with one analysis task at `sha` and, as its update, the supersede of head `sha`
 /// at `secs` (the task is the new work).
-fn head_delivery(
-    delivery: &str,
-    sha: &str,
-    secs: i64,
-) -> (NewDelivery, Uuid) {
+fn head_delivery(delivery: &str, sha: &str, secs: i64) -> (NewDelivery, Uuid) {
     let task = at_sha("pull_request_analysis", sha, None);
     let id = task.task_id;
     let update = PrUpdate::Supersede(request(sha, secs, vec![id], "pull_request_analysis"));
@@ -442,7 +438,10 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
         running: true,
     }));
     let outcome = store.ingest_delivery(again).await.unwrap();
-    assert!(matches!(outcome, IngestOutcome::Duplicate { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, IngestOutcome::Duplicate { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(task_of(store, a).await.status, TaskStatus::Pending);
     assert!(store.get_task(z).await.unwrap().is_none());
 
@@ -472,13 +471,25 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(accepted_updates(&outcomes[0]), &[superseded(vec![a], false)]);
-    assert_eq!(accepted_updates(&outcomes[1]), &[superseded(vec![b], false)]);
-    assert_eq!(accepted_updates(&outcomes[2]), &[superseded(vec![late], true)]);
+    assert_eq!(
+        accepted_updates(&outcomes[0]),
+        &[superseded(vec![a], false)]
+    );
+    assert_eq!(
+        accepted_updates(&outcomes[1]),
+        &[superseded(vec![b], false)]
+    );
+    assert_eq!(
+        accepted_updates(&outcomes[2]),
+        &[superseded(vec![late], true)]
+    );
     assert!(matches!(outcomes[3], IngestOutcome::Duplicate { .. }));
     for (task, by) in [(a, b), (b, c), (late, c)] {
         let t = task_of(store, task).await;
-        assert_eq!((t.status, t.superseded_by), (TaskStatus::Cancelled, Some(by)));
+        assert_eq!(
+            (t.status, t.superseded_by),
+            (TaskStatus::Cancelled, Some(by))
+        );
     }
     assert_eq!(task_of(store, c).await.status, TaskStatus::Pending);
 
@@ -492,7 +503,10 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
     let prepared = store.prepare(&close.event);
     let outcomes = store.ingest_batch(vec![(close, prepared)]).await;
     let outcome = outcomes.into_iter().next().unwrap().unwrap();
-    assert_eq!(accepted_updates(&outcome), &[PrUpdateOutcome::Closed(vec![c])]);
+    assert_eq!(
+        accepted_updates(&outcome),
+        &[PrUpdateOutcome::Closed(vec![c])]
+    );
     let t = task_of(store, c).await;
     assert_eq!(
         (t.status, t.error_message.as_deref()),

@@ -19,7 +19,7 @@ use super::rows::{get, time, us};
 use crate::error::store_error;
 use crate::plan::{parse_status, parse_task_type};
 use crate::supersede::{
-    HEAD, HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT,
+    HEAD, HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT, SETTLED,
 };
 
 fn open_task(row: &SqliteRow) -> Result<OpenTask, StoreError> {
@@ -190,7 +190,9 @@ pub(super) async fn close_on(
 /// Applies a newly accepted delivery's pull-request updates on `conn`, inside its ingest
 /// transaction, each under a savepoint: a failing update is rolled back alone and reported as
 /// [`PrUpdateOutcome::Failed`], the delivery still commits. Only a failure of the savepoint
-/// statements themselves (the transaction is gone) is an error.
+/// statements themselves (the transaction is gone) is an error. A supersede with nothing to do
+/// ([`SETTLED`]: the current head again, nothing open at another SHA) is one read, without a
+/// savepoint (a failed read changes nothing in a SQLite transaction).
 pub(super) async fn apply_pr_updates(
     conn: &mut SqliteConnection,
     updates: &[PrUpdate],
@@ -198,6 +200,20 @@ pub(super) async fn apply_pr_updates(
 ) -> Result<Vec<PrUpdateOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(updates.len());
     for update in updates {
+        if let PrUpdate::Supersede(request) = update {
+            match settled(conn, request).await {
+                Ok(true) => {
+                    outcomes.push(PrUpdateOutcome::Superseded(SupersedeOutcome::default()));
+                    continue;
+                }
+                Ok(false) => {}
+                // Nothing was written: there is nothing to roll back.
+                Err(err) => {
+                    outcomes.push(PrUpdateOutcome::Failed(err.to_string()));
+                    continue;
+                }
+            }
+        }
         run(conn, SAVEPOINT).await?;
         let applied = match update {
             PrUpdate::Supersede(request) => supersede_on(conn, request, now)
@@ -225,6 +241,19 @@ pub(super) async fn apply_pr_updates(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Whether `request` has nothing to do ([`SETTLED`]).
+async fn settled(conn: &mut SqliteConnection, request: &SupersedeRequest) -> Result<bool, StoreError> {
+    let row = sqlx::query(SETTLED)
+        .bind(&request.head.repository)
+        .bind(request.head.pr_number)
+        .bind(&request.head.head_sha)
+        .bind(us(request.head.head_at))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    Ok(row.is_some())
 }
 
 async fn run(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {

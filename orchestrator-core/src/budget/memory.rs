@@ -15,11 +15,14 @@ use crate::error::StoreError;
 
 const GLOBAL: &str = "global";
 
+/// Granted creations of one scope: when, and for which task.
+type ScopeLog = Vec<(DateTime<Utc>, Uuid)>;
+
 /// An in-process [`AgentBudget`]: one log of granted creations per scope, behind a mutex.
 #[derive(Debug)]
 pub struct MemoryAgentBudget {
     config: AgentBudgetConfig,
-    logs: Mutex<HashMap<String, Vec<(DateTime<Utc>, Uuid)>>>,
+    logs: Mutex<HashMap<String, ScopeLog>>,
 }
 
 impl MemoryAgentBudget {

@@ -244,7 +244,10 @@ pub(super) async fn apply_pr_updates(
 }
 
 /// Whether `request` has nothing to do ([`SETTLED`]).
-async fn settled(conn: &mut SqliteConnection, request: &SupersedeRequest) -> Result<bool, StoreError> {
+async fn settled(
+    conn: &mut SqliteConnection,
+    request: &SupersedeRequest,
+) -> Result<bool, StoreError> {
     let row = sqlx::query(SETTLED)
         .bind(&request.head.repository)
         .bind(request.head.pr_number)

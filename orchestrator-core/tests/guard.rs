@@ -21,7 +21,8 @@ use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{
-    EventFilter, EventStore, IngestOutcome, NewDelivery, Page, ReprocessOutcome, TaskFilter, TaskStore,
+    EventFilter, EventStore, IngestOutcome, NewDelivery, Page, ReprocessOutcome, TaskFilter,
+    TaskStore,
 };
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 

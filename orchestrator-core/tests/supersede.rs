@@ -79,7 +79,10 @@ impl Harness {
     async fn deliver(&self, delivery: &str, body: Bytes) -> Receipt {
         let mut headers = HeaderMap::new();
         headers.insert("x-github-event", HeaderValue::from_static("pull_request"));
-        headers.insert("x-github-delivery", HeaderValue::from_str(delivery).unwrap());
+        headers.insert(
+            "x-github-delivery",
+            HeaderValue::from_str(delivery).unwrap(),
+        );
         let signature = SignatureVerifier::new([WebhookSecret::new(SECRET)])
             .sign(&body)
             .unwrap();
@@ -109,23 +112,33 @@ fn one(receipt: &Receipt) -> Uuid {
 async fn a_newer_head_supersedes_in_its_own_commit_and_a_redelivery_supersedes_nothing() {
     let h = harness(Some(SupersedeConfig::default()));
     let (a, b) = ("a".repeat(40), "b".repeat(40));
-    let first = one(
-        &h.deliver("d-a", pull_request("synchronize", &a, "2026-11-30T10:00:00Z"))
-            .await,
-    );
-    let second = one(
-        &h.deliver("d-b", pull_request("synchronize", &b, "2026-11-30T10:05:00Z"))
-            .await,
-    );
+    let first = one(&h
+        .deliver(
+            "d-a",
+            pull_request("synchronize", &a, "2026-11-30T10:00:00Z"),
+        )
+        .await);
+    let second = one(&h
+        .deliver(
+            "d-b",
+            pull_request("synchronize", &b, "2026-11-30T10:05:00Z"),
+        )
+        .await);
     // Done by the time the receipt is back: the same commit, no second transaction after it.
     let t = h.task(first).await;
-    assert_eq!((t.status, t.superseded_by), (TaskStatus::Cancelled, Some(second)));
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(second))
+    );
     assert_eq!(h.cancelled(), [("superseded".to_owned(), 1)]);
 
     // A redelivery of head a (same delivery id, even with a newer time) is a duplicate: it
     // creates nothing and supersedes nothing.
     let again = h
-        .deliver("d-a", pull_request("synchronize", &a, "2026-11-30T11:00:00Z"))
+        .deliver(
+            "d-a",
+            pull_request("synchronize", &a, "2026-11-30T11:00:00Z"),
+        )
         .await;
     assert!(again.duplicate && again.task_ids.is_empty(), "{again:?}");
     assert_eq!(h.task(second).await.status, TaskStatus::Pending);
@@ -133,7 +146,10 @@ async fn a_newer_head_supersedes_in_its_own_commit_and_a_redelivery_supersedes_n
 
     // Closing the pull request cancels what is left (reason `closed`).
     let closed = h
-        .deliver("d-close", pull_request("closed", &b, "2026-11-30T10:10:00Z"))
+        .deliver(
+            "d-close",
+            pull_request("closed", &b, "2026-11-30T10:10:00Z"),
+        )
         .await;
     assert!(!closed.duplicate);
     assert_eq!(h.task(second).await.status, TaskStatus::Cancelled);
@@ -152,11 +168,17 @@ async fn with_supersede_off_stale_work_stays() {
             running: false,
         })),
     ] {
-        let first = one(
-            &h.deliver("d-a", pull_request("synchronize", "aaa", "2026-11-30T10:00:00Z"))
-                .await,
-        );
-        one(&h.deliver("d-b", pull_request("synchronize", "bbb", "2026-11-30T10:05:00Z"))
+        let first = one(&h
+            .deliver(
+                "d-a",
+                pull_request("synchronize", "aaa", "2026-11-30T10:00:00Z"),
+            )
+            .await);
+        one(&h
+            .deliver(
+                "d-b",
+                pull_request("synchronize", "bbb", "2026-11-30T10:05:00Z"),
+            )
             .await);
         h.deliver("d-c", pull_request("closed", "bbb", "2026-11-30T10:06:00Z"))
             .await;

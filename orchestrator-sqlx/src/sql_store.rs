@@ -6,9 +6,8 @@ use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
     AttemptStore, BatchDelivery, BatchStore, Claim, CleanupReport, EventFilter, EventStore,
-    NewDelivery,
-    ExternalRun, Finish, FinishReport, IngestOutcome, Page, QueueDepth, ReprocessOutcome,
-    RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
+    ExternalRun, Finish, FinishReport, IngestOutcome, NewDelivery, Page, QueueDepth,
+    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{NewTask, Task, TaskDetail};
 use uuid::Uuid;

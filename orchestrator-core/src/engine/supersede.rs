@@ -178,8 +178,12 @@ pub(super) fn report(updates: &[PrUpdate], outcomes: &[PrUpdateOutcome], observe
             }
             (update, outcome) => {
                 let (repository, pr) = update.pull_request();
-                tracing::warn!(repository, pr, ?outcome,
-                    "the store answered a pull-request update with the outcome of another kind");
+                tracing::warn!(
+                    repository,
+                    pr,
+                    ?outcome,
+                    "the store answered a pull-request update with the outcome of another kind"
+                );
             }
         }
     }

@@ -11,9 +11,8 @@ use super::state::State;
 use crate::error::StoreError;
 use crate::event::{EventSummary, NewEvent, WebhookEvent};
 use crate::store::{
-    BatchDelivery, BatchStore, CleanupReport, EventFilter, EventStore, IngestOutcome,
-    NewDelivery, Page, ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter,
-    TaskStore,
+    BatchDelivery, BatchStore, CleanupReport, EventFilter, EventStore, IngestOutcome, NewDelivery,
+    Page, ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use crate::task::{NewTask, Task, TaskDetail};
 

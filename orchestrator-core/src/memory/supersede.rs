@@ -36,7 +36,9 @@ impl State {
     /// Applies one pull-request update.
     fn apply(&mut self, update: &PrUpdate, now: DateTime<Utc>) -> PrUpdateOutcome {
         match update {
-            PrUpdate::Supersede(request) => PrUpdateOutcome::Superseded(self.supersede(request, now)),
+            PrUpdate::Supersede(request) => {
+                PrUpdateOutcome::Superseded(self.supersede(request, now))
+            }
             PrUpdate::Close(close) => PrUpdateOutcome::Closed(self.close_pr(
                 &close.repository,
                 close.pr_number,

@@ -8,8 +8,8 @@ use orchestrator_core::error::StoreError;
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
 use orchestrator_core::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use orchestrator_core::task::Task;
-use sqlx::postgres::PgConnection;
 use sqlx::Row;
+use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use super::PgStore;

@@ -72,11 +72,7 @@ async fn open_tasks(
 /// requests' updates.
 fn lock_key(repository: &str, pr_number: i64) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in repository
-        .bytes()
-        .chain([0])
-        .chain(pr_number.to_le_bytes())
-    {
+    for byte in repository.bytes().chain([0]).chain(pr_number.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

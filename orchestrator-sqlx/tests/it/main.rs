@@ -207,8 +207,7 @@ mod ledger {
     }
 
     #[tokio::test]
-    async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate_in_memory()
-    {
+    async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate_in_memory() {
         crate::cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(
             &MemoryStore::new(),
         )

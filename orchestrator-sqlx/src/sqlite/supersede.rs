@@ -10,6 +10,7 @@ use orchestrator_core::store::supersede::{
     Action, CLOSED_MESSAGE, KnownHead, OpenTask, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
     SupersedeRequest, is_late, plan, plan_closed, superseded_message,
 };
+use orchestrator_core::task::NewTask;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
@@ -241,6 +242,34 @@ pub(super) async fn apply_pr_updates(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Whether every update of a batch's delivery has nothing to do, checked *before* the tasks
+/// waiting in `unwritten` (the batch's tasks not inserted yet, the delivery's own excluded) are
+/// written: true only when each update is a supersede that [`SETTLED`] finds settled and none
+/// of `unwritten` is a task of its pull request at another SHA (which the check would have
+/// seen had it been written). Then the batch need not write its tasks before it, so they stay
+/// one multi-row insert; any failure answers false (the full path then runs and reports it).
+pub(super) async fn all_settled(
+    conn: &mut SqliteConnection,
+    updates: &[PrUpdate],
+    unwritten: &[&NewTask],
+) -> bool {
+    for update in updates {
+        let PrUpdate::Supersede(request) = update else {
+            return false;
+        };
+        let head = &request.head;
+        let stale_unwritten = unwritten.iter().any(|t| {
+            t.spec.repository.as_deref() == Some(head.repository.as_str())
+                && t.spec.pr_number == Some(head.pr_number)
+                && t.spec.commit_sha.as_deref() != Some(head.head_sha.as_str())
+        });
+        if stale_unwritten || !matches!(settled(conn, request).await, Ok(true)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether `request` has nothing to do ([`SETTLED`]).

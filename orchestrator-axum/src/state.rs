@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::breaker::BreakerSet;
+use orchestrator_core::budget::AgentBudget;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
@@ -51,6 +52,8 @@ struct Inner {
     /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
     /// 503 and no task shows as paused.
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
+    /// The agent budget whose state `/health`, `/metrics` and the console show.
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,6 +85,7 @@ pub struct AppStateBuilder {
     operations: Option<Arc<dyn OperationStore>>,
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
     browse: Option<Arc<dyn BrowseStore>>,
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -176,6 +180,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shows `budget`'s state in `/health` (`agent_budget`), `/metrics` and the console (give
+    /// the instance the `codegen_trigger` handler takes its slots from).
+    pub fn agent_budget(mut self, budget: Arc<dyn AgentBudget>) -> Self {
+        self.agent_budget = Some(budget);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = match self.metrics_off {
@@ -212,6 +223,7 @@ impl AppStateBuilder {
                 reconciler: self.reconciler,
                 submit: self.submit,
                 pauses: self.pauses,
+                agent_budget: self.agent_budget,
             }),
         }
     }
@@ -244,6 +256,7 @@ impl AppState {
             operations: None,
             pauses: None,
             browse: None,
+            agent_budget: None,
         }
     }
 
@@ -260,6 +273,11 @@ impl AppState {
     {
         let queue = Arc::new(StoreQueue::new(store.clone()));
         Self::builder(ingestor, store.clone(), store, queue, clock)
+    }
+
+    /// The agent budget, when one is shown.
+    pub fn agent_budget(&self) -> Option<&dyn AgentBudget> {
+        self.inner.agent_budget.as_deref()
     }
 
     /// The reconciler with GitHub's delivery log, when configured.

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use orchestrator_core::breaker::BreakerConfig;
+use orchestrator_core::budget::AgentBudgetConfig;
 pub use orchestrator_core::secret::Secret;
-use orchestrator_core::store::agent_run::AgentRunPolicy;
 use url::Url;
 
 /// Bounds on one HTTP request.
@@ -146,8 +146,10 @@ pub struct HandlerConfig {
     pub max_wait: Duration,
     /// Priority of the `codegen_trigger` follow-ups (higher runs first).
     pub trigger_priority: i32,
-    /// The rules of agent-run creation (at most one run per pull-request head SHA by default).
-    pub run_policy: AgentRunPolicy,
+    /// The agent budget: a global rate of run creations (10 per minute by default), runs per
+    /// repository per hour (unset by default) and runs per pull-request head SHA (1 by
+    /// default; applied by the agent-run ledger).
+    pub budget: AgentBudgetConfig,
     /// A run whose creation answer was lost and that the agent's run list does not show is
     /// looked for again until the intent is this old (60 s), before the task stops for a person:
     /// the list may lag behind the creation.
@@ -225,7 +227,7 @@ impl Default for HandlerConfig {
             poll_max: Duration::from_secs(300),
             max_wait: Duration::from_secs(2 * 60 * 60),
             trigger_priority: 5,
-            run_policy: AgentRunPolicy::default(),
+            budget: AgentBudgetConfig::default(),
             reconcile_grace: Duration::from_secs(60),
             reconcile_max_wait: Duration::from_secs(60 * 60),
             run_failure_statuses: strings(DEFAULT_RUN_FAILURE_STATUSES),

@@ -22,7 +22,8 @@
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
 //!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
-//!   task), `supersede.rs` (superseding stale pull-request work), `recovery.rs` (reconciling
+//!   task), `agent_budget.rs` (the agent budget of Codegen run creations), `supersede.rs`
+//!   (superseding stale pull-request work), `recovery.rs` (reconciling
 //!   with GitHub's delivery log).
 
 use std::fmt;
@@ -41,6 +42,7 @@ use orchestrator_sqlx::PoolOptions;
 use crate::role::Role;
 use crate::telemetry::TelemetryConfig;
 
+mod agent_budget;
 mod agent_failure;
 mod api;
 mod clients;
@@ -128,6 +130,9 @@ const VARIABLES: &[&str] = &[
     "CODEGEN_MANUAL_FIX_REPOS",
     "SUPERSEDE_ENABLED",
     "SUPERSEDE_RUNNING",
+    "AGENT_BUDGET_PER_MINUTE",
+    "AGENT_BUDGET_PER_REPO_PER_HOUR",
+    "AGENT_BUDGET_RUNS_PER_HEAD",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -290,6 +295,7 @@ impl Config {
         http_limits::read(&mut r, &mut config);
         recovery::read(&mut r, &mut config);
         agent_failure::read(&mut r, &mut config);
+        agent_budget::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
         supersede::read(&mut r, &mut config);
         r.finish(config)

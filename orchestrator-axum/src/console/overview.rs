@@ -102,6 +102,7 @@ pub(crate) async fn page(
     let snapshot = console.overview.get(&console.app).await?;
     let now = console.app.clock().now();
     let last_run = super::recovery::last_run(&console).await;
+    let agent_budget = super::budget::tile(&console.app, now).await;
     let page = Page {
         title: "Overview",
         nav: Nav::Overview,
@@ -123,6 +124,7 @@ pub(crate) async fn page(
                 (activity(&snapshot.stats))
                 (queue(snapshot.depth.as_ref()))
                 (breakers(&console.app))
+                (agent_budget)
             }
             (by_status(&snapshot.stats))
         }),

@@ -44,6 +44,7 @@ pub struct Recorder {
     pub codegen_runs: Mutex<Vec<String>>,
     pub breakers: Mutex<Vec<(String, BreakerState)>>,
     pub reports: Mutex<Vec<(String, String)>>,
+    pub budget_deferrals: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -76,6 +77,9 @@ impl Observer for Recorder {
     }
     fn breaker(&self, name: &str, state: BreakerState) {
         self.breakers.lock().unwrap().push((name.to_owned(), state));
+    }
+    fn agent_budget_deferral(&self, scope: &str) {
+        self.budget_deferrals.lock().unwrap().push(scope.to_owned());
     }
     fn github_report(&self, kind: &str, outcome: &str) {
         self.reports

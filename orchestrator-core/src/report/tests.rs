@@ -229,3 +229,50 @@ fn only_http_run_pages_become_details_urls() {
         Some("https://codegen.com/agent/trace/900")
     );
 }
+
+#[test]
+fn a_codegen_run_waiting_for_the_agent_budget_says_until_when() {
+    let marker = json!({"agent_budget": {"scope": "global", "until": t(60), "retry_count": 0}});
+    let mut root = analysis(
+        TaskStatus::Completed,
+        Some(json!({"should_trigger_codegen": true})),
+    );
+    root.completed_at = Some(t(2));
+    let mut trigger = task(
+        TaskType::CODEGEN_TRIGGER,
+        TaskStatus::Pending,
+        json!({"source_task_type": "pull_request_analysis"}),
+        Some(marker.clone()),
+    );
+    trigger.run_at = t(60);
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert_eq!(view.status, CheckStatus::InProgress);
+    assert_eq!(view.title, "Waiting for the agent budget");
+    assert!(
+        view.summary.contains(
+            "**Waiting for agent budget** until 2026-12-01T10:01:00Z (the global rate of Codegen runs is used up)"
+        ),
+        "{}",
+        view.summary
+    );
+
+    // The repository's hourly limit is named as such.
+    trigger.output_data =
+        Some(json!({"agent_budget": {"scope": "repository", "until": t(3600), "retry_count": 0}}));
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert!(
+        view.summary
+            .contains("the repository's hourly limit of Codegen runs is used up"),
+        "{}",
+        view.summary
+    );
+
+    // A failed attempt after the wait (its retry count moved on): the marker is stale.
+    trigger.output_data = Some(marker);
+    trigger.retry_count = 1;
+    trigger.status = TaskStatus::Retrying;
+    trigger.error_message = Some("Codegen: 502".into());
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert_ne!(view.title, "Waiting for the agent budget");
+    assert!(!view.summary.contains("agent budget"), "{}", view.summary);
+}

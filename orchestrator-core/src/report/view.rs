@@ -353,6 +353,9 @@ fn codegen_phase(c: &Task, superseded: Option<&str>) -> Phase {
         .as_ref()
         .and_then(|o| str_field(o, "status"))
         .unwrap_or_default();
+    if budget_wait(c).is_some() {
+        return Phase::open(CheckStatus::InProgress, "Waiting for the agent budget");
+    }
     match c.status {
         TaskStatus::Pending if c.started_at.is_none() => {
             Phase::open(CheckStatus::InProgress, "Codegen run requested")
@@ -536,11 +539,22 @@ fn run_lines(c: &Task, url: Option<&str>) -> Vec<String> {
     lines
 }
 
-/// Why an open task that already ran is waiting: its next attempt and the last error.
+/// Why an open task that already ran is waiting: the agent budget, or its next attempt and the
+/// last error.
 fn waiting(task: &Task) -> Option<String> {
     let open = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
     if !open || task.started_at.is_none() {
         return None;
+    }
+    if let Some((scope, until)) = budget_wait(task) {
+        let limit = match scope {
+            "repository" => "the repository's hourly limit of Codegen runs",
+            _ => "the global rate of Codegen runs",
+        };
+        return Some(format!(
+            "**Waiting for agent budget** until {} ({limit} is used up)",
+            rfc3339(until)
+        ));
     }
     let at = rfc3339(task.run_at);
     Some(match task.error_message.as_deref() {
@@ -550,6 +564,23 @@ fn waiting(task: &Task) -> Option<String> {
         ),
         None => format!("**Waiting:** next check at {at}"),
     })
+}
+
+/// The scope and end of an open task's wait for the agent budget: the deferral's marker in
+/// `output_data` (`budget::OUTPUT_KEY`), as long as no failed attempt came after it.
+fn budget_wait(task: &Task) -> Option<(&str, DateTime<Utc>)> {
+    let open = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
+    let marker = task
+        .output_data
+        .as_ref()?
+        .get(crate::budget::OUTPUT_KEY)
+        .filter(|_| open && task.started_at.is_some())?;
+    let retry_count = marker.get("retry_count").and_then(Value::as_u64)?;
+    if retry_count != u64::from(task.retry_count) {
+        return None;
+    }
+    let until = str_field(marker, "until")?.parse::<DateTime<Utc>>().ok()?;
+    Some((str_field(marker, "scope").unwrap_or("global"), until))
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

@@ -23,7 +23,7 @@ use super::PgStore;
 use crate::error::store_error;
 use crate::plan::{parse_status, parse_task_type};
 use crate::supersede::{
-    HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT,
+    HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT, SETTLED,
 };
 
 const HEAD_LOCKED: &str = "SELECT head_sha, head_at FROM pull_request_heads \
@@ -167,12 +167,16 @@ async fn cancel_late(
     Ok(cancelled)
 }
 
-/// One supersede on `conn`, inside the caller's transaction.
+/// One supersede on `conn`, inside the caller's transaction: one read when there is nothing
+/// to do ([`SETTLED`]: the current head again, nothing open at another SHA).
 pub(super) async fn supersede_on(
     conn: &mut PgConnection,
     request: &SupersedeRequest,
     now: DateTime<Utc>,
 ) -> Result<SupersedeOutcome, StoreError> {
+    if settled(conn, request).await? {
+        return Ok(SupersedeOutcome::default());
+    }
     let head = &request.head;
     let known = known_head(conn, request, now).await?;
     let mut outcome = SupersedeOutcome::default();
@@ -256,6 +260,8 @@ pub(super) async fn apply_pr_updates(
 ) -> Result<Vec<PrUpdateOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(updates.len());
     for update in updates {
+        // Inside the savepoint even when it only reads: a failed statement aborts a
+        // PostgreSQL transaction until it is rolled back to a savepoint.
         run(conn, SAVEPOINT).await?;
         let applied = match update {
             PrUpdate::Supersede(request) => supersede_on(conn, request, now)
@@ -283,6 +289,19 @@ pub(super) async fn apply_pr_updates(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Whether `request` has nothing to do ([`SETTLED`]).
+async fn settled(conn: &mut PgConnection, request: &SupersedeRequest) -> Result<bool, StoreError> {
+    let row = sqlx::query(SETTLED)
+        .bind(&request.head.repository)
+        .bind(request.head.pr_number)
+        .bind(&request.head.head_sha)
+        .bind(request.head.head_at)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    Ok(row.is_some())
 }
 
 async fn run(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {

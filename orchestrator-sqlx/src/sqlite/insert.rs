@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
-use orchestrator_core::store::supersede::PrUpdateOutcome;
+use orchestrator_core::store::supersede::{PrUpdateOutcome, SupersedeOutcome};
 use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::query::Query;
@@ -26,7 +26,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::payload::{PreparedPayload, StoredPayload};
 use super::rows::us;
-use super::supersede::apply_pr_updates;
+use super::supersede::{all_settled, apply_pr_updates};
 use crate::error::store_error;
 use crate::plan::{headers_json, json_text, to_i32};
 
@@ -205,9 +205,11 @@ async fn insert_tasks(
 /// Ingests `batch` inside the open write transaction `conn`, with the outcome each delivery
 /// would get from ingesting them one after another in order: the first of a delivery id is
 /// accepted, a later one (or one already stored) is a duplicate of it. The events go in first
-/// (multi-row); the tasks are inserted in runs, each run ending at an accepted delivery with
-/// pull-request updates, which are then applied: like one by one, they see the tasks of the
-/// deliveries before it and its own, never those of a later delivery.
+/// (multi-row); the tasks are inserted in runs, each run ending at an accepted delivery whose
+/// pull-request updates have something to do, which are then applied: like one by one, they
+/// see the tasks of the deliveries before it and its own, never those of a later delivery.
+/// Updates with nothing to do ([`all_settled`], e.g. another delivery for the current head)
+/// do not end a run.
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
     batch: &[Delivery],
@@ -226,13 +228,20 @@ pub(super) async fn ingest_many(
             continue;
         };
         seen.insert(id, event_id);
+        let updates = &delivery.pr_updates;
+        let unwritten: Vec<&NewTask> = tasks.iter().map(|&(_, t, _)| t).collect();
+        let quiet = !updates.is_empty() && all_settled(conn, updates, &unwritten).await;
         let now = us(event.received_at);
         tasks.extend(delivery.tasks.iter().map(|t| (event_id, t, now)));
         let mut pr_updates: Vec<PrUpdateOutcome> = Vec::new();
-        if !delivery.pr_updates.is_empty() {
+        if quiet {
+            // Nothing to do (the usual case: another delivery for the current head).
+            let nothing = PrUpdateOutcome::Superseded(SupersedeOutcome::default());
+            pr_updates = vec![nothing; updates.len()];
+        } else if !updates.is_empty() {
             insert_tasks(conn, &tasks).await?;
             tasks.clear();
-            pr_updates = apply_pr_updates(conn, &delivery.pr_updates, event.received_at).await?;
+            pr_updates = apply_pr_updates(conn, updates, event.received_at).await?;
         }
         outcomes.push(IngestOutcome::Accepted {
             event_id,

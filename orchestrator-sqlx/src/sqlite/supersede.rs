@@ -10,6 +10,7 @@ use orchestrator_core::store::supersede::{
     Action, CLOSED_MESSAGE, KnownHead, OpenTask, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
     SupersedeRequest, is_late, plan, plan_closed, superseded_message,
 };
+use orchestrator_core::task::NewTask;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ use super::rows::{get, time, us};
 use crate::error::store_error;
 use crate::plan::{parse_status, parse_task_type};
 use crate::supersede::{
-    HEAD, HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT,
+    HEAD, HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT, SETTLED,
 };
 
 fn open_task(row: &SqliteRow) -> Result<OpenTask, StoreError> {
@@ -190,7 +191,9 @@ pub(super) async fn close_on(
 /// Applies a newly accepted delivery's pull-request updates on `conn`, inside its ingest
 /// transaction, each under a savepoint: a failing update is rolled back alone and reported as
 /// [`PrUpdateOutcome::Failed`], the delivery still commits. Only a failure of the savepoint
-/// statements themselves (the transaction is gone) is an error.
+/// statements themselves (the transaction is gone) is an error. A supersede with nothing to do
+/// ([`SETTLED`]: the current head again, nothing open at another SHA) is one read, without a
+/// savepoint (a failed read changes nothing in a SQLite transaction).
 pub(super) async fn apply_pr_updates(
     conn: &mut SqliteConnection,
     updates: &[PrUpdate],
@@ -198,6 +201,20 @@ pub(super) async fn apply_pr_updates(
 ) -> Result<Vec<PrUpdateOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(updates.len());
     for update in updates {
+        if let PrUpdate::Supersede(request) = update {
+            match settled(conn, request).await {
+                Ok(true) => {
+                    outcomes.push(PrUpdateOutcome::Superseded(SupersedeOutcome::default()));
+                    continue;
+                }
+                Ok(false) => {}
+                // Nothing was written: there is nothing to roll back.
+                Err(err) => {
+                    outcomes.push(PrUpdateOutcome::Failed(err.to_string()));
+                    continue;
+                }
+            }
+        }
         run(conn, SAVEPOINT).await?;
         let applied = match update {
             PrUpdate::Supersede(request) => supersede_on(conn, request, now)
@@ -225,6 +242,50 @@ pub(super) async fn apply_pr_updates(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Whether every update of a batch's delivery has nothing to do, checked *before* the tasks
+/// waiting in `unwritten` (the batch's tasks not inserted yet, the delivery's own excluded) are
+/// written: true only when each update is a supersede that [`SETTLED`] finds settled and none
+/// of `unwritten` is a task of its pull request at another SHA (which the check would have
+/// seen had it been written). Then the batch need not write its tasks before it, so they stay
+/// one multi-row insert; any failure answers false (the full path then runs and reports it).
+pub(super) async fn all_settled(
+    conn: &mut SqliteConnection,
+    updates: &[PrUpdate],
+    unwritten: &[&NewTask],
+) -> bool {
+    for update in updates {
+        let PrUpdate::Supersede(request) = update else {
+            return false;
+        };
+        let head = &request.head;
+        let stale_unwritten = unwritten.iter().any(|t| {
+            t.spec.repository.as_deref() == Some(head.repository.as_str())
+                && t.spec.pr_number == Some(head.pr_number)
+                && t.spec.commit_sha.as_deref() != Some(head.head_sha.as_str())
+        });
+        if stale_unwritten || !matches!(settled(conn, request).await, Ok(true)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `request` has nothing to do ([`SETTLED`]).
+async fn settled(
+    conn: &mut SqliteConnection,
+    request: &SupersedeRequest,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(SETTLED)
+        .bind(&request.head.repository)
+        .bind(request.head.pr_number)
+        .bind(&request.head.head_sha)
+        .bind(us(request.head.head_at))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    Ok(row.is_some())
 }
 
 async fn run(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {

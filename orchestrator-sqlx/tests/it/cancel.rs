@@ -493,6 +493,41 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
     }
     assert_eq!(task_of(store, c).await.status, TaskStatus::Pending);
 
+    // Another batch: a delivery without updates brings a task at head q; the next one, for
+    // the current head c, sees it (written before its update runs) and supersedes it; a third
+    // for head c has nothing left to do.
+    let plain = NewDelivery::new(
+        event("d-q", "pull_request", at(32)),
+        vec![at_sha("pull_request_analysis", "q", None)],
+    );
+    let q = plain.tasks[0].task_id;
+    let (c_again, c2) = head_delivery("d-c2", "c", 30);
+    let (c_third, c3) = head_delivery("d-c3", "c", 30);
+    let batch = [plain, c_again, c_third]
+        .into_iter()
+        .map(|d| {
+            let prepared = store.prepare(&d.event);
+            (d, prepared)
+        })
+        .collect();
+    let outcomes: Vec<IngestOutcome> = store
+        .ingest_batch(batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(accepted_updates(&outcomes[0]).is_empty());
+    assert_eq!(
+        accepted_updates(&outcomes[1]),
+        &[superseded(vec![q], false)]
+    );
+    assert_eq!(accepted_updates(&outcomes[2]), &[superseded(vec![], false)]);
+    let t = task_of(store, q).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(c2))
+    );
+
     // A close in a batch of its own cancels the open work, in the same commit.
     let mut close = NewDelivery::new(event("d-close", "pull_request", at(40)), vec![]);
     close.pr_updates.push(PrUpdate::Close(CloseRequest {
@@ -505,7 +540,7 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
     let outcome = outcomes.into_iter().next().unwrap().unwrap();
     assert_eq!(
         accepted_updates(&outcome),
-        &[PrUpdateOutcome::Closed(vec![c])]
+        &[PrUpdateOutcome::Closed(vec![c, c2, c3])]
     );
     let t = task_of(store, c).await;
     assert_eq!(

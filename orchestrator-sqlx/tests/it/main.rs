@@ -16,6 +16,7 @@ mod pause;
 mod plans;
 mod recovery;
 mod reports;
+mod resume;
 mod run_end;
 mod sqlite_payloads;
 mod sqlite_writer;
@@ -128,6 +129,66 @@ mod recovery_runs {
         recovery::known_deliveries_answers_a_whole_page_at_once(&MemoryStore::new()).await;
         recovery::hooks_are_learned_from_stored_headers(&MemoryStore::new()).await;
         recovery::one_runner_holds_the_lease(&MemoryStore::new()).await;
+    }
+}
+
+/// Recovery runs that stop and go on (lease renewal, resume from the cursor after a limit or a
+/// crash, redelivery intents) on PostgreSQL, SQLite and the in-memory reference store.
+mod recovery_resume {
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::resume;
+    use crate::support::TestDb;
+
+    macro_rules! everywhere {
+        ($($name:ident),* $(,)?) => {
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let db = crate::support::TestDb::postgres(4).await;
+                        crate::resume::$name(&std::sync::Arc::new(db.store.clone())).await;
+                    }
+                )*
+            }
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let db = crate::support::TestDb::sqlite(4).await;
+                        crate::resume::$name(&std::sync::Arc::new(db.store.clone())).await;
+                    }
+                )*
+            }
+            mod memory {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let store = std::sync::Arc::new(orchestrator_core::memory::MemoryStore::new());
+                        crate::resume::$name(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    everywhere! {
+        a_long_run_renews_its_lease_so_no_second_runner_gets_in,
+        a_rate_limited_run_resumes_from_its_cursor_in_a_new_runner,
+        a_crashed_run_resumes_from_its_saved_cursor,
+        a_resumed_redeliver_run_does_not_ask_github_twice,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_expiring_lease_is_taken_over_once_its_holder_stops_renewing_on_sqlite() {
+        let db = TestDb::sqlite(3).await;
+        resume::an_expiring_lease_is_taken_over_once_its_holder_stops_renewing(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn an_expiring_lease_is_taken_over_once_its_holder_stops_renewing_in_memory() {
+        resume::an_expiring_lease_is_taken_over_once_its_holder_stops_renewing(&MemoryStore::new())
+            .await;
     }
 }
 

@@ -6,15 +6,9 @@ use super::Config;
 use super::read::Reader;
 
 pub(super) fn read(r: &mut Reader<'_>, c: &mut Config) {
-    let Some(value) = r.get("CODEGEN_FAILURE_STATUSES") else {
+    let Some(statuses) = r.list("CODEGEN_FAILURE_STATUSES") else {
         return;
     };
-    let statuses: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
     let valid = |s: &String| s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
     if statuses.is_empty() {
         r.problem(

@@ -50,6 +50,17 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty())
     }
 
+    /// A comma-separated list (items trimmed, empty ones dropped); `None` when unset.
+    pub(super) fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
     /// A set, non-blank secret.
     pub(super) fn secret(&self, name: &str) -> Option<Secret> {
         self.get(name).map(Secret::new)

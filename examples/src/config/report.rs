@@ -85,15 +85,9 @@ fn read_pace(r: &mut Reader<'_>, c: &mut Config) {
 
 /// `CODEGEN_MANUAL_FIX_REPOS`: `owner/name` entries or `*`, comma-separated.
 fn read_manual_fix(r: &mut Reader<'_>, c: &mut Config) {
-    let Some(value) = r.get("CODEGEN_MANUAL_FIX_REPOS") else {
+    let Some(repos) = r.list("CODEGEN_MANUAL_FIX_REPOS") else {
         return;
     };
-    let repos: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
     let valid = |s: &String| s == "*" || RepoRef::parse(s).is_some();
     match repos.iter().find(|s| !valid(s)) {
         Some(bad) => r.problem(

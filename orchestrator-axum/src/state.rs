@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::breaker::BreakerSet;
+use orchestrator_core::budget::AgentBudget;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
@@ -54,6 +55,8 @@ struct Inner {
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
     /// The aggregate behind the figures routes and the console's overview, shared by all.
     figures: Figures,
+    /// The agent budget whose state `/health`, `/metrics` and the console show.
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,6 +88,7 @@ pub struct AppStateBuilder {
     operations: Option<Arc<dyn OperationStore>>,
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
     browse: Option<Arc<dyn BrowseStore>>,
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -179,6 +183,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shows `budget`'s state in `/health` (`agent_budget`), `/metrics` and the console (give
+    /// the instance the `codegen_trigger` handler takes its slots from).
+    pub fn agent_budget(mut self, budget: Arc<dyn AgentBudget>) -> Self {
+        self.agent_budget = Some(budget);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = match self.metrics_off {
@@ -216,6 +227,7 @@ impl AppStateBuilder {
                 submit: self.submit,
                 pauses: self.pauses,
                 figures: Figures::default(),
+                agent_budget: self.agent_budget,
             }),
         }
     }
@@ -248,6 +260,7 @@ impl AppState {
             operations: None,
             pauses: None,
             browse: None,
+            agent_budget: None,
         }
     }
 
@@ -264,6 +277,11 @@ impl AppState {
     {
         let queue = Arc::new(StoreQueue::new(store.clone()));
         Self::builder(ingestor, store.clone(), store, queue, clock)
+    }
+
+    /// The agent budget, when one is shown.
+    pub fn agent_budget(&self) -> Option<&dyn AgentBudget> {
+        self.inner.agent_budget.as_deref()
     }
 
     /// The reconciler with GitHub's delivery log, when configured.

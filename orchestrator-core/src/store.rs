@@ -46,7 +46,7 @@ use crate::task::{TaskStatus, TaskType};
 
 pub use attempt::{AttemptStore, Claim, Finish, FinishReport, QueueDepth, TaskEnd};
 pub use batch::{BatchDelivery, BatchStore};
-pub use event::{EventStore, IngestOutcome, ReprocessOutcome};
+pub use event::{EventStore, IngestOutcome, NewDelivery, ReprocessOutcome};
 pub use pause::PauseStore;
 pub use submit::SubmitStore;
 pub use task::{CleanupReport, RetentionPolicy, RetryOutcome, Stats, TaskStore};

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::recovery::{
-    LearnedHook, RecoveryRun, RecoveryStore, RunStatus, RunnerLease,
+    LearnedHook, RecoveryRun, RecoveryStore, RedeliveryIntent, RunStatus, RunnerLease,
 };
 use uuid::Uuid;
 
@@ -82,6 +82,19 @@ pub(crate) const OPEN: &str = concat!(
 pub(crate) const LAST_SUCCESS: &str = "SELECT started_at FROM recovery_runs \
     WHERE status = 'succeeded' AND kind = 'scheduled' AND dry_run = $1 AND started_at IS NOT NULL \
     ORDER BY started_at DESC LIMIT 1";
+
+/// Records a redelivery intent unless the same attempt of the GUID was asked for at or after
+/// `$6`; answers a row when recorded. One statement, so two runners never both record it.
+pub(crate) const CLAIM_REDELIVERY: &str = "INSERT INTO recovery_redeliveries \
+    (guid, attempt_id, hook, run_id, requested_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (guid) DO UPDATE SET attempt_id = excluded.attempt_id, hook = excluded.hook, \
+    run_id = excluded.run_id, requested_at = excluded.requested_at \
+    WHERE recovery_redeliveries.attempt_id <> excluded.attempt_id \
+    OR recovery_redeliveries.requested_at < $6 RETURNING guid";
+
+/// Forgets a run's redelivery intent (GitHub refused the request).
+pub(crate) const RELEASE_REDELIVERY: &str =
+    "DELETE FROM recovery_redeliveries WHERE guid = $1 AND run_id = $2";
 
 /// The run's fields as stored in text and number columns; each database converts times, ids
 /// and booleans its own way.
@@ -212,6 +225,16 @@ impl RecoveryStore for SqlStore {
     }
     async fn learned_hooks(&self, since: DateTime<Utc>) -> Result<Vec<LearnedHook>, StoreError> {
         both!(self, s => s.learned_hooks(since).await)
+    }
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        both!(self, s => s.claim_redelivery(intent, not_before).await)
+    }
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError> {
+        both!(self, s => s.release_redelivery(guid, run_id).await)
     }
     async fn try_lock_runner(
         &self,

@@ -155,6 +155,9 @@ impl Server {
             .env("RETRY_BASE_DELAY_SECONDS", "1")
             .env("RATE_LIMIT_WEBHOOK_PER_SECOND", "0")
             .env("RATE_LIMIT_API_PER_MINUTE", "0")
+            // Codegen's limit of 10 run creations per minute would make the tests that create
+            // many runs wait; the agent budget's own tests (tests/it/agent_budget.rs) set it.
+            .env("AGENT_BUDGET_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "debug")
             // Reporting back on the PR is opted into by the tests of it (tests/it/report.rs),

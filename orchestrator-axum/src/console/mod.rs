@@ -26,12 +26,14 @@
 //! # Layout
 //! - `session.rs`: sign-in, the signed session cookie, CSRF, flash messages.
 //! - `layout.rs`: the page chrome and helpers; `paging.rs`: keyset paging of every list.
-//! - `deliveries.rs`, `tasks.rs`, `overview.rs`: the screens and their actions.
+//! - `deliveries.rs`, `tasks.rs`, `overview.rs`: the screens and their actions; `budget.rs`:
+//!   the overview's agent budget tile.
 //! - `operations.rs` (bulk retry / reprocess, operations), `pauses.rs`, `recovery.rs`: the
 //!   operator screens of the bulk, pause and recovery routes.
 //! - `assets.rs` (+ `assets/`): the stylesheet and the script.
 
 mod assets;
+mod budget;
 mod deliveries;
 mod filters;
 mod layout;

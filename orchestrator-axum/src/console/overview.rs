@@ -49,6 +49,7 @@ pub(crate) async fn page(
         .await?;
     let now = console.app.clock().now();
     let last_run = super::recovery::last_run(&snapshot.last_run);
+    let agent_budget = super::budget::tile(&console.app, now).await;
     let page = Page {
         title: "Overview",
         nav: Nav::Overview,
@@ -70,6 +71,7 @@ pub(crate) async fn page(
                 (activity(&snapshot.stats))
                 (queue(snapshot.depth.as_ref()))
                 (breakers(&console.app))
+                (agent_budget)
             }
             (by_status(&snapshot.stats))
         }),

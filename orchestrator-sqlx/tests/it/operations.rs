@@ -68,7 +68,9 @@ async fn failed<S: Ops>(
     for i in 0..n {
         let mut t = task("analyze", 0, at(0));
         t.spec.repository = Some(repository.to_owned());
-        let IngestOutcome::Accepted { event_id, task_ids } = store
+        let IngestOutcome::Accepted {
+            event_id, task_ids, ..
+        } = store
             .ingest(event(&format!("{prefix}-{i}"), "label", at(0)), vec![t])
             .await
             .unwrap()

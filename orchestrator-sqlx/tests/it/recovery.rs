@@ -214,7 +214,7 @@ pub async fn one_runner_holds_the_lease<S: Recoverable>(store: &S) {
     assert!(got.is_some(), "the lease was never released");
 }
 
-fn summary(id: i64, guid: &str, delivered_at: DateTime<Utc>, code: u16) -> DeliverySummary {
+pub fn summary(id: i64, guid: &str, delivered_at: DateTime<Utc>, code: u16) -> DeliverySummary {
     DeliverySummary {
         id,
         guid: guid.into(),

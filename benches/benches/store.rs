@@ -21,7 +21,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::{StoreQueue, TaskQueue};
-use orchestrator_core::store::{BatchStore, EventStore, Finish};
+use orchestrator_core::store::{BatchStore, EventStore, Finish, NewDelivery};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteDurability, SqliteStore};
 use sqlx::Connection;
@@ -108,7 +108,7 @@ async fn batch_ingest_rate(store: &SqlStore, payload: &Bytes, batch: usize, secs
                     .map(|_| {
                         let (event, tasks) = delivery(&payload);
                         let prepared = store.prepare(&event);
-                        (event, tasks, prepared)
+                        (NewDelivery::new(event, tasks), prepared)
                     })
                     .collect();
                 for outcome in store.ingest_batch(deliveries).await {

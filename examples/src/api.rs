@@ -40,6 +40,7 @@ pub(crate) fn state(
     .breakers(c.breakers.clone())
     .operations(c.stores.operations.clone())
     .browse(c.stores.browse.clone())
+    .agent_budget(c.agent_budget.clone())
     .health_check(Arc::new(CachedCheck::new(
         github_check,
         Duration::from_secs(60),

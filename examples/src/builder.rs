@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use orchestrator_axum::{HealthCheck, Metrics, RateLimits};
+use orchestrator_core::budget::{AgentBudget, MemoryAgentBudget};
 use orchestrator_core::clock::{Clock, SystemClock};
 use orchestrator_core::engine::SpanFactory;
 use orchestrator_core::handler::TaskHandler;
@@ -16,7 +17,7 @@ use orchestrator_core::observe::{NoopObserver, Observer};
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::secret::Secret;
 use orchestrator_core::task::TaskType;
-use orchestrator_redis::RedisConfig;
+use orchestrator_redis::{RedisAgentBudget, RedisConfig, RedisConnection};
 
 use crate::background::{self, BackgroundService};
 use crate::components::Components;
@@ -252,9 +253,11 @@ impl OrchestratorBuilder {
             observer.clone(),
             queue.redis.as_ref(),
         )
-        // Stale pull-request work is superseded right after each delivery is committed.
-        .with_supersede(stores.cancel.clone(), config.supersede);
+        // Stale pull-request work is superseded in the same commit as each delivery.
+        .with_supersede(config.supersede);
+        let agent_budget = agent_budget(&config, queue.redis.as_ref());
         let mut components = Components {
+            agent_budget,
             config,
             role: self.role,
             clock: self.clock,
@@ -281,6 +284,16 @@ impl OrchestratorBuilder {
             services,
             self.span_factory,
         ))
+    }
+}
+
+/// The agent budget: in Redis when it is configured (every worker shares the count), else in
+/// this process.
+fn agent_budget(config: &Config, redis: Option<&RedisConnection>) -> Arc<dyn AgentBudget> {
+    let limits = config.handlers.budget;
+    match redis {
+        Some(conn) => Arc::new(RedisAgentBudget::new(conn.clone(), limits)),
+        None => Arc::new(MemoryAgentBudget::new(limits)),
     }
 }
 

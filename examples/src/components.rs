@@ -8,6 +8,7 @@ use std::sync::Arc;
 use orchestrator_axum::Metrics;
 use orchestrator_codegen::{CodegenClient, GitHubClient};
 use orchestrator_core::breaker::BreakerSet;
+use orchestrator_core::budget::AgentBudget;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::observe::Observer;
@@ -36,6 +37,9 @@ pub struct Components {
     pub(crate) breakers: BreakerSet,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) observer: Arc<dyn Observer>,
+    /// The agent budget Codegen run creations take slots from (in Redis when configured, so
+    /// every worker shares it; else this process's), also shown by `/health`.
+    pub(crate) agent_budget: Arc<dyn AgentBudget>,
     /// Reconciles with GitHub's delivery log (set by the builder once the rest is built).
     pub(crate) reconciler: Option<Arc<Reconciler>>,
 }
@@ -131,6 +135,11 @@ impl Components {
     /// any REST call.
     pub fn github(&self) -> &Arc<GitHubClient> {
         &self.github
+    }
+
+    /// The agent budget of Codegen run creations (shared through Redis when configured).
+    pub fn agent_budget(&self) -> &Arc<dyn AgentBudget> {
+        &self.agent_budget
     }
 
     /// The Codegen client.

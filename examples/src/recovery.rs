@@ -1,8 +1,10 @@
 //! Recovery in the reference server: the [`Reconciler`] over the GitHub client's delivery log,
 //! the store's recovery runs and the ingest service, and its schedule, a background service of
 //! the worker role that runs once at start and then every `GITHUB_RECOVERY_INTERVAL_SECONDS`.
-//! One runner works at a time across instances (the store's lease: a PostgreSQL advisory lock,
-//! a lease row on SQLite), so every worker process may run the schedule. `/health` shows
+//! One runner works at a time across instances, so every worker process may run the schedule:
+//! a Redis lock when Redis is configured (`<prefix>:lock:recovery`), else the store's lease (a
+//! PostgreSQL advisory lock, a lease row on SQLite). The runner renews an expiring lease while
+//! its run proceeds. `/health` shows
 //! `recovery`: `degraded` when recovery is on and no run succeeded for an hour (or three
 //! intervals, if longer).
 
@@ -13,26 +15,32 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_axum::{HealthCheck, HealthStatus};
 use orchestrator_core::clock::Clock;
-use orchestrator_core::recovery::{DeliveryLog, Reconciler};
+use orchestrator_core::recovery::{DeliveryLog, Reconciler, RunnerLock};
 use orchestrator_core::store::recovery::RecoveryStore;
+use orchestrator_redis::RedisLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::background::BackgroundService;
 use crate::components::Components;
 
-/// The reconciler of `components`.
+/// The reconciler of `components`, locked by Redis when Redis is configured.
 pub(crate) fn reconciler(components: &Components) -> Arc<Reconciler> {
     let log: Arc<dyn DeliveryLog> = components.github.clone();
-    Arc::new(
-        Reconciler::new(
-            log,
-            components.stores.recovery.clone(),
-            components.ingestor.clone(),
-            components.clock.clone(),
-            components.config.recovery.clone(),
-        )
-        .with_observer(components.observer.clone()),
+    let reconciler = Reconciler::new(
+        log,
+        components.stores.recovery.clone(),
+        components.ingestor.clone(),
+        components.clock.clone(),
+        components.config.recovery.clone(),
     )
+    .with_observer(components.observer.clone());
+    Arc::new(match components.redis() {
+        Some(conn) => {
+            let lock: Arc<dyn RunnerLock> = Arc::new(RedisLock::recovery(conn.clone()));
+            reconciler.with_lock(lock)
+        }
+        None => reconciler,
+    })
 }
 
 /// The schedule, unless recovery is off (interval zero, or no hook configured and none to

@@ -23,11 +23,12 @@ pub(crate) fn registry(
     let mut registry = HandlerRegistry::new();
     if builtin {
         let config = &components.config;
-        orchestrator_codegen::handlers::register_handlers(
+        orchestrator_codegen::handlers::register_handlers_with_budget(
             &mut registry,
             components.github.clone(),
             components.codegen.clone(),
             components.stores.agent_runs.clone(),
+            components.agent_budget.clone(),
             config.handlers.clone(),
             components.observer.clone(),
         );

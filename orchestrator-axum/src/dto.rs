@@ -557,4 +557,42 @@ pub struct HealthResponse {
     pub queue_backend: String,
     /// Seconds since the API started.
     pub uptime: f64,
+    /// The agent budget of Codegen run creations, when the server shows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_budget: Option<AgentBudgetHealth>,
+}
+
+/// [`HealthResponse::agent_budget`]: the limits and the global rate's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentBudgetHealth {
+    /// `memory` (this process's count) or `redis` (shared by every instance).
+    pub backend: String,
+    /// Run creations per minute over everything (absent: no global rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    /// Run creations per repository per hour (absent: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_repo_per_hour: Option<u32>,
+    /// Runs per pull-request head SHA (absent: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs_per_head: Option<u32>,
+    /// Global slots free now (absent without a global rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+    /// When the next global slot frees, while none is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_free_at: Option<DateTime<Utc>>,
+}
+
+impl From<orchestrator_core::budget::BudgetState> for AgentBudgetHealth {
+    fn from(s: orchestrator_core::budget::BudgetState) -> Self {
+        Self {
+            backend: s.backend.to_owned(),
+            per_minute: s.per_minute,
+            per_repo_per_hour: s.per_repo_per_hour,
+            max_runs_per_head: s.max_runs_per_head,
+            remaining: s.remaining,
+            next_free_at: s.next_free_at,
+        }
+    }
 }

@@ -50,6 +50,42 @@ pub struct Metrics {
     http_connections_active: IntGauge,
     http_connection_timeouts_total: IntCounterVec,
     http_buffered_body_bytes: IntGauge,
+    agent_budget: BudgetMetrics,
+}
+
+/// The agent budget's metrics: deferrals by scope, and the global rate's state at each scrape.
+#[derive(Debug, Clone)]
+struct BudgetMetrics {
+    deferrals_total: IntCounterVec,
+    remaining_slots: IntGauge,
+    next_free_seconds: IntGauge,
+}
+
+impl BudgetMetrics {
+    fn new(r: &Registry) -> prometheus::Result<Self> {
+        let deferrals_total = counter(
+            r,
+            "agent_budget_deferrals_total",
+            "Coding-agent run creations that waited for the agent budget, by scope (global, repository)",
+            &["scope"],
+        )?;
+        for scope in ["global", "repository"] {
+            deferrals_total.with_label_values(&[scope]);
+        }
+        Ok(Self {
+            deferrals_total,
+            remaining_slots: gauge(
+                r,
+                "agent_budget_remaining_slots",
+                "Run creations the global agent budget allows now (-1: no global rate)",
+            )?,
+            next_free_seconds: gauge(
+                r,
+                "agent_budget_next_free_seconds",
+                "Seconds until the global agent budget frees a slot (0 while one is free)",
+            )?,
+        })
+    }
 }
 
 /// Counts one open connection in `http_connections_active` until dropped.
@@ -196,6 +232,7 @@ impl Metrics {
             http_connections_active,
             http_connection_timeouts_total,
             http_buffered_body_bytes,
+            agent_budget: BudgetMetrics::new(r)?,
             webhook_deliveries_recovered_total,
             webhook_recovery_runs_total,
             webhook_recovery_last_success_timestamp_seconds,
@@ -254,6 +291,20 @@ impl Metrics {
     pub fn set_recovery_last_success(&self, unix_seconds: i64) {
         self.webhook_recovery_last_success_timestamp_seconds
             .set(unix_seconds);
+    }
+
+    /// Sets the agent budget's gauges from its state at `now` (read at each scrape).
+    pub fn record_agent_budget(
+        &self,
+        state: &orchestrator_core::budget::BudgetState,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let m = &self.agent_budget;
+        m.remaining_slots.set(state.remaining.map_or(-1, i64::from));
+        let wait = state
+            .next_free_at
+            .map_or(0, |at| ((at - now).num_milliseconds().max(0) + 999) / 1000);
+        m.next_free_seconds.set(wait);
     }
 
     /// The text exposition format.
@@ -447,6 +498,13 @@ impl Observer for Metrics {
     fn codegen_run(&self, outcome: &str) {
         self.codegen_agent_tasks_total
             .with_label_values(&[outcome])
+            .inc();
+    }
+
+    fn agent_budget_deferral(&self, scope: &str) {
+        self.agent_budget
+            .deferrals_total
+            .with_label_values(&[scope])
             .inc();
     }
 

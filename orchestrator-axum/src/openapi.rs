@@ -70,6 +70,7 @@ use crate::state::AppState;
         dto::RecentActivity,
         dto::ErrorRates,
         dto::HealthResponse,
+        dto::AgentBudgetHealth,
         dto::TaskStatusName,
         dto::RetryFilterDto,
         dto::ReprocessFilterDto,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::breaker::BreakerSet;
+use orchestrator_core::budget::AgentBudget;
 use orchestrator_core::clock::Clock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::guard::RateLimiter;
@@ -18,6 +19,7 @@ use orchestrator_core::task::TaskType;
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
+use crate::figures::Figures;
 use crate::health::HealthCheck;
 use crate::metrics::Metrics;
 use crate::rate_limit::RouteLimit;
@@ -51,6 +53,10 @@ struct Inner {
     /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
     /// 503 and no task shows as paused.
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
+    /// The aggregate behind the figures routes and the console's overview, shared by all.
+    figures: Figures,
+    /// The agent budget whose state `/health`, `/metrics` and the console show.
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,6 +88,7 @@ pub struct AppStateBuilder {
     operations: Option<Arc<dyn OperationStore>>,
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
     browse: Option<Arc<dyn BrowseStore>>,
+    agent_budget: Option<Arc<dyn AgentBudget>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -176,6 +183,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shows `budget`'s state in `/health` (`agent_budget`), `/metrics` and the console (give
+    /// the instance the `codegen_trigger` handler takes its slots from).
+    pub fn agent_budget(mut self, budget: Arc<dyn AgentBudget>) -> Self {
+        self.agent_budget = Some(budget);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = match self.metrics_off {
@@ -212,6 +226,8 @@ impl AppStateBuilder {
                 reconciler: self.reconciler,
                 submit: self.submit,
                 pauses: self.pauses,
+                figures: Figures::default(),
+                agent_budget: self.agent_budget,
             }),
         }
     }
@@ -244,6 +260,7 @@ impl AppState {
             operations: None,
             pauses: None,
             browse: None,
+            agent_budget: None,
         }
     }
 
@@ -260,6 +277,11 @@ impl AppState {
     {
         let queue = Arc::new(StoreQueue::new(store.clone()));
         Self::builder(ingestor, store.clone(), store, queue, clock)
+    }
+
+    /// The agent budget, when one is shown.
+    pub fn agent_budget(&self) -> Option<&dyn AgentBudget> {
+        self.inner.agent_budget.as_deref()
     }
 
     /// The reconciler with GitHub's delivery log, when configured.
@@ -345,6 +367,11 @@ impl AppState {
 
     pub(crate) fn api_limiter(&self) -> Option<&RouteLimit> {
         self.inner.api_limiter.as_ref()
+    }
+
+    /// The shared aggregate of the figures routes and the console's overview.
+    pub(crate) fn figures(&self) -> &Figures {
+        &self.inner.figures
     }
 
     pub(crate) fn started_at(&self) -> DateTime<Utc> {

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use orchestrator_core::breaker::BreakerConfig;
+use orchestrator_core::budget::AgentBudgetConfig;
 pub use orchestrator_core::secret::Secret;
-use orchestrator_core::store::agent_run::AgentRunPolicy;
 use url::Url;
 
 /// Bounds on one HTTP request.
@@ -146,8 +146,10 @@ pub struct HandlerConfig {
     pub max_wait: Duration,
     /// Priority of the `codegen_trigger` follow-ups (higher runs first).
     pub trigger_priority: i32,
-    /// The rules of agent-run creation (at most one run per pull-request head SHA by default).
-    pub run_policy: AgentRunPolicy,
+    /// The agent budget: a global rate of run creations (10 per minute by default), runs per
+    /// repository per hour (unset by default) and runs per pull-request head SHA (1 by
+    /// default; applied by the agent-run ledger).
+    pub budget: AgentBudgetConfig,
     /// A run whose creation answer was lost and that the agent's run list does not show is
     /// looked for again until the intent is this old (60 s), before the task stops for a person:
     /// the list may lag behind the creation.
@@ -160,6 +162,12 @@ pub struct HandlerConfig {
     /// MAX_ITERATIONS_REACHED, OUT_OF_TOKENS. Such a task is never retried automatically (each
     /// run costs); a manual retry asks for one new run.
     pub run_failure_statuses: Vec<String>,
+    /// Repositories (`owner/name`, compared case-insensitively; `*`: every repository) whose
+    /// failed-check analyses start no Codegen run on their own (`CODEGEN_MANUAL_FIX_REPOS`):
+    /// the analysis ends with `codegen_on_request: true`, its check asks for a person
+    /// (`action_required` with the "Ask Codegen to fix" button), and pressing it starts the run.
+    /// Empty by default (every run is automatic); pull-request analyses are not affected.
+    pub manual_fix_repos: Vec<String>,
 }
 
 /// The agent run statuses that fail a `codegen_trigger` task by default.
@@ -219,10 +227,11 @@ impl Default for HandlerConfig {
             poll_max: Duration::from_secs(300),
             max_wait: Duration::from_secs(2 * 60 * 60),
             trigger_priority: 5,
-            run_policy: AgentRunPolicy::default(),
+            budget: AgentBudgetConfig::default(),
             reconcile_grace: Duration::from_secs(60),
             reconcile_max_wait: Duration::from_secs(60 * 60),
             run_failure_statuses: strings(DEFAULT_RUN_FAILURE_STATUSES),
+            manual_fix_repos: Vec::new(),
         }
     }
 }
@@ -239,6 +248,14 @@ impl HandlerConfig {
 }
 
 impl HandlerConfig {
+    /// Whether failed-check analyses of `repository` (`owner/name`) wait for a person's "Ask
+    /// Codegen to fix" instead of starting a run ([`manual_fix_repos`](Self::manual_fix_repos)).
+    pub fn fixes_on_request(&self, repository: Option<&str>) -> bool {
+        self.manual_fix_repos
+            .iter()
+            .any(|r| r == "*" || repository.is_some_and(|repo| r.eq_ignore_ascii_case(repo.trim())))
+    }
+
     /// Whether an agent run status is one of `run_failure_statuses` (case-insensitive).
     pub fn is_run_failure(&self, status: Option<&str>) -> bool {
         status.is_some_and(|s| {

@@ -81,6 +81,7 @@ impl TaskHandler for CleanupHandler {
             events_deleted = report.events_deleted,
             tasks_deleted = report.tasks_deleted,
             executions_deleted = report.executions_deleted,
+            reports_deleted = report.reports_deleted,
             "cleanup finished"
         );
         Ok(HandlerOutcome::done(json!({
@@ -89,6 +90,7 @@ impl TaskHandler for CleanupHandler {
             "events_deleted": report.events_deleted,
             "tasks_deleted": report.tasks_deleted,
             "executions_deleted": report.executions_deleted,
+            "reports_deleted": report.reports_deleted,
             "retention": {
                 "processed_events_seconds": self.policy.processed_events.as_secs(),
                 "finished_tasks_seconds": self.policy.finished_tasks.as_secs(),

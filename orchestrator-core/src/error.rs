@@ -177,6 +177,9 @@ pub struct TaskError {
     pub kind: TaskErrorKind,
     /// Shown in `error_message`; never contains secrets.
     pub message: String,
+    /// With a deferral: stored as the task's `output_data` (e.g. why it waits, for the report
+    /// on the pull request); `None` keeps it. Ignored by the other kinds.
+    pub output: Option<serde_json::Value>,
 }
 
 impl TaskError {
@@ -185,6 +188,7 @@ impl TaskError {
         Self {
             kind: TaskErrorKind::Retryable { retry_after: None },
             message: message.into(),
+            output: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl TaskError {
         Self {
             kind: TaskErrorKind::Permanent,
             message: message.into(),
+            output: None,
         }
     }
 
@@ -201,7 +206,14 @@ impl TaskError {
         Self {
             kind: TaskErrorKind::Deferred { after },
             message: message.into(),
+            output: None,
         }
+    }
+
+    /// Stores `output` as the task's `output_data` when this is a deferral.
+    pub fn with_output(mut self, output: serde_json::Value) -> Self {
+        self.output = Some(output);
+        self
     }
 }
 
@@ -218,7 +230,11 @@ impl From<ClientError> for TaskError {
                 TaskErrorKind::Deferred { after: retry_after }
             }
         };
-        TaskError { kind, message }
+        TaskError {
+            kind,
+            message,
+            output: None,
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 //!   [`observe`]; [`error`] holds the error kinds they share.
 //! - [`report`]: reporting task state back on the pull request (check runs, commit statuses,
 //!   one comment), from a background [`report::Reporter`] over [`store::report::ReportStore`].
+//! - [`budget`]: agent budgets (a global rate of run creations, runs per repository per hour;
+//!   the per-head-SHA rule is the ledger's), the [`budget::AgentBudget`] trait and its
+//!   in-process implementation.
 //! - [`guard`]: optional shared guards for several API instances (a delivery replay guard in
 //!   front of the store's unique constraint, a rate limiter), with an in-memory delivery guard.
 //! - [`cleanup`]: the `cleanup` task (the retention cleanup run by a worker, its counts in the
@@ -33,6 +36,7 @@
 
 pub mod agent;
 pub mod breaker;
+pub mod budget;
 pub mod cleanup;
 pub mod clock;
 pub mod delivery;

@@ -77,6 +77,10 @@ pub trait Observer: Send + Sync + 'static {
     /// creation answer was lost was found again), `needs_attention` (it could not be found).
     fn codegen_run(&self, _outcome: &str) {}
 
+    /// A coding-agent run creation waits for the agent budget
+    /// (`agent_budget_deferrals_total{scope}`; `scope` is `global` or `repository`).
+    fn agent_budget_deferral(&self, _scope: &str) {}
+
     /// A report to GitHub was sent or failed (`github_reports_total{kind,outcome}`): `kind` is
     /// `check_run`, `status` or `comment`; `outcome` is `ok`, `failed`, `rate_limited`,
     /// `circuit_open` or `gave_up` (retries used up until the task changes again).

@@ -1,8 +1,9 @@
 //! The persistence contracts: events, tasks, attempts, statistics and retention.
 //!
-//! A store is the source of truth. [`EventStore::ingest`] commits a delivery and all the tasks it
-//! caused in one transaction, so an acknowledged delivery is never without its tasks, and a
-//! duplicate delivery id changes nothing. Time is always passed in (`now`) so that adapters and
+//! A store is the source of truth. [`EventStore::ingest_delivery`] commits a delivery and all
+//! the tasks it caused in one transaction (with what it asks of its pull requests' stale work,
+//! [`supersede`]), so an acknowledged delivery is never without its tasks, and a duplicate
+//! delivery id changes nothing. Time is always passed in (`now`) so that adapters and
 //! the in-memory store agree with the injected [`Clock`](crate::clock::Clock).
 //!
 //! The contracts are small traits, one per concern, each in its own file and re-exported here:
@@ -46,7 +47,7 @@ use crate::task::{TaskStatus, TaskType};
 
 pub use attempt::{AttemptStore, Claim, Finish, FinishReport, QueueDepth, TaskEnd};
 pub use batch::{BatchDelivery, BatchStore};
-pub use event::{EventStore, IngestOutcome, ReprocessOutcome};
+pub use event::{EventStore, IngestOutcome, NewDelivery, ReprocessOutcome};
 pub use pause::PauseStore;
 pub use submit::SubmitStore;
 pub use task::{CleanupReport, RetentionPolicy, RetryOutcome, Stats, TaskStore};

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use orchestrator_core::clock::ManualClock;
 use orchestrator_core::engine::{IngestError, Ingestor};
 use orchestrator_core::error::{StoreError, StoreErrorKind};
-use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::event::{EventSummary, WebhookEvent};
 use orchestrator_core::guard::{DeliveryGuard, IN_FLIGHT_TTL, MemoryDeliveryGuard, Sighting};
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::payload::ParsedEvent;
@@ -21,7 +21,8 @@ use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::{Router, Rule};
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
 use orchestrator_core::store::{
-    EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome, TaskFilter, TaskStore,
+    EventFilter, EventStore, IngestOutcome, NewDelivery, Page, ReprocessOutcome, TaskFilter,
+    TaskStore,
 };
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 
@@ -52,11 +53,7 @@ struct CountingStore {
 
 #[async_trait]
 impl EventStore for CountingStore {
-    async fn ingest(
-        &self,
-        event: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
         self.ingests.fetch_add(1, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::new(
@@ -64,7 +61,7 @@ impl EventStore for CountingStore {
                 "database down",
             ));
         }
-        self.inner.ingest(event, tasks).await
+        self.inner.ingest_delivery(delivery).await
     }
     async fn list_events(
         &self,

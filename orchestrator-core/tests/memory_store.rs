@@ -66,7 +66,9 @@ async fn ingest(
         .await
         .unwrap()
     {
-        IngestOutcome::Accepted { event_id, task_ids } => (event_id, task_ids),
+        IngestOutcome::Accepted {
+            event_id, task_ids, ..
+        } => (event_id, task_ids),
         other => panic!("expected accepted, got {other:?}"),
     }
 }

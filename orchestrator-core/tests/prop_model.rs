@@ -60,6 +60,7 @@ proptest! {
         let error = TaskError {
             kind: orchestrator_core::error::TaskErrorKind::Retryable { retry_after: upstream.map(Duration::from_secs) },
             message: "x".into(),
+            output: None,
         };
         match policy.decide(&error, used, max, now, unit) {
             RetryDecision::RetryAt(at) => {

@@ -139,6 +139,26 @@ fn ask_codegen_to_fix_asks_for_one_forced_codegen_trigger() {
     );
     assert_eq!(task.input_data["reasons"], json!(["check_failure"]));
 
+    // The button of an analysis' check: the run becomes that analysis' follow-up.
+    let analysis = "0193a4c2-0000-7000-8000-000000000001";
+    p["check_run"]["external_id"] = json!(analysis);
+    let tasks = route("check_run", &p);
+    assert_eq!(
+        tasks[0].config,
+        json!({"force": true, "parent_task_id": analysis})
+    );
+    let new = orchestrator_core::task::NewTask::new(tasks[0].clone(), 3, chrono::Utc::now());
+    assert_eq!(
+        new.parent_task_id.map(|id| id.to_string()).as_deref(),
+        Some(analysis)
+    );
+    p["check_run"]["name"] = json!("webhook-orchestrator / check suite");
+    let tasks = route("check_run", &p);
+    assert_eq!(
+        tasks[0].input_data["source_task_type"],
+        "check_suite_failure_analysis"
+    );
+
     p["requested_action"] = json!({"identifier": "something_else"});
     assert!(route("check_run", &p).is_empty(), "an unknown button");
 }

@@ -44,6 +44,17 @@ pub fn rate(prefix: &str, key: &str) -> String {
     format!("{prefix}:rate:{key}")
 }
 
+/// The agent budget's log of one scope (`<prefix>:{agent_budget}:<scope>`, e.g. `global` or
+/// `repo:owner/name`); one hash tag, because one script touches several scopes.
+pub fn agent_budget(prefix: &str, scope: &str) -> String {
+    format!("{prefix}:{{agent_budget}}:{scope}")
+}
+
+/// A named lock's key (`<prefix>:lock:<name>`), see [`RedisLock`](crate::RedisLock).
+pub fn lock(prefix: &str, name: &str) -> String {
+    format!("{prefix}:lock:{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +69,7 @@ mod tests {
         assert_eq!(keys.reset, "wo:{tasks}:reset");
         assert_eq!(delivery("wo", "abc"), "wo:delivery:abc");
         assert_eq!(rate("wo", "1.2.3.4"), "wo:rate:1.2.3.4");
+        assert_eq!(agent_budget("wo", "global"), "wo:{agent_budget}:global");
+        assert_eq!(lock("wo", "recovery"), "wo:lock:recovery");
     }
 }

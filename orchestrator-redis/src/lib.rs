@@ -2,7 +2,9 @@
 //!
 //! What lets many API and worker processes share the work: a task queue on Redis Streams
 //! ([`RedisQueue`], the core's [`TaskQueue`](orchestrator_core::queue::TaskQueue)), a shared
-//! replay guard ([`ReplayGuard`]) and a shared rate limiter ([`RedisRateLimiter`]). The database
+//! replay guard ([`ReplayGuard`]), a shared rate limiter ([`RedisRateLimiter`]), the shared
+//! agent budget ([`RedisAgentBudget`]) and a shared lock ([`RedisLock`], the one recovery runner
+//! across instances). The database
 //! stays the source of truth; Redis carries task ids between processes.
 //!
 //! ## How it uses Redis Streams
@@ -42,15 +44,21 @@
 //! - `queue.rs`: [`RedisQueue`], the stream paired with a task store; `sweeper.rs` re-publishes;
 //!   [`loss`] notices lost queue data and resets.
 //! - `replay_guard.rs` and `rate_limit.rs`: the shared guards for the HTTP layer.
-//! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA).
+//! - `agent_budget.rs`: the agent budget of Codegen run creations, shared by every worker.
+//! - `lock.rs`: [`RedisLock`], a renewable lock (`SET NX PX` with a token, renew and release by
+//!   script).
+//! - `scripts/*.lua`: the atomic steps (mover, takeover, sweep turn, GCRA, agent budget, lock
+//!   renew/release).
 //! - `error.rs`: the crate's error, mapped onto the core's store error kinds.
 
+mod agent_budget;
 mod config;
 mod connection;
 mod dead_letter;
 pub mod delay;
 mod error;
 pub mod keys;
+mod lock;
 pub mod loss;
 mod queue;
 mod rate_limit;
@@ -58,10 +66,12 @@ mod replay_guard;
 mod stream;
 mod sweeper;
 
+pub use agent_budget::RedisAgentBudget;
 pub use config::{QueueConfig, RedisConfig};
 pub use connection::RedisConnection;
 pub use dead_letter::DeadLetter;
 pub use error::{Error, Result};
+pub use lock::RedisLock;
 pub use queue::RedisQueue;
 pub use rate_limit::{Decision, Rate, RedisRateLimiter};
 pub use replay_guard::ReplayGuard;

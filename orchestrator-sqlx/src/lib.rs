@@ -26,6 +26,9 @@
 //! - `BatchStore::ingest_batch` (the core's group commit) writes a whole batch in one
 //!   transaction, one commit; if any delivery of it fails, the batch is rolled back and ingested one by one, so
 //!   no delivery's failure takes another with it.
+//! - A delivery's pull-request updates (superseding stale work, `supersede.rs`) run in its
+//!   ingest transaction, right after its tasks, each under a savepoint; on PostgreSQL the
+//!   transaction first takes an advisory lock per pull request touched, in one sorted order.
 //! - Every time written comes from the callers' `now` arguments (never the database clock).
 //! - All SQL is static text with bound parameters.
 //!

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::store::recovery::{
-    LearnedHook, RecoveryRun, RecoveryStore, RunStatus, RunnerLease,
+    LearnedHook, RecoveryRun, RecoveryStore, RedeliveryIntent, RunStatus, RunnerLease,
 };
 use uuid::Uuid;
 
@@ -58,6 +58,19 @@ pub(crate) const LIST: &str = concat!(
     " FROM recovery_runs ORDER BY id DESC LIMIT $1"
 );
 
+/// Newest runs stored before run `$2` (keyset paging by row id; none when `$2` is unknown).
+pub(crate) const LIST_BEFORE: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM recovery_runs WHERE id < (SELECT id FROM recovery_runs WHERE run_id = $2) \
+     ORDER BY id DESC LIMIT $1"
+);
+
+/// [`LIST`], or [`LIST_BEFORE`] when paging after a cursor.
+pub(crate) fn list_statement(before: Option<Uuid>) -> &'static str {
+    if before.is_some() { LIST_BEFORE } else { LIST }
+}
+
 /// The oldest open run.
 pub(crate) const OPEN: &str = concat!(
     "SELECT ",
@@ -69,6 +82,19 @@ pub(crate) const OPEN: &str = concat!(
 pub(crate) const LAST_SUCCESS: &str = "SELECT started_at FROM recovery_runs \
     WHERE status = 'succeeded' AND kind = 'scheduled' AND dry_run = $1 AND started_at IS NOT NULL \
     ORDER BY started_at DESC LIMIT 1";
+
+/// Records a redelivery intent unless the same attempt of the GUID was asked for at or after
+/// `$6`; answers a row when recorded. One statement, so two runners never both record it.
+pub(crate) const CLAIM_REDELIVERY: &str = "INSERT INTO recovery_redeliveries \
+    (guid, attempt_id, hook, run_id, requested_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (guid) DO UPDATE SET attempt_id = excluded.attempt_id, hook = excluded.hook, \
+    run_id = excluded.run_id, requested_at = excluded.requested_at \
+    WHERE recovery_redeliveries.attempt_id <> excluded.attempt_id \
+    OR recovery_redeliveries.requested_at < $6 RETURNING guid";
+
+/// Forgets a run's redelivery intent (GitHub refused the request).
+pub(crate) const RELEASE_REDELIVERY: &str =
+    "DELETE FROM recovery_redeliveries WHERE guid = $1 AND run_id = $2";
 
 /// The run's fields as stored in text and number columns; each database converts times, ids
 /// and booleans its own way.
@@ -181,8 +207,12 @@ impl RecoveryStore for SqlStore {
     async fn get_run(&self, run_id: Uuid) -> Result<Option<RecoveryRun>, StoreError> {
         both!(self, s => s.get_run(run_id).await)
     }
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
-        both!(self, s => s.list_runs(limit).await)
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
+        both!(self, s => s.list_runs(before, limit).await)
     }
     async fn open_run(&self) -> Result<Option<RecoveryRun>, StoreError> {
         both!(self, s => s.open_run().await)
@@ -195,6 +225,16 @@ impl RecoveryStore for SqlStore {
     }
     async fn learned_hooks(&self, since: DateTime<Utc>) -> Result<Vec<LearnedHook>, StoreError> {
         both!(self, s => s.learned_hooks(since).await)
+    }
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        both!(self, s => s.claim_redelivery(intent, not_before).await)
+    }
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError> {
+        both!(self, s => s.release_redelivery(guid, run_id).await)
     }
     async fn try_lock_runner(
         &self,

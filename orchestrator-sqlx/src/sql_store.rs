@@ -6,8 +6,8 @@ use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
     AttemptStore, BatchDelivery, BatchStore, Claim, CleanupReport, EventFilter, EventStore,
-    ExternalRun, Finish, FinishReport, IngestOutcome, Page, QueueDepth, ReprocessOutcome,
-    RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
+    ExternalRun, Finish, FinishReport, IngestOutcome, NewDelivery, Page, QueueDepth,
+    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{NewTask, Task, TaskDetail};
 use uuid::Uuid;
@@ -98,12 +98,8 @@ pub(crate) use both;
 
 #[async_trait]
 impl EventStore for SqlStore {
-    async fn ingest(
-        &self,
-        event: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
-        both!(self, s => s.ingest(event, tasks).await)
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
+        both!(self, s => s.ingest_delivery(delivery).await)
     }
     async fn list_events(
         &self,
@@ -143,7 +139,7 @@ impl BatchStore for SqlStore {
     ) -> Vec<Result<IngestOutcome, StoreError>> {
         match self {
             Self::Postgres(s) => {
-                let batch = batch.into_iter().map(|(e, t, _)| (e, t, ())).collect();
+                let batch = batch.into_iter().map(|(d, _)| (d, ())).collect();
                 s.ingest_batch(batch).await
             }
             Self::Sqlite(s) => s.ingest_batch(batch).await,

@@ -1,8 +1,11 @@
 //! Superseding stale pull-request work (see [`orchestrator_core::store::supersede`]) on both
-//! databases: the statements they share. Each database's transaction is in its
-//! `supersede.rs`; the [`SqlStore`](crate::SqlStore) dispatch is in `cancel.rs`.
+//! databases: the statements they share. Each database's steps are in its `supersede.rs`,
+//! run on the transaction that ingests the delivery (single or batch: one function per
+//! database for both) or on one of their own (`CancelStore::supersede`); the
+//! [`SqlStore`](crate::SqlStore) dispatch is in `cancel.rs`.
 //!
-//! One transaction per delivery: the pull request's newest-head row is locked (or created)
+//! Each update runs under a savepoint ([`SAVEPOINT`]): a failing one is rolled back alone and
+//! the delivery still commits. The pull request's newest-head row is locked (or created)
 //! first, so two deliveries of one pull request supersede one after the other; then the open
 //! tasks of the pull request are locked (PostgreSQL `FOR UPDATE`; SQLite holds the one write
 //! lock) before whether they have an agent run is read, so an admission of the ledger (which
@@ -37,3 +40,22 @@ pub(crate) const NEWEST_OF: &str = "SELECT task_id FROM workflow_tasks WHERE rep
 /// A task that keeps its agent run but is superseded.
 pub(crate) const MARK: &str =
     "UPDATE workflow_tasks SET superseded_by = $2, updated_at = $3 WHERE task_id = $1";
+
+/// Opens the savepoint of one pull-request update inside an ingest transaction.
+pub(crate) const SAVEPOINT: &str = "SAVEPOINT pr_update";
+
+/// Keeps what the update did (the savepoint is gone, its changes stay in the transaction).
+pub(crate) const RELEASE: &str = "RELEASE SAVEPOINT pr_update";
+
+/// Undoes a failed update (its savepoint is then released with [`RELEASE`]).
+pub(crate) const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT pr_update";
+
+/// A row when a supersede ($1 repository, $2 number, $3 SHA, $4 head time) has nothing to do:
+/// the newest head is this SHA, at this time or later, and no open task of the pull request is
+/// at another SHA (two ranges of `workflow_tasks_open_pr_idx`). The common case (another
+/// delivery for the current head) then costs this one read, with no savepoint and no write.
+pub(crate) const SETTLED: &str = "SELECT 1 FROM pull_request_heads h WHERE h.repository = $1 \
+    AND h.pr_number = $2 AND h.head_sha = $3 AND h.head_at >= $4 AND NOT EXISTS (SELECT 1 \
+    FROM workflow_tasks t WHERE t.repository = $1 AND t.pr_number = $2 \
+    AND t.status IN ('pending', 'retrying', 'running') \
+    AND (t.commit_sha < $3 OR t.commit_sha > $3))";

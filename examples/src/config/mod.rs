@@ -22,7 +22,8 @@
 //!   (retries, workers, shutdown, cleanup and retention), `telemetry.rs` (logs, metrics,
 //!   traces), `http_limits.rs` (connection timeouts and cap, the body budget), `report.rs`
 //!   (reporting back on the pull request), `agent_failure.rs` (which agent run statuses fail a
-//!   task), `supersede.rs` (superseding stale pull-request work), `recovery.rs` (reconciling
+//!   task), `agent_budget.rs` (the agent budget of Codegen run creations), `supersede.rs`
+//!   (superseding stale pull-request work), `recovery.rs` (reconciling
 //!   with GitHub's delivery log).
 
 use std::fmt;
@@ -41,6 +42,7 @@ use orchestrator_sqlx::PoolOptions;
 use crate::role::Role;
 use crate::telemetry::TelemetryConfig;
 
+mod agent_budget;
 mod agent_failure;
 mod api;
 mod clients;
@@ -121,8 +123,16 @@ const VARIABLES: &[&str] = &[
     "REPORT_TO_GITHUB",
     "REPORT_CHECK_NAME",
     "REPORT_PR_COMMENT",
+    "REPORT_INTERVAL_SECONDS",
+    "REPORT_RETRY_INITIAL_SECONDS",
+    "REPORT_RETRY_MAX_SECONDS",
+    "REPORT_RETRY_MAX_TRIES",
+    "CODEGEN_MANUAL_FIX_REPOS",
     "SUPERSEDE_ENABLED",
     "SUPERSEDE_RUNNING",
+    "AGENT_BUDGET_PER_MINUTE",
+    "AGENT_BUDGET_PER_REPO_PER_HOUR",
+    "AGENT_BUDGET_RUNS_PER_HEAD",
 ];
 
 /// What the configuration is loaded for; decides which variables are required.
@@ -169,7 +179,7 @@ pub struct Config {
     /// `CODEGEN_TOKEN` + `CODEGEN_ORG_ID` (neither: Codegen runs are skipped),
     /// `CODEGEN_API_URL`, `CIRCUIT_BREAKER_*`.
     pub codegen: CodegenConfig,
-    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`.
+    /// `CODEGEN_POLL_SECONDS`, `CODEGEN_FAILURE_STATUSES`, `CODEGEN_MANUAL_FIX_REPOS`.
     pub handlers: HandlerConfig,
     /// `RETRY_MAX_RETRIES`, `RETRY_BASE_DELAY_SECONDS`, `RETRY_MAX_DELAY_SECONDS`.
     pub retry: RetryPolicy,
@@ -190,8 +200,9 @@ pub struct Config {
     /// `GITHUB_RECOVERY_HOOKS`, `GITHUB_RECOVERY_INTERVAL_SECONDS` (zero turns the schedule
     /// off), `GITHUB_RECOVERY_MAX_LOOKBACK_HOURS`: reconciling with GitHub's delivery log.
     pub recovery: orchestrator_core::recovery::RecoveryConfig,
-    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`: the reporter's settings (its `mode` is
-    /// [`Config::report_mode`]).
+    /// `REPORT_CHECK_NAME`, `REPORT_PR_COMMENT`, `REPORT_INTERVAL_SECONDS`,
+    /// `REPORT_RETRY_INITIAL_SECONDS`, `REPORT_RETRY_MAX_SECONDS`, `REPORT_RETRY_MAX_TRIES`: the
+    /// reporter's settings (its `mode` is [`Config::report_mode`]).
     pub report: orchestrator_core::report::ReportConfig,
     /// `REPORT_TO_GITHUB`; `None` picks by the credentials ([`Config::report_mode`]).
     pub report_to: Option<orchestrator_core::report::ReportMode>,
@@ -284,6 +295,7 @@ impl Config {
         http_limits::read(&mut r, &mut config);
         recovery::read(&mut r, &mut config);
         agent_failure::read(&mut r, &mut config);
+        agent_budget::read(&mut r, &mut config);
         report::read(&mut r, &mut config);
         supersede::read(&mut r, &mut config);
         r.finish(config)

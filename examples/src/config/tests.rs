@@ -512,3 +512,77 @@ fn reporting_follows_the_credentials_unless_set() {
     .unwrap_err();
     assert_eq!(variables(&err), ["REPORT_CHECK_NAME"]);
 }
+
+#[test]
+fn the_reporter_pace_and_manual_fix_repositories_are_read_and_checked() {
+    let secret = ("GITHUB_WEBHOOK_SECRET", "s3cret");
+    let token = ("GITHUB_TOKEN", "ghp_x");
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n";
+    let (app, key) = (("GITHUB_APP_ID", "7"), ("GITHUB_APP_PRIVATE_KEY", pem));
+    let c = load(Purpose::Serve(Role::All), &[secret, token]).unwrap();
+    assert_eq!(c.report.interval, Duration::from_secs(1));
+    assert_eq!(c.report.retry_initial, Duration::from_secs(5));
+    assert_eq!(c.report.retry_max, Duration::from_secs(600));
+    assert_eq!(c.report.max_failures, 10);
+    assert!(c.handlers.manual_fix_repos.is_empty());
+    let c = load(
+        Purpose::Serve(Role::All),
+        &[
+            secret,
+            app,
+            key,
+            ("REPORT_INTERVAL_SECONDS", "3"),
+            ("REPORT_RETRY_INITIAL_SECONDS", "2"),
+            ("REPORT_RETRY_MAX_SECONDS", "60"),
+            ("REPORT_RETRY_MAX_TRIES", "4"),
+            ("CODEGEN_MANUAL_FIX_REPOS", " octo/repo , Other/Thing,"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.report.interval, Duration::from_secs(3));
+    assert_eq!(c.report.retry_initial, Duration::from_secs(2));
+    assert_eq!(c.report.retry_max, Duration::from_secs(60));
+    assert_eq!(c.report.max_failures, 4);
+    assert_eq!(c.handlers.manual_fix_repos, ["octo/repo", "Other/Thing"]);
+    assert!(c.handlers.fixes_on_request(Some("other/thing")));
+    assert!(!c.handlers.fixes_on_request(Some("octo/else")));
+    let all = load(
+        Purpose::Serve(Role::All),
+        &[secret, app, key, ("CODEGEN_MANUAL_FIX_REPOS", "*")],
+    )
+    .unwrap();
+    assert!(all.handlers.fixes_on_request(Some("any/repo")));
+    // Only a check run has the button: with statuses (or nothing reported) nobody could ask.
+    for env in [
+        vec![secret, token],
+        vec![secret, app, key, ("REPORT_TO_GITHUB", "off")],
+    ] {
+        let mut env = env;
+        env.push(("CODEGEN_MANUAL_FIX_REPOS", "octo/repo"));
+        let err = load(Purpose::Serve(Role::All), &env).unwrap_err();
+        assert_eq!(variables(&err), ["CODEGEN_MANUAL_FIX_REPOS"], "{env:?}");
+    }
+
+    let err = load(
+        Purpose::Serve(Role::All),
+        &[
+            secret,
+            token,
+            ("REPORT_INTERVAL_SECONDS", "0"),
+            ("REPORT_RETRY_INITIAL_SECONDS", "30"),
+            ("REPORT_RETRY_MAX_SECONDS", "10"),
+            ("REPORT_RETRY_MAX_TRIES", "0"),
+            ("CODEGEN_MANUAL_FIX_REPOS", "octo/repo,not-a-repo"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        variables(&err),
+        [
+            "REPORT_INTERVAL_SECONDS",
+            "REPORT_RETRY_MAX_SECONDS",
+            "REPORT_RETRY_MAX_TRIES",
+            "CODEGEN_MANUAL_FIX_REPOS"
+        ]
+    );
+}

@@ -58,13 +58,13 @@ fn builder(store: &Arc<MemoryStore>) -> OrchestratorBuilder {
         .rate_limits(orchestrator_axum::RateLimits::OFF)
 }
 
-struct Running {
-    base: String,
-    stop: CancellationToken,
-    served: tokio::task::JoinHandle<Result<(), orchestrator_server::ServerError>>,
+pub(crate) struct Running {
+    pub(crate) base: String,
+    pub(crate) stop: CancellationToken,
+    pub(crate) served: tokio::task::JoinHandle<Result<(), orchestrator_server::ServerError>>,
 }
 
-async fn serve(orchestrator: &Orchestrator) -> Running {
+pub(crate) async fn serve(orchestrator: &Orchestrator) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
@@ -72,7 +72,7 @@ async fn serve(orchestrator: &Orchestrator) -> Running {
     Running { base, stop, served }
 }
 
-async fn deliver(base: &str, event: &str, body: &[u8]) -> reqwest::Response {
+pub(crate) async fn deliver(base: &str, event: &str, body: &[u8]) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{base}/api/v1/webhooks/github"))
         .header("content-type", "application/json")

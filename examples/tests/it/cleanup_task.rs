@@ -38,7 +38,12 @@ async fn cleanup_is_a_task(db: &TestDb, extra: &[(&str, &str)]) {
     assert_eq!(done["task_type"], "cleanup");
     let detail = server.get(&format!("/api/v1/tasks/{task_id}")).await;
     let output = &detail["output_data"];
-    for count in ["events_deleted", "tasks_deleted", "executions_deleted"] {
+    for count in [
+        "events_deleted",
+        "tasks_deleted",
+        "executions_deleted",
+        "reports_deleted",
+    ] {
         assert!(output[count].is_u64(), "{count}: {detail:#}");
     }
     assert_eq!(output["trigger"], "manual", "{detail:#}");

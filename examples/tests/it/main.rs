@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod agent_budget;
 mod agent_runs;
 mod agent_stub;
 mod builder;
@@ -21,6 +22,7 @@ mod hostile;
 mod operations;
 mod pause;
 mod pull_request;
+mod recovery;
 mod redis_flush;
 mod report;
 mod run_failure;

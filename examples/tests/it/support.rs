@@ -155,6 +155,9 @@ impl Server {
             .env("RETRY_BASE_DELAY_SECONDS", "1")
             .env("RATE_LIMIT_WEBHOOK_PER_SECOND", "0")
             .env("RATE_LIMIT_API_PER_MINUTE", "0")
+            // Codegen's limit of 10 run creations per minute would make the tests that create
+            // many runs wait; the agent budget's own tests (tests/it/agent_budget.rs) set it.
+            .env("AGENT_BUDGET_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "debug")
             // Reporting back on the PR is opted into by the tests of it (tests/it/report.rs),
@@ -388,6 +391,16 @@ pub fn task_of<'a>(tasks: &'a Value, task_type: &str) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|t| t["task_type"] == task_type)
+}
+
+/// A `pull_request.opened` payload for pull request `number` at its own head SHA.
+pub fn pull_request(number: u64) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
+    body["number"] = number.into();
+    body["pull_request"]["number"] = number.into();
+    body["pull_request"]["head"]["sha"] = format!("{number:040x}").into();
+    serde_json::to_vec(&body).unwrap()
 }
 
 pub fn corpus(rel: &str) -> Vec<u8> {

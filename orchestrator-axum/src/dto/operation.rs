@@ -167,4 +167,7 @@ pub struct OperationListQuery {
     /// >= 0, default 0.
     #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
+    /// Only the operations after this one in the list's order (the `operation_id` of the
+    /// previous page's last row): keyset paging, stable while operations are added.
+    pub before: Option<Uuid>,
 }

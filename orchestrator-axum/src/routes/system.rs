@@ -13,7 +13,7 @@ use orchestrator_core::breaker::BreakerState;
 use orchestrator_core::observe::Observer;
 
 use crate::auth::{is_authorized, unauthorized};
-use crate::dto::{ErrorBody, HealthResponse};
+use crate::dto::{AgentBudgetHealth, ErrorBody, HealthResponse};
 use crate::error::ApiError;
 use crate::health::{HealthStatus, Verdict, store_reason, timed};
 use crate::state::AppState;
@@ -59,6 +59,9 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
     }
     metrics.record_breakers(&state.breakers().snapshot());
     metrics.set_buffered_body_bytes(state.body_budget().in_use());
+    if let Err(why) = agent_budget(&state, state.clock().now()).await {
+        tracing::warn!(why, "metrics: the agent budget's gauges were not refreshed");
+    }
     let mut response = metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -122,6 +125,34 @@ async fn run_checks(state: &AppState, now: DateTime<Utc>) -> Vec<(String, Verdic
     .collect()
 }
 
+/// The agent budget's state at `now` (also set on the metrics' gauges), `None` when the state
+/// shows no budget; `Err` says why it could not be read (run creations wait meanwhile).
+pub(crate) async fn agent_budget(
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> Result<Option<AgentBudgetHealth>, String> {
+    let Some(budget) = state.agent_budget() else {
+        return Ok(None);
+    };
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), budget.state(now)).await;
+    match read {
+        Ok(Ok(budget)) => {
+            if let Some(metrics) = state.metrics() {
+                metrics.record_agent_budget(&budget, now);
+            }
+            Ok(Some(budget.into()))
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health: the agent budget could not be read");
+            Err(format!(
+                "{}; Codegen run creations wait until it can be read",
+                store_reason("agent budget", &err)
+            ))
+        }
+        Err(_) => Err("the agent budget did not answer within 5 s; Codegen run creations wait until it can be read".to_owned()),
+    }
+}
+
 /// Runs every check and says what `/health` answers.
 async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
     let now = state.clock().now();
@@ -161,6 +192,14 @@ async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
         }
         breakers.insert(b.name, b.state.as_str().to_owned());
     }
+    let agent_budget = match agent_budget(state, now).await {
+        Ok(budget) => budget,
+        Err(why) => {
+            overall = overall.max(HealthStatus::Degraded);
+            reasons.insert("agent_budget".to_owned(), why);
+            None
+        }
+    };
     let uptime = (now - state.started_at()).num_milliseconds().max(0) as f64 / 1000.0;
     let status = if overall == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
@@ -175,6 +214,7 @@ async fn report(state: &AppState) -> (StatusCode, HealthResponse) {
         breakers,
         queue_backend: state.queue().backend().to_owned(),
         uptime,
+        agent_budget,
     };
     (status, body)
 }

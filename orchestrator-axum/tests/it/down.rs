@@ -10,7 +10,7 @@ use orchestrator_axum::{AppState, router};
 use orchestrator_core::clock::ManualClock;
 use orchestrator_core::engine::Ingestor;
 use orchestrator_core::error::{StoreError, StoreErrorKind};
-use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::event::{EventSummary, WebhookEvent};
 use orchestrator_core::queue::StoreQueue;
 use orchestrator_core::routing::Router as Rules;
 use orchestrator_core::signature::{SignatureVerifier, WebhookSecret};
@@ -35,7 +35,7 @@ impl DownStore {
 
 #[async_trait]
 impl EventStore for DownStore {
-    async fn ingest(&self, _: NewEvent, _: Vec<NewTask>) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_delivery(&self, _: NewDelivery) -> Result<IngestOutcome, StoreError> {
         self.err()
     }
     async fn list_events(&self, _: &EventFilter, _: Page) -> Result<Vec<EventSummary>, StoreError> {

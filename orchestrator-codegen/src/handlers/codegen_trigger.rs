@@ -13,6 +13,10 @@
 //! creation answer is therefore no longer a permanent failure: the intent stays pending and the
 //! next attempt (a deferral, no attempt used) reconciles it.
 //!
+//! Before the ledger is asked, the agent budget gives a slot (`budget.rs`): over the global
+//! rate or the repository's hourly limit the task waits (a deferral, no attempt used) and
+//! stores no intent.
+//!
 //! The ledger also applies the per-head-SHA rule in the same transaction that stores the intent:
 //! a pull request's head SHA gets at most one run (the task completes `skipped`) unless the task
 //! was forced (`"force": true` in its config, from reprocess with `?force=true`).
@@ -32,6 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::agent::{AgentRun, AgentRunRequest, CodingAgent};
+use orchestrator_core::budget::{AgentBudget, MemoryAgentBudget};
 use orchestrator_core::clock;
 use orchestrator_core::error::{ClientErrorKind, TaskError};
 use orchestrator_core::handler::{HandlerOutcome, TaskContext, TaskHandler};
@@ -43,6 +48,7 @@ use orchestrator_core::store::agent_run::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::budget;
 use super::prompt::build_prompt;
 use super::run_end;
 use super::{CodegenTriggerInput, reason_names};
@@ -60,6 +66,7 @@ pub struct CodegenTrigger {
     pub(super) runs: Arc<dyn AgentRunStore>,
     pub(super) config: Arc<HandlerConfig>,
     pub(super) observer: Arc<dyn Observer>,
+    pub(super) budget: Arc<dyn AgentBudget>,
 }
 
 /// What `output_data` holds while the run is followed.
@@ -105,19 +112,29 @@ const IN_PROGRESS: &str = "in_progress";
 
 impl CodegenTrigger {
     /// A handler starting runs on `agent`, each recorded in the ledger `runs` before it is
-    /// asked for; outcomes are counted on `observer`.
+    /// asked for; outcomes are counted on `observer`. Its agent budget is an in-process one
+    /// applying `config.budget` ([`with_budget`](Self::with_budget) shares one instead).
     pub fn new(
         agent: Arc<dyn CodingAgent>,
         runs: Arc<dyn AgentRunStore>,
         config: Arc<HandlerConfig>,
         observer: Arc<dyn Observer>,
     ) -> Self {
+        let budget = Arc::new(MemoryAgentBudget::new(config.budget));
         Self {
             agent,
             runs,
             config,
             observer,
+            budget,
         }
+    }
+
+    /// Takes run-creation slots from `budget` (e.g. one shared through Redis, or the instance
+    /// `/health` reports).
+    pub fn with_budget(mut self, budget: Arc<dyn AgentBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// The run this task already started, if any.
@@ -402,13 +419,27 @@ impl TaskHandler for CodegenTrigger {
         }
         let input: CodegenTriggerInput = ctx.input()?;
         self.release_ended(ctx).await?;
-        let policy = self.config.run_policy;
-        match self
-            .runs
-            .admit(&Self::intent(ctx), &policy, ctx.now)
-            .await?
-        {
-            Admission::Admitted(intent) => self.create(ctx, &input, &intent).await,
+        self.start(ctx, &input)
+            .await
+            .map_err(|err| budget::clear_stale_marker(ctx, err))
+    }
+}
+
+impl CodegenTrigger {
+    /// A slot of the agent budget, then the ledger's admission, then the creation.
+    async fn start(
+        &self,
+        ctx: &TaskContext,
+        input: &CodegenTriggerInput,
+    ) -> Result<HandlerOutcome, TaskError> {
+        let permit = self.take_budget(ctx).await?;
+        let policy = self.config.budget.run_policy();
+        let admission = self.runs.admit(&Self::intent(ctx), &policy, ctx.now).await;
+        if !matches!(admission, Ok(Admission::Admitted(_))) {
+            self.give_back(ctx, permit).await;
+        }
+        match admission? {
+            Admission::Admitted(intent) => self.create(ctx, input, &intent).await,
             Admission::Resume(intent) => self.resume(ctx, intent).await,
             Admission::Refused(Refusal::TaskCancelled) => {
                 // The cancel won the race with this attempt: no run is created, and the

@@ -8,7 +8,8 @@
 //!
 //! - `classify.rs`: file / check classification and trigger reasons (pure).
 //! - `pull_request.rs`, `check_run.rs`, `check_suite.rs`, `push.rs`: the analyses.
-//! - `codegen_trigger.rs`: start (through the agent-run ledger) and follow a run;
+//! - `codegen_trigger.rs`: start (through the agent budget, `budget.rs`, and the agent-run
+//!   ledger) and follow a run;
 //!   `reconcile.rs`: find a run whose creation answer was lost, or stop the task for a person;
 //!   `prompt.rs`: what the agent is told; `run_end.rs`: how the run's end (failed, stopped,
 //!   completed) ends the task, and how an operator's retry asks for a new run.
@@ -16,6 +17,7 @@
 //! An analysis passes its task's `"force": true` config (reprocess with `?force=true`) on to its
 //! `codegen_trigger` follow-up, which then may create a run for a head SHA that already has one.
 
+mod budget;
 mod check_run;
 mod check_suite;
 mod classify;
@@ -29,15 +31,18 @@ mod run_end;
 use std::sync::Arc;
 
 use orchestrator_core::agent::CodingAgent;
+use orchestrator_core::budget::{AgentBudget, MemoryAgentBudget};
 use orchestrator_core::error::TaskError;
 use orchestrator_core::github::{CheckRun, GitHubApi};
 use orchestrator_core::handler::{HandlerOutcome, HandlerRegistry, TaskContext};
 use orchestrator_core::observe::Observer;
+use orchestrator_core::report::view::CODEGEN_ON_REQUEST;
 use orchestrator_core::store::agent_run::{AgentRunStore, FORCE_CONFIG_KEY, is_forced};
 use orchestrator_core::task::{TaskSpec, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use budget::BUDGET_OUTPUT_KEY;
 pub use check_run::CheckFailureAnalysis;
 pub use check_suite::CheckSuiteFailureAnalysis;
 pub use classify::{CheckKind, FileKind, TriggerReason, classify_check, classify_file};
@@ -114,12 +119,28 @@ impl FailingCheck {
 
 /// Registers the five built-in handlers in one call. `runs` is the agent-run ledger
 /// `codegen_trigger` records every run creation in before it asks for it (the SQL store, or the
-/// memory store, implements it).
+/// memory store, implements it). Run creations take slots of an in-process agent budget
+/// applying `config.budget`; [`register_handlers_with_budget`] gives them a shared one.
 pub fn register_handlers(
     registry: &mut HandlerRegistry,
     github: Arc<dyn GitHubApi>,
     agent: Arc<dyn CodingAgent>,
     runs: Arc<dyn AgentRunStore>,
+    config: HandlerConfig,
+    observer: Arc<dyn Observer>,
+) {
+    let budget = Arc::new(MemoryAgentBudget::new(config.budget));
+    register_handlers_with_budget(registry, github, agent, runs, budget, config, observer);
+}
+
+/// [`register_handlers`] with the agent budget `budget` (e.g. the Redis one shared by every
+/// instance, or the instance `/health` reports).
+pub fn register_handlers_with_budget(
+    registry: &mut HandlerRegistry,
+    github: Arc<dyn GitHubApi>,
+    agent: Arc<dyn CodingAgent>,
+    runs: Arc<dyn AgentRunStore>,
+    budget: Arc<dyn AgentBudget>,
     config: HandlerConfig,
     observer: Arc<dyn Observer>,
 ) {
@@ -139,17 +160,31 @@ pub fn register_handlers(
     registry.register(TaskType::PUSH_ANALYSIS, PushAnalysis::new(config.clone()));
     registry.register(
         TaskType::CODEGEN_TRIGGER,
-        CodegenTrigger::new(agent, runs, config, observer),
+        CodegenTrigger::new(agent, runs, config, observer).with_budget(budget),
     );
 }
 
-/// A finished analysis: its output, plus a `codegen_trigger` follow-up when asked.
+/// A finished analysis: its output, plus a `codegen_trigger` follow-up when asked. A failed
+/// check's analysis in a repository where such runs are started by hand
+/// ([`HandlerConfig::fixes_on_request`]) asks for none: its output says
+/// [`CODEGEN_ON_REQUEST`], and its check's "Ask Codegen to fix" button starts the run.
 pub(crate) fn analysis_outcome(
     ctx: &TaskContext,
     config: &HandlerConfig,
-    output: Value,
-    trigger: Option<CodegenTriggerInput>,
+    mut output: Value,
+    mut trigger: Option<CodegenTriggerInput>,
 ) -> Result<HandlerOutcome, TaskError> {
+    let task_type = &ctx.task.task_type;
+    let check_analysis = *task_type == TaskType::CHECK_FAILURE_ANALYSIS
+        || *task_type == TaskType::CHECK_SUITE_FAILURE_ANALYSIS;
+    if trigger.is_some()
+        && check_analysis
+        && config.fixes_on_request(ctx.task.repository.as_deref())
+        && let Some(fields) = output.as_object_mut()
+    {
+        fields.insert(CODEGEN_ON_REQUEST.to_owned(), Value::Bool(true));
+        trigger = None;
+    }
     let followups = match trigger {
         None => Vec::new(),
         Some(input) => {

@@ -9,6 +9,7 @@
 mod agent_runs;
 mod app_auth;
 mod breaker;
+mod budget;
 mod codegen;
 mod codegen_trigger;
 mod deliveries;

@@ -14,7 +14,7 @@ use orchestrator_codegen::{
     CodegenClient, GitHubAppConfig, GitHubClient, GitHubConfig, HandlerConfig, Secret,
 };
 use orchestrator_core::clock::{Clock, ManualClock};
-use orchestrator_core::engine::{Ingestor, Worker, WorkerConfig};
+use orchestrator_core::engine::{Ingestor, SupersedeConfig, Worker, WorkerConfig};
 use orchestrator_core::handler::HandlerRegistry;
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::queue::StoreQueue;
@@ -26,7 +26,7 @@ use orchestrator_core::task::TaskStatus;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{Recorder, TEST_APP_KEY, clock_now, codegen_config, github_config};
@@ -94,6 +94,18 @@ impl Rig {
 
     /// [`Rig::new`], with `pr_comment` (`REPORT_PR_COMMENT`).
     async fn build(app: bool, run_status: &str, pr_comment: bool) -> Self {
+        Self::build_with(app, run_status, pr_comment, HandlerConfig::default(), false).await
+    }
+
+    /// [`Rig::build`] with the handlers' `config`, and `supersede` (stale pull-request work
+    /// cancelled at ingest, as the server does by default).
+    async fn build_with(
+        app: bool,
+        run_status: &str,
+        pr_comment: bool,
+        handler_config: HandlerConfig,
+        supersede: bool,
+    ) -> Self {
         let github = MockServer::start().await;
         let codegen = MockServer::start().await;
         let expires_at = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
@@ -149,16 +161,19 @@ impl Rig {
             client.clone(),
             Arc::new(agent),
             store.clone(),
-            HandlerConfig::default(),
+            handler_config,
             recorder.clone(),
         );
-        let ingestor = Ingestor::new(
+        let mut ingestor = Ingestor::new(
             SignatureVerifier::new([WebhookSecret::new(SECRET)]),
             report_router(),
             store.clone(),
             Arc::new(StoreQueue::new(store.clone())),
             clock.clone(),
         );
+        if supersede {
+            ingestor = ingestor.with_supersede(SupersedeConfig::default());
+        }
         let worker = Worker::new(
             Arc::new(StoreQueue::new(store.clone())),
             store.clone(),
@@ -238,7 +253,8 @@ impl Rig {
             .into_iter()
             .filter(|r| {
                 let p = r.url.path();
-                p.contains("/check-runs") || p.contains("/statuses/")
+                r.method.as_str() != "GET"
+                    && (p.contains("/check-runs") || p.contains("/statuses/"))
             })
             .map(|r| {
                 let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
@@ -681,4 +697,317 @@ async fn a_second_reporter_waits_for_the_lease_and_takes_over_where_the_first_st
         ("PATCH", format!("{REPO}/check-runs/555").as_str())
     );
     assert!(!rig.tick().await.leased, "the first one waits now");
+}
+
+/// The newer head of the superseding delivery.
+const NEW_SHA: &str = "1234567890abcdef1234567890abcdef12345678";
+
+/// `pull_request.synchronize` of PR 2 to `NEW_SHA`, later than the corpus' `opened`.
+fn synchronize_to_new_head() -> Vec<u8> {
+    let mut p: Value = serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
+    p["action"] = json!("synchronize");
+    p["pull_request"]["head"]["sha"] = json!(NEW_SHA);
+    p["pull_request"]["updated_at"] = json!("2030-01-01T00:00:00Z");
+    p["installation"] = json!({"id": 1});
+    serde_json::to_vec(&p).unwrap()
+}
+
+#[tokio::test]
+async fn a_superseded_analysis_completes_its_check_cancelled_naming_the_newer_commit() {
+    let rig = Rig::build_with(true, "COMPLETE", false, HandlerConfig::default(), true).await;
+    // The old head's check run is 555, the new head's 556.
+    for (sha, id) in [(SHA, 555), (NEW_SHA, 556)] {
+        Mock::given(method("POST"))
+            .and(path(format!("{REPO}/check-runs")))
+            .and(body_partial_json(json!({"head_sha": sha})))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": id})))
+            .mount(&rig.github)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("{REPO}/check-runs/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": id})))
+            .mount(&rig.github)
+            .await;
+    }
+    let old = rig.deliver_opened().await;
+    assert_eq!(rig.tick().await.sent, 1, "the old head's check, queued");
+
+    // A push to the pull request before the old analysis ran: it is superseded at ingest.
+    let body = synchronize_to_new_head();
+    let receipt = rig
+        .ingestor
+        .ingest(
+            &headers("pull_request", "d-sync", &body),
+            Bytes::from(body),
+            None,
+        )
+        .await
+        .unwrap();
+    let new = receipt.task_ids[0];
+    let stale = rig.store.get_task(old).await.unwrap().unwrap().task;
+    assert_eq!(stale.status, TaskStatus::Cancelled);
+    assert_eq!(stale.superseded_by, Some(new));
+    let tick = rig.tick().await;
+    assert_eq!((tick.sent, tick.failed), (2, 0));
+
+    let calls = rig.reports().await;
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    let cancelled: Vec<&Value> = calls
+        .iter()
+        .filter(|(m, p, _)| m == "PATCH" && p == &format!("{REPO}/check-runs/555"))
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{calls:#?}");
+    let body = cancelled[0];
+    let text = summary(body).to_owned();
+    assert_eq!(
+        body,
+        &json!({
+            "name": "webhook-orchestrator",
+            "external_id": old.to_string(),
+            "status": "completed",
+            "conclusion": "cancelled",
+            "output": {"title": "Superseded by 1234567", "summary": text},
+            "actions": [],
+        })
+    );
+    assert!(
+        text.starts_with(&format!(
+            "**Superseded by 1234567**\n\n**Superseded:** commit `{NEW_SHA}` was pushed to this \
+             pull request; it is analysed instead\n**Why analysed:** pull request #2 was `opened`"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("<sub>task `{old}`</sub>")),
+        "{text}"
+    );
+    // The new head has a check run of its own.
+    let created: Vec<&Value> = calls
+        .iter()
+        .filter(|(m, _, _)| m == "POST")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[1]["head_sha"], NEW_SHA);
+    assert_eq!(created[1]["external_id"], new.to_string());
+    assert_eq!(created[1]["status"], "queued");
+    // Nothing more is owed for the old head.
+    assert_eq!(rig.tick().await.sent, 0);
+}
+
+/// A check of someone else's App failed on PR 2 (the corpus' `completed` run, concluded
+/// `failure`), as GitHub sends it and as the analysis reads it back.
+async fn failed_lint(rig: &Rig) -> Vec<u8> {
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/check-runs/128620228")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 128620228, "name": "Octocoders-linter", "status": "completed",
+            "conclusion": "failure", "head_sha": SHA,
+            "html_url": "https://github.com/Codertocat/Hello-World/runs/128620228",
+            "output": {"title": "2 lint errors", "summary": "src/lib.rs: unused import"}})))
+        .mount(&rig.github)
+        .await;
+    let mut p: Value = serde_json::from_slice(&corpus("check_run/completed.payload.json")).unwrap();
+    p["check_run"]["conclusion"] = json!("failure");
+    p["installation"] = json!({"id": 1});
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// "Ask Codegen to fix" pressed on our check 555, which reports `analysis`.
+fn ask_codegen_pressed(analysis: Uuid) -> Vec<u8> {
+    let mut p: Value =
+        serde_json::from_slice(&own_check_delivery("requested_action", "action_required")).unwrap();
+    p["check_run"]["name"] = json!("webhook-orchestrator / Octocoders-linter");
+    p["check_run"]["external_id"] = json!(analysis.to_string());
+    p["requested_action"] = json!({"identifier": "codegen_fix"});
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn codegen_runs_created(requests: &[wiremock::Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/agent/run"))
+        .count()
+}
+
+#[tokio::test]
+async fn with_automatic_runs_off_a_failed_check_waits_for_the_button_that_starts_exactly_one_run() {
+    let handlers = HandlerConfig {
+        manual_fix_repos: vec!["codertocat/hello-world".into()],
+        ..HandlerConfig::default()
+    };
+    let rig = Rig::build_with(true, "COMPLETE", false, handlers, false).await;
+    rig.accept_check_runs().await;
+    let body = failed_lint(&rig).await;
+    let receipt = rig
+        .ingestor
+        .ingest(
+            &headers("check_run", "d-lint", &body),
+            Bytes::from(body),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.task_ids.len(), 1);
+    let analysis = receipt.task_ids[0];
+    assert_eq!(rig.worker.run_once().await.unwrap(), 1, "the analysis ran");
+    assert_eq!(
+        rig.worker.run_once().await.unwrap(),
+        0,
+        "and asked for no run"
+    );
+    let done = rig.store.get_task(analysis).await.unwrap().unwrap().task;
+    assert_eq!(done.status, TaskStatus::Completed);
+    let output = done.output_data.unwrap();
+    assert_eq!(output["should_trigger_codegen"], true);
+    assert_eq!(output["codegen_on_request"], true);
+    rig.tick().await;
+    let calls = rig.reports().await;
+    assert_eq!(calls.len(), 1);
+    let (m, p, created) = &calls[0];
+    assert_eq!(
+        (m.as_str(), p.as_str()),
+        ("POST", format!("{REPO}/check-runs").as_str())
+    );
+    let text = summary(created).to_owned();
+    assert_eq!(
+        created,
+        &json!({
+            "name": "webhook-orchestrator / Octocoders-linter",
+            "head_sha": SHA,
+            "external_id": analysis.to_string(),
+            "status": "completed",
+            "conclusion": "action_required",
+            "output": {"title": "Waiting for Ask Codegen to fix", "summary": text},
+            "actions": [{"label": "Ask Codegen to fix",
+                         "description": "Start a Codegen run for this failure",
+                         "identifier": "codegen_fix"}],
+        })
+    );
+    assert!(
+        text.contains(
+            "**Why analysed:** check `Octocoders-linter` concluded `failure` on pull request #2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("**Reasons:** `lint_failure`"), "{text}");
+    assert!(
+        text.contains("Automatic Codegen runs are off for this repository"),
+        "{text}"
+    );
+    let codegen_calls = rig.codegen.received_requests().await.unwrap();
+    assert_eq!(codegen_runs_created(&codegen_calls), 0, "no automatic run");
+
+    // The button: one forced `codegen_trigger`, the analysis' follow-up.
+    let body = ask_codegen_pressed(analysis);
+    let receipt = rig
+        .ingestor
+        .ingest(
+            &headers("check_run", "d-ask", &body),
+            Bytes::from(body),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.task_ids.len(), 1);
+    let trigger = rig
+        .store
+        .get_task(receipt.task_ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .task;
+    assert_eq!(trigger.task_type.as_str(), "codegen_trigger");
+    assert_eq!(trigger.parent_task_id, Some(analysis));
+    assert_eq!(trigger.commit_sha.as_deref(), Some(SHA));
+    rig.tick().await;
+    assert_eq!(
+        rig.worker.run_once().await.unwrap(),
+        1,
+        "the run was created"
+    );
+    rig.tick().await;
+    rig.clock.advance(Duration::from_secs(30));
+    assert_eq!(rig.worker.run_once().await.unwrap(), 1, "the run was read");
+    rig.tick().await;
+
+    let calls = rig.reports().await;
+    let edit = format!("{REPO}/check-runs/555");
+    let shape: Vec<Call<'_>> = calls[1..]
+        .iter()
+        .map(|(m, p, b)| {
+            (
+                m.as_str(),
+                p.as_str(),
+                b["status"].as_str(),
+                b["conclusion"].as_str(),
+                b["details_url"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("PATCH", edit.as_str(), Some("in_progress"), None, None),
+            (
+                "PATCH",
+                edit.as_str(),
+                Some("in_progress"),
+                None,
+                Some(RUN_URL)
+            ),
+            (
+                "PATCH",
+                edit.as_str(),
+                Some("completed"),
+                Some("success"),
+                Some(RUN_URL)
+            ),
+        ],
+        "the same check run follows the run; {calls:#?}"
+    );
+    assert_eq!(calls[1].2["output"]["title"], "Codegen run requested");
+    assert!(
+        calls[1..].iter().all(|(_, _, b)| b["actions"] == json!([])),
+        "the button is gone once pressed"
+    );
+    assert_eq!(calls[3].2["output"]["title"], "Codegen run finished");
+    let codegen_calls = rig.codegen.received_requests().await.unwrap();
+    assert_eq!(codegen_runs_created(&codegen_calls), 1, "exactly one run");
+    let prompt = serde_json::from_slice::<Value>(&codegen_calls[0].body).unwrap();
+    assert!(
+        prompt["prompt"].as_str().is_some_and(|p| !p.is_empty()),
+        "{prompt}"
+    );
+}
+
+/// The README's "What PR authors see" shows a check run's summary; it is the one this flow
+/// produces (the task id aside).
+#[tokio::test]
+async fn the_readme_example_summary_is_what_the_reporter_sends() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = readme
+        .split("## What PR authors see")
+        .nth(1)
+        .expect("the README has the section");
+    let example = section
+        .split("```markdown\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an example summary in the section");
+    let rig = Rig::new(true, "COMPLETE").await;
+    rig.accept_check_runs().await;
+    let analysis = rig.deliver_opened().await;
+    rig.tick().await;
+    rig.run_through().await;
+    let calls = rig.reports().await;
+    let sent = summary(&calls.last().unwrap().2).to_owned();
+    assert_eq!(
+        format!("{sent}\n"),
+        example.replace("0193a4c2-…", &analysis.to_string()),
+        "README example vs sent summary"
+    );
 }

@@ -20,35 +20,9 @@ use uuid::Uuid;
 use wiremock::MockServer;
 
 /// A throw-away 2048-bit RSA key (generated with `openssl genrsa -traditional 2048`) used only
-/// to sign test JWTs.
-pub const TEST_APP_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----
-MIIEowIBAAKCAQEAsrszTQmVMkDi0ZtcR6I9cj3BHAyi5mUkzZzU7vCMPA/vqIqY
-gElnVV6oIfRAzjGz+KdZZg5TrkVzbx+H4p/29YxvAL4DWIPU5+zRvSsCmFQUT7ff
-WSOLrD0F2XbNEOLQQFZmuegUuG4AtkSsTQ3WT/Rn80U5hNRYJeppMIaWQ0hpRiL1
-UCVqqnMMjYXAe/g95oP+pC8ZTnefgKkEuSiKgPHxGRf4ydMX1vuul5JSX8p7ffD4
-yV4Hial6TcdB/aQbpCc4ifd79vpVOnR1155/zHmCyLTHYdXOgjD+uE2Y9X1hkXyk
-3XpPRPpSjOdTCnu0E2YsoerS+FWoAbmVg+dqHQIDAQABAoIBAAJMFP5iJ3sW3xNx
-8L9cSXfkwqJOqJqs0B/zFRWLx/GkWXXhb3uuoIJguL5++i+W70jnNbycZdzxOD5E
-ZHsNh/S4p7CVwKCW89nrRE2EdlW+NuieD2PWPh7/mx9Ov0H+oviWDl9IqVjZfm7Z
-S8b4bORoMByDVkLry8To/Lh1R7cjpeKkMzc8F0kfClxwYvS1nY11rmjGMUE+7MPl
-5NIsGiSI4PJVmp9LN5uiy4VLG9oSC3T2DkekSLr5u/3TYU2MB5QtEJfJ3XRSP91l
-MBguwQta5iVU08ODsMZe6C7m17sSXip2ojWgajPdcHHvU0oKT4AEsgpYQIILZKtp
-TkaSbeECgYEA+reoMO9Peke7iXKUNnMPz5fdHUWBeRt09XBiCROS1c+0SkKdpPaq
-bGJ1aJYKy1iJ13ZPZtT93MXSPPvdr2Vu6Fb5MXt3Gvw2noFKl0HHiNvKNzQGqLm9
-YSBojYf0815RBCjYdgV3OWXi0XmUv5AMJKlQ0w63ApfzT1ZKAxWxiFkCgYEAtn9B
-+lftylTXEwQ59EaH6HWVZO3X3IuzIsXR24ND9SHJAO9vMmzJksf6ukc9OeFLUfhh
-eLhVHOiTLAdw4NMrCBUqJZgjaFF4lut/HxsaXYel0qcgQzm8jmOaFAuqaTz7KMfu
-CHiYQnZZXDAP2USppZoK/7RXhLZSU1we7SLtt2UCgYBBs1sZ57x2GNImRKZeVmyw
-Q+WnxA0XxYAyyU6Hfl+eNB3Uz/wrvJAQcwS9cYRGoV8N3W0VT39vGU/stzvyuKwF
-qrUGqIofwjQ1+T+ov44gaShmqvWLxZDBIRME87nXBMJKSsHeu7PwkKiNqES4pnDo
-Mo6BoHuI7HTQN5aRlF+/kQKBgBLeZXv0y2k4DGSy8ysGf9bREXk1/jOXXhYiTehc
-UhJuQ9IM73pPNSgv9QR9iR8K5Da9b5aDuIkcotrSiiE0tCZJyenJKSAIDGfOQX59
-1uQEumhlTzikJ5KxSaT4782huHYm9b16eoOkqOiXL4xPRRsSKkD17HaUQz7LL4dl
-LR7hAoGBAKtwcCGI5nPJuauTzP4LUwquQNB6wnCo6ymJuFFHstSwmPornUhg7XOT
-QA4e8qmVhos9sSV4Uumfo9UOh+pLF/bgjWI4t4QLduFxPKdbcoHBGCoN5Q/hv7WS
-2XP4iTCs4PnR6sJ+aG5K3l9GQjJMW9BOoopEcOo9JNJ0+y1d/T+Z
------END RSA PRIVATE KEY-----
-";
+/// to sign test JWTs (the server's end-to-end tests pass the file's path as
+/// `GITHUB_APP_PRIVATE_KEY`).
+pub const TEST_APP_KEY: &str = include_str!("test_app_key.pem");
 
 /// The public half of [`TEST_APP_KEY`], to verify the JWT a test server received.
 pub const TEST_APP_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
@@ -70,6 +44,7 @@ pub struct Recorder {
     pub codegen_runs: Mutex<Vec<String>>,
     pub breakers: Mutex<Vec<(String, BreakerState)>>,
     pub reports: Mutex<Vec<(String, String)>>,
+    pub budget_deferrals: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -102,6 +77,9 @@ impl Observer for Recorder {
     }
     fn breaker(&self, name: &str, state: BreakerState) {
         self.breakers.lock().unwrap().push((name.to_owned(), state));
+    }
+    fn agent_budget_deferral(&self, scope: &str) {
+        self.budget_deferrals.lock().unwrap().push(scope.to_owned());
     }
     fn github_report(&self, kind: &str, outcome: &str) {
         self.reports

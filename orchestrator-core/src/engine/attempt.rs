@@ -211,7 +211,7 @@ impl Runner {
             RetryDecision::DeferUntil(at) => Finish::Deferred {
                 at,
                 reason: error.message,
-                output: None,
+                output: error.output,
             },
             RetryDecision::GiveUp => {
                 let error = match error.kind {

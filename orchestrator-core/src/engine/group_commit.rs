@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::event::{EventSummary, WebhookEvent};
 use crate::store::{
-    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, NewDelivery, Page,
+    ReprocessOutcome,
 };
 use crate::task::NewTask;
 
@@ -119,17 +120,13 @@ async fn commit_loop<S: BatchStore>(
 
 #[async_trait]
 impl<S: BatchStore> EventStore for GroupCommit<S> {
-    async fn ingest(
-        &self,
-        event: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
         // Here, in the caller's task, not in the committer that every delivery waits for.
-        let prepared = self.inner.prepare(&event);
+        let prepared = self.inner.prepare(&delivery.event);
         let (reply, outcome) = oneshot::channel();
         let gone = || StoreError::new(StoreErrorKind::Unavailable, "group committer stopped");
         self.jobs
-            .send(((event, tasks, prepared), reply))
+            .send(((delivery, prepared), reply))
             .await
             .map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?
@@ -166,6 +163,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::event::NewEvent;
     use crate::memory::MemoryStore;
 
     /// Counts batches and their sizes, delegating to a MemoryStore; prepares each event with
@@ -203,19 +201,19 @@ mod tests {
         ) -> Vec<Result<IngestOutcome, StoreError>> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             self.largest.fetch_max(batch.len(), Ordering::SeqCst);
-            let prepared = batch.iter().map(|(_, _, thread)| *thread);
+            let prepared = batch.iter().map(|(_, thread)| *thread);
             self.prepared.lock().unwrap().extend(prepared);
             // Hold the commit a moment so concurrent callers pile up behind it.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            let batch = batch.into_iter().map(|(e, t, _)| (e, t, ())).collect();
+            let batch = batch.into_iter().map(|(d, _)| (d, ())).collect();
             self.inner.ingest_batch(batch).await
         }
     }
 
     #[async_trait]
     impl EventStore for Counting {
-        async fn ingest(&self, e: NewEvent, t: Vec<NewTask>) -> Result<IngestOutcome, StoreError> {
-            self.inner.ingest(e, t).await
+        async fn ingest_delivery(&self, d: NewDelivery) -> Result<IngestOutcome, StoreError> {
+            self.inner.ingest_delivery(d).await
         }
         async fn list_events(
             &self,

@@ -1,4 +1,5 @@
-//! Ingest: size -> headers -> signature -> parse -> route -> one atomic store call -> publish.
+//! Ingest: size -> headers -> signature -> parse -> route -> one atomic store call (the event,
+//! its tasks and, with supersede on, its pull-request updates) -> publish.
 //!
 //! Nothing is stored unless every check passed, and a delivery is acknowledged only after its
 //! event and tasks are committed together. The body and secrets are never logged.
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use uuid::Uuid;
 
-use super::supersede::{NewTaskRef, SupersedeConfig, Superseder};
+use super::supersede::{self, SupersedeConfig};
 use crate::clock::Clock;
 use crate::delivery::{self, Delivery, DeliveryError, DeliveryLimits};
 use crate::error::StoreError;
@@ -34,7 +35,8 @@ use crate::retry::RetryPolicy;
 use crate::routing::Router;
 use crate::signature::{SignatureError, SignatureVerifier};
 use crate::store::agent_run::FORCE_CONFIG_KEY;
-use crate::store::{EventStore, IngestOutcome, ReprocessOutcome};
+use crate::store::supersede::PrUpdate;
+use crate::store::{EventStore, IngestOutcome, NewDelivery, ReprocessOutcome};
 use crate::task::{NewTask, TaskSpec, TaskType};
 
 /// Why a delivery was not accepted.
@@ -114,7 +116,7 @@ pub struct Ingestor {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     guard: Option<Arc<dyn DeliveryGuard>>,
-    superseder: Option<Superseder>,
+    supersede: SupersedeConfig,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -146,18 +148,19 @@ impl Ingestor {
             clock,
             observer: Arc::new(NoopObserver),
             guard: None,
-            superseder: None,
+            supersede: SupersedeConfig {
+                enabled: false,
+                running: false,
+            },
         }
     }
 
-    /// Supersedes stale pull-request work in `store` right after each delivery is committed
-    /// (see [`SupersedeConfig`]); `config.enabled = false` turns it off.
-    pub fn with_supersede(
-        mut self,
-        store: Arc<dyn crate::store::cancel::CancelStore>,
-        config: SupersedeConfig,
-    ) -> Self {
-        self.superseder = Some(Superseder { store, config });
+    /// Supersedes stale pull-request work (see [`SupersedeConfig`]) in the same store
+    /// transaction that commits each newly accepted delivery: the store call carries the
+    /// delivery's [`PrUpdate`]s ([`crate::store::supersede`]). Off until this is called;
+    /// `config.enabled = false` keeps it off.
+    pub fn with_supersede(mut self, config: SupersedeConfig) -> Self {
+        self.supersede = config;
         self
     }
 
@@ -306,15 +309,22 @@ impl Ingestor {
                 run_at: t.run_at,
             })
             .collect();
-        let committed: Vec<NewTaskRef> = match &self.superseder {
-            Some(_) => tasks.iter().map(NewTaskRef::of).collect(),
-            None => Vec::new(),
+        // Unparsed deliveries have no tasks and no typed view to supersede with.
+        let pr_updates: Vec<PrUpdate> = match receipt.parse_error {
+            None => supersede::pr_updates(
+                self.supersede,
+                &verified.parsed,
+                &tasks,
+                new_event.received_at,
+            ),
+            Some(_) => Vec::new(),
         };
         let mut created: BTreeMap<TaskType, u64> = BTreeMap::new();
         for task in &tasks {
             *created.entry(task.spec.task_type.clone()).or_default() += 1;
         }
-        let outcome = match self.store.ingest(new_event, tasks).await {
+        let delivery = NewDelivery::new(new_event, tasks).with_pr_updates(pr_updates.clone());
+        let outcome = match self.store.ingest_delivery(delivery).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(delivery_id, event, error = %err, "delivery could not be stored");
@@ -330,17 +340,14 @@ impl Ingestor {
             }
         };
         self.confirm_guard(delivery_id, event, stored_id).await;
-        self.announce(&mut receipt, outcome, &refs, &created).await;
-        // Stale pull-request work is cancelled only once this delivery's tasks are committed.
-        if let Some(superseder) = &self.superseder
-            && !receipt.duplicate
-            && receipt.parse_error.is_none()
+        if let IngestOutcome::Accepted {
+            pr_updates: done, ..
+        } = &outcome
         {
-            let now = self.clock.now();
-            superseder
-                .apply(&verified.parsed, &committed, now, self.observer.as_ref())
-                .await;
+            // Applied in the delivery's own commit (nothing for a duplicate).
+            supersede::report(&pr_updates, done, self.observer.as_ref());
         }
+        self.announce(&mut receipt, outcome, &refs, &created).await;
         Ok(receipt)
     }
 
@@ -450,7 +457,9 @@ impl Ingestor {
                 receipt.event_id = event_id;
                 receipt.duplicate = true;
             }
-            IngestOutcome::Accepted { event_id, task_ids } => {
+            IngestOutcome::Accepted {
+                event_id, task_ids, ..
+            } => {
                 if let Some(error) = &receipt.parse_error {
                     tracing::warn!(delivery_id, event, event_id, error = %error,
                         "delivery stored unparsed (its typed view failed); reprocess it after an upgrade");

@@ -8,7 +8,8 @@
 //! - `attempt.rs`: one attempt of one claimed task (handler, lease renewal, outcome), and the
 //!   [`SpanFactory`] it runs in.
 //! - `operation.rs`: [`OperationRunner`], bulk retry / reprocess operations run in batches.
-//! - `supersede.rs`: after ingest, stale pull-request work is cancelled ([`SupersedeConfig`]).
+//! - `supersede.rs`: the pull-request updates a delivery carries into its ingest transaction, so
+//!   stale pull-request work is cancelled in the same commit ([`SupersedeConfig`]).
 
 mod attempt;
 mod group_commit;

@@ -1,27 +1,31 @@
-//! The supersede step of ingest: right after a delivery and its tasks are committed, what the
-//! delivery says about pull-request heads is applied to the stale work of those pull requests
-//! (see [`crate::store::supersede`] for the rule). It runs inside [`Ingestor`], so live and
-//! recovered deliveries take the same path.
+//! The supersede step of ingest: what a delivery says about pull-request heads, turned into the
+//! [`PrUpdate`]s the store applies to the stale work of those pull requests *inside the
+//! transaction that commits the delivery* (see [`crate::store::supersede`] for the rule and
+//! the transaction), and the metrics and log lines of what they did. It runs inside
+//! [`Ingestor`], so live and recovered deliveries take the same path.
 //!
 //! - A `pull_request` delivery (other than `closed`), a `check_suite` or a `check_run` that
 //!   created tasks brings a head per pull request: its head SHA, ordered by the payload's
 //!   `pull_request.updated_at` / `check_suite.created_at` (a `check_run`: its suite's
 //!   `created_at`, else its `started_at`), or the receive time when the payload has none.
 //! - `pull_request.closed` cancels the pull request's open work (reason `closed`).
-//! - A failure here is logged and loses nothing: the delivery is stored and answered; at worst
-//!   stale work runs.
+//! - Only a newly accepted delivery applies its updates (a duplicate supersedes nothing). A
+//!   failure of an update is rolled back on its own (a savepoint), logged, and loses nothing:
+//!   the delivery is stored and answered; at worst stale work runs.
+//! - The updates are worked out before the store call: the new tasks' ids are chosen by the
+//!   ingestor, so they are known before the commit.
 //!
 //! [`Ingestor`]: super::Ingestor
-
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::observe::Observer;
 use crate::payload::{EventKind, ParsedEvent};
-use crate::store::cancel::{CancelReason, CancelStore};
-use crate::store::supersede::{CLOSED_MESSAGE, PrHead, SupersedeRequest};
+use crate::store::cancel::CancelReason;
+use crate::store::supersede::{
+    CloseRequest, PrHead, PrUpdate, PrUpdateOutcome, SupersedeOutcome, SupersedeRequest,
+};
 use crate::task::{NewTask, TaskType};
 
 /// Supersede settings (`SUPERSEDE_ENABLED`, `SUPERSEDE_RUNNING`).
@@ -102,134 +106,98 @@ pub(crate) fn signals(event: &ParsedEvent, received: DateTime<Utc>) -> Vec<PrSig
     }
 }
 
-/// A committed task, as much as supersede needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct NewTaskRef {
-    task_id: Uuid,
-    task_type: TaskType,
-    repository: Option<String>,
-    pr_number: Option<i64>,
-    commit_sha: Option<String>,
-}
-
-impl NewTaskRef {
-    pub(super) fn of(task: &NewTask) -> Self {
-        Self {
-            task_id: task.task_id,
-            task_type: task.spec.task_type.clone(),
-            repository: task.spec.repository.clone(),
-            pr_number: task.spec.pr_number,
-            commit_sha: task.spec.commit_sha.clone(),
-        }
+/// The pull-request updates of a delivery with `tasks` (its new tasks) whose typed view is
+/// `event`, received at `received`; none when `config` is off.
+pub(super) fn pr_updates(
+    config: SupersedeConfig,
+    event: &ParsedEvent,
+    tasks: &[NewTask],
+    received: DateTime<Utc>,
+) -> Vec<PrUpdate> {
+    if !config.enabled {
+        return Vec::new();
     }
-}
-
-/// The supersede step (configured on the [`Ingestor`](super::Ingestor)).
-pub(super) struct Superseder {
-    pub(super) store: Arc<dyn CancelStore>,
-    pub(super) config: SupersedeConfig,
-}
-
-impl Superseder {
-    /// Applies what `event` says to the stale work of its pull requests. `tasks` are the
-    /// delivery's committed tasks.
-    pub(super) async fn apply(
-        &self,
-        event: &ParsedEvent,
-        tasks: &[NewTaskRef],
-        now: DateTime<Utc>,
-        observer: &dyn Observer,
-    ) {
-        if !self.config.enabled {
-            return;
-        }
-        for signal in signals(event, now) {
-            match signal {
-                PrSignal::Closed {
-                    repository,
-                    pr_number,
-                } => self.close(&repository, pr_number, now, observer).await,
-                PrSignal::Head(head) => {
-                    let new_tasks: Vec<(Uuid, TaskType)> = tasks
-                        .iter()
-                        .filter(|t| {
-                            t.repository.as_deref() == Some(head.repository.as_str())
-                                && t.pr_number == Some(head.pr_number)
-                                && t.commit_sha.as_deref() == Some(head.head_sha.as_str())
-                        })
-                        .map(|t| (t.task_id, t.task_type.clone()))
-                        .collect();
-                    // Only work the delivery asked for can supersede (it names the new task).
-                    if new_tasks.is_empty() {
-                        continue;
-                    }
-                    let request = SupersedeRequest {
-                        head,
-                        new_tasks,
-                        running: self.config.running,
-                    };
-                    self.supersede(&request, now, observer).await;
-                }
-            }
-        }
-    }
-
-    async fn supersede(
-        &self,
-        request: &SupersedeRequest,
-        now: DateTime<Utc>,
-        observer: &dyn Observer,
-    ) {
-        let head = &request.head;
-        match self.store.supersede(request, now).await {
-            Ok(outcome) => {
-                let count = outcome.cancelled.len() as u64;
-                if count > 0 {
-                    observer.tasks_cancelled(CancelReason::Superseded.as_str(), count);
-                }
-                if count > 0 || !outcome.marked.is_empty() || outcome.late {
-                    tracing::info!(repository = %head.repository, pr = head.pr_number,
-                        head_sha = %head.head_sha, late = outcome.late, cancelled = count,
-                        kept_with_agent_run = outcome.marked.len(), "stale pull-request work superseded");
-                }
-            }
-            Err(err) => {
-                tracing::warn!(repository = %head.repository, pr = head.pr_number, error = %err,
-                    "superseding stale work failed; it may still run");
-            }
-        }
-    }
-
-    async fn close(
-        &self,
-        repository: &str,
-        pr_number: i64,
-        now: DateTime<Utc>,
-        observer: &dyn Observer,
-    ) {
-        match self
-            .store
-            .cancel_closed(
+    signals(event, received)
+        .into_iter()
+        .filter_map(|signal| match signal {
+            PrSignal::Closed {
                 repository,
                 pr_number,
-                CLOSED_MESSAGE,
-                self.config.running,
-                now,
-            )
-            .await
-        {
-            Ok(cancelled) if !cancelled.is_empty() => {
-                observer.tasks_cancelled(CancelReason::Closed.as_str(), cancelled.len() as u64);
-                tracing::info!(
+            } => Some(PrUpdate::Close(CloseRequest {
+                repository,
+                pr_number,
+                running: config.running,
+            })),
+            PrSignal::Head(head) => {
+                let new_tasks: Vec<(Uuid, TaskType)> = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.spec.repository.as_deref() == Some(head.repository.as_str())
+                            && t.spec.pr_number == Some(head.pr_number)
+                            && t.spec.commit_sha.as_deref() == Some(head.head_sha.as_str())
+                    })
+                    .map(|t| (t.task_id, t.spec.task_type.clone()))
+                    .collect();
+                // Only work the delivery asked for can supersede (it names the new task).
+                (!new_tasks.is_empty()).then_some(PrUpdate::Supersede(SupersedeRequest {
+                    head,
+                    new_tasks,
+                    running: config.running,
+                }))
+            }
+        })
+        .collect()
+}
+
+/// Counts (`tasks_cancelled_total{reason}`) and logs what the store did with a delivery's
+/// `updates` (`outcomes`, in the same order).
+pub(super) fn report(updates: &[PrUpdate], outcomes: &[PrUpdateOutcome], observer: &dyn Observer) {
+    for (update, outcome) in updates.iter().zip(outcomes) {
+        match (update, outcome) {
+            (PrUpdate::Supersede(request), PrUpdateOutcome::Superseded(done)) => {
+                superseded(&request.head, done, observer);
+            }
+            (PrUpdate::Close(close), PrUpdateOutcome::Closed(cancelled)) => {
+                if !cancelled.is_empty() {
+                    observer.tasks_cancelled(CancelReason::Closed.as_str(), cancelled.len() as u64);
+                    tracing::info!(
+                        repository = %close.repository,
+                        pr = close.pr_number,
+                        cancelled = cancelled.len(),
+                        "pull request closed: its open work is cancelled"
+                    );
+                }
+            }
+            (PrUpdate::Supersede(request), PrUpdateOutcome::Failed(error)) => {
+                tracing::warn!(repository = %request.head.repository, pr = request.head.pr_number,
+                    error = %error, "superseding stale work failed; it may still run");
+            }
+            (PrUpdate::Close(close), PrUpdateOutcome::Failed(error)) => {
+                tracing::warn!(repository = %close.repository, pr = close.pr_number,
+                    error = %error, "cancelling a closed pull request's work failed; it may still run");
+            }
+            (update, outcome) => {
+                let (repository, pr) = update.pull_request();
+                tracing::warn!(
                     repository,
-                    pr = pr_number,
-                    cancelled = cancelled.len(),
-                    "pull request closed: its open work is cancelled"
+                    pr,
+                    ?outcome,
+                    "the store answered a pull-request update with the outcome of another kind"
                 );
             }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(repository, pr = pr_number, error = %err,
-                "cancelling a closed pull request's work failed; it may still run"),
         }
+    }
+}
+
+/// Counts and logs one applied supersede.
+fn superseded(head: &PrHead, outcome: &SupersedeOutcome, observer: &dyn Observer) {
+    let count = outcome.cancelled.len() as u64;
+    if count > 0 {
+        observer.tasks_cancelled(CancelReason::Superseded.as_str(), count);
+    }
+    if count > 0 || !outcome.marked.is_empty() || outcome.late {
+        tracing::info!(repository = %head.repository, pr = head.pr_number,
+            head_sha = %head.head_sha, late = outcome.late, cancelled = count,
+            kept_with_agent_run = outcome.marked.len(), "stale pull-request work superseded");
     }
 }

@@ -1,5 +1,6 @@
 //! [`RecoveryStore`] for [`MemoryStore`]: runs in a list, GUID look-ups against the delivery
-//! index, hooks learned from the stored headers, and a runner lease with an expiry.
+//! index, hooks learned from the stored headers, redelivery intents by GUID, and a renewable
+//! runner lease with an expiry.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,9 @@ use uuid::Uuid;
 use super::MemoryStore;
 use crate::delivery::headers;
 use crate::error::StoreError;
-use crate::store::recovery::{LearnedHook, RecoveryRun, RecoveryStore, RunStatus, RunnerLease};
+use crate::store::recovery::{
+    LearnedHook, RecoveryRun, RecoveryStore, RedeliveryIntent, RenewLease, RunStatus, RunnerLease,
+};
 
 /// The lease holder and until when it holds.
 type Lease = Option<(String, DateTime<Utc>)>;
@@ -22,6 +25,27 @@ type Lease = Option<(String, DateTime<Utc>)>;
 pub(super) struct RecoveryState {
     runs: Vec<RecoveryRun>,
     lease: Arc<Mutex<Lease>>,
+    redeliveries: BTreeMap<String, RedeliveryIntent>,
+}
+
+/// Renews the memory lease while `holder` still holds it.
+struct MemoryRenewal {
+    lease: Arc<Mutex<Lease>>,
+    holder: String,
+}
+
+#[async_trait]
+impl RenewLease for MemoryRenewal {
+    async fn renew(&self, ttl: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut held = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_mut() {
+            Some((owner, until)) if *owner == self.holder => {
+                *until = crate::clock::add(now, ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 fn header<'a>(stored: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -61,11 +85,19 @@ impl RecoveryStore for MemoryStore {
             .cloned())
     }
 
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
         let state = self.lock();
-        Ok(state
-            .recovery
-            .runs
+        let runs = &state.recovery.runs;
+        // Runs are kept in insertion order, the order of the SQL stores' row ids.
+        let end = match before {
+            None => runs.len(),
+            Some(id) => runs.iter().position(|r| r.run_id == id).unwrap_or(0),
+        };
+        Ok(runs[..end]
             .iter()
             .rev()
             .take(limit as usize)
@@ -142,12 +174,43 @@ impl RecoveryStore for MemoryStore {
         }
         *held = Some((holder.to_owned(), crate::clock::add(now, ttl)));
         drop(held);
+        let renewal = MemoryRenewal {
+            lease: lease.clone(),
+            holder: holder.to_owned(),
+        };
         let holder = holder.to_owned();
-        Ok(Some(RunnerLease::new(move || {
+        let lease = RunnerLease::new(move || {
             let mut held = lease.lock().unwrap_or_else(|e| e.into_inner());
             if held.as_ref().is_some_and(|(owner, _)| *owner == holder) {
                 *held = None;
             }
-        })))
+        });
+        Ok(Some(lease.with_renewal(renewal)))
+    }
+
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let asked = &mut state.recovery.redeliveries;
+        if let Some(earlier) = asked.get(&intent.guid)
+            && earlier.attempt_id == intent.attempt_id
+            && earlier.requested_at >= not_before
+        {
+            return Ok(false);
+        }
+        asked.insert(intent.guid.clone(), intent.clone());
+        Ok(true)
+    }
+
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let asked = &mut state.recovery.redeliveries;
+        if asked.get(guid).is_some_and(|i| i.run_id == run_id) {
+            asked.remove(guid);
+        }
+        Ok(())
     }
 }

@@ -211,6 +211,10 @@ impl State {
             report.executions_deleted += self.delete_task(task_id);
             report.tasks_deleted += 1;
         }
+        let tasks = &self.tasks;
+        report.reports_deleted = self
+            .reporting
+            .forget_old(task_cutoff, |id| tasks.contains_key(&id));
         report
     }
 }

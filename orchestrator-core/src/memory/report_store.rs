@@ -28,6 +28,21 @@ pub(super) struct Reporting {
     records: BTreeMap<String, ReportRecord>,
 }
 
+impl Reporting {
+    /// Removes the records last changed before `cutoff` whose task is gone (`exists` says
+    /// which tasks are still stored); answers how many (retention, as the SQL stores do it).
+    pub(super) fn forget_old(
+        &mut self,
+        cutoff: DateTime<Utc>,
+        exists: impl Fn(Uuid) -> bool,
+    ) -> u64 {
+        let before = self.records.len();
+        self.records
+            .retain(|_, r| r.updated_at >= cutoff || r.task_id.is_some_and(&exists));
+        (before - self.records.len()) as u64
+    }
+}
+
 #[async_trait]
 impl ReportStore for MemoryStore {
     async fn changed_tasks(

@@ -173,6 +173,7 @@ impl State {
         Ok(IngestOutcome::Accepted {
             event_id: id,
             task_ids,
+            pr_updates: Vec::new(),
         })
     }
 

@@ -11,8 +11,8 @@ use super::state::State;
 use crate::error::StoreError;
 use crate::event::{EventSummary, NewEvent, WebhookEvent};
 use crate::store::{
-    BatchDelivery, BatchStore, CleanupReport, EventFilter, EventStore, IngestOutcome, Page,
-    ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
+    BatchDelivery, BatchStore, CleanupReport, EventFilter, EventStore, IngestOutcome, NewDelivery,
+    Page, ReprocessOutcome, RetentionPolicy, RetryOutcome, Stats, TaskFilter, TaskStore,
 };
 use crate::task::{NewTask, Task, TaskDetail};
 
@@ -29,7 +29,8 @@ use crate::task::{NewTask, Task, TaskDetail};
 ///   `processed = true` with `processing_started_at = processing_completed_at = received_at` --
 ///   unless it has a `parse_error` (stored unparsed, never with tasks): then it is stored
 ///   `processed = false`, no processing times, `parse_error` kept and `error_message =
-///   NewEvent::unparsed_message(parse_error)`.
+///   NewEvent::unparsed_message(parse_error)`. Then, for an accepted delivery only, its
+///   pull-request updates in order under the same lock (`supersede.rs`), times = `received_at`.
 /// - **claim_due / start_attempt**: only a runnable (`pending | retrying`) task with
 ///   `run_at <= now`. It becomes running (through [`TaskStatus::apply`](crate::task::TaskStatus::apply)),
 ///   `lease_owner = worker`, `lease_expires_at = lease_until`, `attempts += 1`, `started_at` set on
@@ -105,12 +106,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl EventStore for MemoryStore {
-    async fn ingest(
-        &self,
-        event: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
-        self.lock().ingest(event, tasks)
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
+        self.lock().ingest_delivery(delivery)
     }
 
     async fn list_events(
@@ -149,7 +146,7 @@ impl BatchStore for MemoryStore {
     ) -> Vec<Result<IngestOutcome, StoreError>> {
         batch
             .into_iter()
-            .map(|(event, tasks, ())| self.lock().ingest(event, tasks))
+            .map(|(delivery, ())| self.lock().ingest_delivery(delivery))
             .collect()
     }
 }

@@ -5,14 +5,50 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::state::State;
+use crate::error::StoreError;
 use crate::store::cancel::CancelOutcome;
 use crate::store::supersede::{
-    Action, KnownHead, OpenTask, SupersedeOutcome, SupersedeRequest, is_late, plan, plan_closed,
-    superseded_message,
+    Action, CLOSED_MESSAGE, KnownHead, OpenTask, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
+    SupersedeRequest, is_late, plan, plan_closed, superseded_message,
 };
+use crate::store::{IngestOutcome, NewDelivery};
 use crate::task::Task;
 
 impl State {
+    /// Ingests `delivery` and, when it is accepted, applies its pull-request updates, all under
+    /// the store's one lock (the in-memory store's transaction).
+    pub(super) fn ingest_delivery(
+        &mut self,
+        delivery: NewDelivery,
+    ) -> Result<IngestOutcome, StoreError> {
+        let now = delivery.event.received_at;
+        let mut outcome = self.ingest(delivery.event, delivery.tasks)?;
+        if let IngestOutcome::Accepted { pr_updates, .. } = &mut outcome {
+            *pr_updates = delivery
+                .pr_updates
+                .iter()
+                .map(|update| self.apply(update, now))
+                .collect();
+        }
+        Ok(outcome)
+    }
+
+    /// Applies one pull-request update.
+    fn apply(&mut self, update: &PrUpdate, now: DateTime<Utc>) -> PrUpdateOutcome {
+        match update {
+            PrUpdate::Supersede(request) => {
+                PrUpdateOutcome::Superseded(self.supersede(request, now))
+            }
+            PrUpdate::Close(close) => PrUpdateOutcome::Closed(self.close_pr(
+                &close.repository,
+                close.pr_number,
+                CLOSED_MESSAGE,
+                close.running,
+                now,
+            )),
+        }
+    }
+
     /// The open tasks of one pull request, oldest first.
     fn open_of_pr(&self, repository: &str, pr_number: i64) -> Vec<OpenTask> {
         let mut open: Vec<&Task> = self

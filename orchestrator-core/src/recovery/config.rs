@@ -25,8 +25,12 @@ pub struct RecoveryConfig {
     pub relevant_only: bool,
     /// The mode of scheduled runs (default `fetch`).
     pub mode: RecoveryMode,
-    /// How long the one-runner lease holds where the store needs an expiry (SQLite).
+    /// How long the one-runner lease holds where it expires on its own (a SQLite lease row, a
+    /// Redis lock); the runner renews it every third of this while its run proceeds.
     pub lease_ttl: Duration,
+    /// How long a redelivery asked for is trusted to be on its way: within it, the same attempt
+    /// of the same GUID is not asked for again (a run resumed after a crash). 1 h.
+    pub redelivery_window: Duration,
     /// The most pages one hook is read in one run (a bound on API calls).
     pub max_pages: u32,
 }
@@ -42,6 +46,7 @@ impl Default for RecoveryConfig {
             relevant_only: true,
             mode: RecoveryMode::Fetch,
             lease_ttl: Duration::from_secs(3600),
+            redelivery_window: Duration::from_secs(3600),
             max_pages: 1000,
         }
     }

@@ -7,11 +7,12 @@
 //! path (no HMAC: it came from GitHub's authenticated API), `redeliver` asks GitHub to send it
 //! again. Runs are stored (see [`crate::store::recovery`]) with their cursor, so a run stopped by
 //! a crash or a rate limit resumes where it stopped. One runner works at a time across
-//! instances (the store's runner lease).
+//! instances (the store's runner lease, or a Redis lock), renewing its lease as it goes.
 //!
 //! ## Layout
 //! - [`hook`]: [`HookRef`] (`app`, `repo:OWNER/NAME:ID`, `org:ORG:ID`) and [`HookSelection`].
 //! - [`log`]: the [`DeliveryLog`] contract (list a page, get one, redeliver).
+//! - [`lock`]: the [`RunnerLock`] contract and the store's lease behind it ([`StoreLock`]).
 //! - [`plan`]: a page's summaries grouped by GUID, without I/O.
 //! - [`config`]: [`RecoveryConfig`] and a manual run's [`RunRequest`].
 //! - [`reconciler`]: the [`Reconciler`] that executes runs.
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod hook;
+pub mod lock;
 pub mod log;
 pub mod memory;
 pub mod plan;
@@ -26,5 +28,6 @@ pub mod reconciler;
 
 pub use config::{RecoveryConfig, RequestError, RunRequest};
 pub use hook::{HookParseError, HookRef, HookSelection};
+pub use lock::{RunnerLock, StoreLock};
 pub use log::{DeliveryLog, DeliveryPage, DeliveryRequest, DeliverySummary};
 pub use reconciler::{Reconciler, RecoveryError, RunRequestError};

@@ -2,12 +2,18 @@
 //! one-runner lease, page by page, saving the cursor after every page.
 //!
 //! - [`Reconciler::request_run`] stores a manual run (`pending`); [`Reconciler::tick`] takes the
-//!   lease, finishes every open run (oldest first: a crashed or rate-limited one resumes from its
+//!   one-runner lease ([`RunnerLock`]: the store's, or a Redis lock), finishes every open run (oldest first: a crashed or rate-limited one resumes from its
 //!   hook and cursor), then starts a scheduled one when asked.
 //! - A scheduled run's window: from the previous successful run's start minus the overlap (the
 //!   first look-back when there is none), never more than the maximum look-back, to now.
 //! - A page's missing GUIDs are recovered one by one: `fetch` ingests the request through
-//!   [`Ingestor::ingest_recovered`], `redeliver` asks GitHub to send it again; never both.
+//!   [`Ingestor::ingest_recovered`], `redeliver` asks GitHub to send it again; never both. A
+//!   redelivery is recorded as an intent before it is asked for
+//!   ([`RecoveryStore::claim_redelivery`]): a run resumed after a crash does not ask again for
+//!   the same attempt within the redelivery window; a refused request forgets its intent.
+//! - A lease that expires (SQLite, Redis) is renewed before every page and every recovery once
+//!   a third of its TTL has passed; a runner that finds its lease lost stops at once, without
+//!   saving, and the holder resumes the run from its stored cursor.
 //! - A rate limit, an open breaker or an unreachable GitHub stops the run as `interrupted` with
 //!   its cursor before the page it was on; a permanent error on a hook (no permission) is
 //!   counted and the run goes on with the next hook, ending `failed`.
@@ -22,6 +28,7 @@ use uuid::Uuid;
 
 use super::config::{RecoveryConfig, RequestError, RunRequest};
 use super::hook::HookRef;
+use super::lock::{RunnerLock, StoreLock};
 use super::log::{DeliveryLog, DeliverySummary};
 use super::plan::{Candidate, plan_page};
 use crate::clock::Clock;
@@ -30,7 +37,8 @@ use crate::engine::Ingestor;
 use crate::error::{ClientError, ClientErrorKind, StoreError};
 use crate::observe::{NoopObserver, Observer};
 use crate::store::recovery::{
-    LearnedHook, MAX_MISSING_GUIDS, RecoveryMode, RecoveryRun, RecoveryStore, RunStatus,
+    LearnedHook, MAX_MISSING_GUIDS, RecoveryMode, RecoveryRun, RecoveryStore, RedeliveryIntent,
+    RunStatus, RunnerLease,
 };
 
 /// Why a run stopped before its end.
@@ -49,12 +57,22 @@ enum HookEnd {
     Failed,
     /// A limit or an outage: the run stops here and resumes from the saved cursor.
     Interrupted,
+    /// The runner lease expired and another runner holds it: stop without saving.
+    LeaseLost,
+}
+
+/// The lease of the running tick and when it was last renewed.
+struct Held {
+    lease: RunnerLease,
+    renewed_at: DateTime<Utc>,
+    lost: bool,
 }
 
 /// The reconciler. Cheap to share (`Arc`).
 pub struct Reconciler {
     log: Arc<dyn DeliveryLog>,
     store: Arc<dyn RecoveryStore>,
+    lock: Arc<dyn RunnerLock>,
     ingestor: Arc<Ingestor>,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
@@ -74,7 +92,8 @@ impl std::fmt::Debug for Reconciler {
 }
 
 impl Reconciler {
-    /// A reconciler reading `log`, storing runs in `store` and ingesting through `ingestor`.
+    /// A reconciler reading `log`, storing runs in `store` and ingesting through `ingestor`;
+    /// one runner at a time by the store's lease (see [`with_lock`](Self::with_lock)).
     pub fn new(
         log: Arc<dyn DeliveryLog>,
         store: Arc<dyn RecoveryStore>,
@@ -84,6 +103,7 @@ impl Reconciler {
     ) -> Self {
         Self {
             log,
+            lock: Arc::new(StoreLock(store.clone())),
             store,
             ingestor,
             clock,
@@ -97,6 +117,12 @@ impl Reconciler {
     /// Reports recoveries and runs to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// Takes the one-runner lock from `lock` (a Redis lock) instead of the store's lease.
+    pub fn with_lock(mut self, lock: Arc<dyn RunnerLock>) -> Self {
+        self.lock = lock;
         self
     }
 
@@ -142,27 +168,51 @@ impl Reconciler {
     /// it worked on.
     pub async fn tick(&self, scheduled: bool) -> Result<Option<Vec<RecoveryRun>>, RecoveryError> {
         let now = self.clock.now();
-        let Some(_lease) = self
-            .store
-            .try_lock_runner(&self.holder, self.config.lease_ttl, now)
+        let Some(lease) = self
+            .lock
+            .try_lock(&self.holder, self.config.lease_ttl, now)
             .await?
         else {
             tracing::debug!("recovery: another runner holds the lease");
             return Ok(None);
         };
+        let mut held = Held {
+            lease,
+            renewed_at: now,
+            lost: false,
+        };
         let mut done = Vec::new();
         while let Some(run) = self.store.open_run().await? {
-            let run = self.execute(run).await?;
-            let interrupted = run.status == RunStatus::Interrupted;
+            let run = self.execute(run, &mut held).await?;
+            let stop = run.status == RunStatus::Interrupted || held.lost;
             done.push(run);
-            if interrupted {
+            if stop {
                 return Ok(Some(done));
             }
         }
         if scheduled && let Some(run) = self.scheduled_run().await? {
-            done.push(self.execute(run).await?);
+            done.push(self.execute(run, &mut held).await?);
         }
         Ok(Some(done))
+    }
+
+    /// Renews the lease once a third of its TTL has passed; `false` when it was lost.
+    async fn keep(&self, held: &mut Held) -> Result<bool, RecoveryError> {
+        if held.lost {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        let ttl = self.config.lease_ttl;
+        if now < crate::clock::add(held.renewed_at, ttl / 3) {
+            return Ok(true);
+        }
+        if held.lease.renew(ttl, now).await? {
+            held.renewed_at = now;
+            return Ok(true);
+        }
+        tracing::warn!("recovery: the runner lease expired and another runner took it; stopping");
+        held.lost = true;
+        Ok(false)
     }
 
     /// Stores the scheduled run due now (`None` when there is no hook to read).
@@ -224,7 +274,11 @@ impl Reconciler {
     }
 
     /// Works on `run` until it ends or is interrupted, saving it after every page.
-    async fn execute(&self, mut run: RecoveryRun) -> Result<RecoveryRun, RecoveryError> {
+    async fn execute(
+        &self,
+        mut run: RecoveryRun,
+        held: &mut Held,
+    ) -> Result<RecoveryRun, RecoveryError> {
         let now = self.clock.now();
         run.status = RunStatus::Running;
         run.started_at.get_or_insert(now);
@@ -246,7 +300,7 @@ impl Reconciler {
                 run.cursor = None;
             }
             let end = match name.parse::<HookRef>() {
-                Ok(hook) => self.page_hook(&mut run, &hook, &mut handled).await?,
+                Ok(hook) => self.page_hook(&mut run, &hook, &mut handled, held).await?,
                 Err(err) => {
                     note_error(&mut run, err.to_string());
                     HookEnd::Failed
@@ -256,6 +310,7 @@ impl Reconciler {
                 HookEnd::Done => {}
                 HookEnd::Failed => failed_hooks += 1,
                 HookEnd::Interrupted => return self.end(run, RunStatus::Interrupted).await,
+                HookEnd::LeaseLost => return Ok(run),
             }
         }
         run.hook = None;
@@ -294,8 +349,12 @@ impl Reconciler {
         run: &mut RecoveryRun,
         hook: &HookRef,
         handled: &mut HashSet<String>,
+        held: &mut Held,
     ) -> Result<HookEnd, RecoveryError> {
         for _ in 0..self.config.max_pages {
+            if !self.keep(held).await? {
+                return Ok(HookEnd::LeaseLost);
+            }
             let page = match self.log.list_deliveries(hook, run.cursor.as_deref()).await {
                 Ok(page) => page,
                 Err(err) => return Ok(self.client_failure(run, hook, &err)),
@@ -313,7 +372,10 @@ impl Reconciler {
             let guids: Vec<String> = fresh.iter().map(|c| c.guid.clone()).collect();
             let known = self.store.known_deliveries(&guids).await?;
             for candidate in fresh.iter().filter(|c| !known.contains(&c.guid)) {
-                if let Some(end) = self.recover(run, hook, candidate).await {
+                if !self.keep(held).await? {
+                    return Ok(HookEnd::LeaseLost);
+                }
+                if let Some(end) = self.recover(run, hook, candidate).await? {
                     self.store.save_run(run).await?;
                     return Ok(end);
                 }
@@ -337,20 +399,33 @@ impl Reconciler {
         run: &mut RecoveryRun,
         hook: &HookRef,
         candidate: &Candidate,
-    ) -> Option<HookEnd> {
+    ) -> Result<Option<HookEnd>, RecoveryError> {
+        let redeliver = !run.dry_run && run.mode == RecoveryMode::Redeliver;
+        if redeliver && !self.claim_redelivery(run, hook, candidate).await? {
+            return Ok(None);
+        }
         run.missing += 1;
         if run.missing_guids.len() < MAX_MISSING_GUIDS {
             run.missing_guids.push(candidate.guid.clone());
         }
         if run.dry_run {
-            return None;
+            return Ok(None);
         }
         let attempt = &candidate.attempt;
         let result = match run.mode {
             RecoveryMode::Redeliver => self.log.redeliver(hook, attempt.id).await,
             RecoveryMode::Fetch => self.fetch(hook, attempt).await,
         };
-        match result {
+        if let Err(err) = &result
+            && redeliver
+            && refused(err)
+        {
+            // GitHub refused it (a limit, no permission): nothing is on its way, ask again later.
+            self.store
+                .release_redelivery(&candidate.guid, run.run_id)
+                .await?;
+        }
+        Ok(match result {
             Ok(()) => {
                 run.recovered += 1;
                 self.observer.delivery_recovered(run.mode.as_str());
@@ -369,7 +444,32 @@ impl Reconciler {
                 note_error(run, format!("{}: {err}", candidate.guid));
                 None
             }
+        })
+    }
+
+    /// Records the intent to redeliver `candidate`'s attempt; `false` when that attempt was
+    /// already asked for within the redelivery window (by this run before a crash, or another).
+    async fn claim_redelivery(
+        &self,
+        run: &RecoveryRun,
+        hook: &HookRef,
+        candidate: &Candidate,
+    ) -> Result<bool, RecoveryError> {
+        let now = self.clock.now();
+        let intent = RedeliveryIntent {
+            guid: candidate.guid.clone(),
+            attempt_id: candidate.attempt.id,
+            hook: hook.to_string(),
+            run_id: run.run_id,
+            requested_at: now,
+        };
+        let not_before = crate::clock::sub(now, self.config.redelivery_window);
+        let claimed = self.store.claim_redelivery(&intent, not_before).await?;
+        if !claimed {
+            tracing::info!(guid = %candidate.guid, hook = %hook, attempt = candidate.attempt.id,
+                "recovery: redelivery already asked for within the window; not asked again");
         }
+        Ok(claimed)
     }
 
     /// Reads one delivery's request and ingests it (a GUID stored meanwhile is a duplicate).
@@ -454,6 +554,12 @@ fn new_run(
 fn note_error(run: &mut RecoveryRun, message: String) {
     run.errors += 1;
     run.last_error = Some(message);
+}
+
+/// Whether a failed request surely had no effect: refused by a limit, the breaker or a 4xx.
+/// A 5xx, a timeout or a lost connection may have reached GitHub, so a redelivery intent is kept.
+fn refused(err: &ClientError) -> bool {
+    !err.is_outcome_unknown() && !matches!(err.kind(), ClientErrorKind::Retryable { .. })
 }
 
 /// A limit, an open breaker, an outage or a store failure: try again later, from the cursor.

@@ -64,43 +64,94 @@ fn a_superseded_analysis_is_cancelled_and_names_the_newer_commit() {
     assert_eq!(view.status, CheckStatus::Completed);
     assert_eq!(view.conclusion, Some(Conclusion::Cancelled));
     assert_eq!(view.title, "Superseded by 0123456");
+    assert!(
+        view.summary.contains(
+            "**Superseded:** commit `0123456789abcdef` was pushed to this pull request; it is analysed instead"
+        ),
+        "{}",
+        view.summary
+    );
     assert_eq!(view.installation_id, Some(99));
     assert_eq!(view.status_body()["state"], "error");
     let plain = render("wo", &root, None, None).unwrap();
     assert_eq!(plain.title, "Analysis cancelled");
 }
 
-#[test]
-fn a_failed_check_with_nothing_for_codegen_is_neutral_with_the_ask_button() {
-    let root = task(
+fn check_analysis(output: Value) -> Task {
+    task(
         TaskType::CHECK_FAILURE_ANALYSIS,
         TaskStatus::Completed,
         json!({"name": "lint <x> | y", "conclusion": "failure", "check_run_id": 5, "pr_number": 7}),
-        Some(json!({"should_trigger_codegen": false})),
-    );
+        Some(output),
+    )
+}
+
+#[test]
+fn a_failure_waiting_for_a_person_asks_for_codegen_with_the_button() {
+    let root = check_analysis(json!({"should_trigger_codegen": true, "codegen_on_request": true}));
     let view = render("wo", &root, None, None).unwrap();
     assert_eq!(view.name, "wo / lint <x> | y");
-    assert_eq!(view.conclusion, Some(Conclusion::Neutral));
+    assert_eq!(view.status, CheckStatus::Completed);
+    assert_eq!(view.conclusion, Some(Conclusion::ActionRequired));
+    assert_eq!(view.title, "Waiting for Ask Codegen to fix");
     let body = view.check_run_body(true);
-    assert_eq!(body["actions"][0]["identifier"], "codegen_fix");
-    assert_eq!(body["actions"][0]["label"], "Ask Codegen to fix");
+    assert_eq!(
+        body["actions"],
+        json!([{"label": "Ask Codegen to fix", "description": "Start a Codegen run for this failure",
+                "identifier": "codegen_fix"}])
+    );
     assert_eq!(body["head_sha"], SHA);
     let summary = body["output"]["summary"].as_str().unwrap();
     assert!(
         summary.contains("check `lint &lt;x&gt; \\| y` concluded `failure`"),
         "{summary}"
     );
+    assert!(
+        summary.contains("Automatic Codegen runs are off for this repository"),
+        "{summary}"
+    );
+    assert_eq!(view.status_body()["state"], "failure");
+
+    // Once pressed, the run is the analysis' follow-up: the check follows it, without the button.
+    let mut child = task(
+        TaskType::CODEGEN_TRIGGER,
+        TaskStatus::Pending,
+        json!({"source_task_type": "check_failure_analysis"}),
+        None,
+    );
+    child.started_at = None;
+    child.parent_task_id = Some(root.task_id);
+    let view = render("wo", &root, Some(&child), None).unwrap();
+    assert_eq!(view.status, CheckStatus::InProgress);
+    assert_eq!(view.title, "Codegen run requested");
+    assert_eq!(view.check_run_body(false)["actions"], json!([]));
+}
+
+#[test]
+fn a_check_with_nothing_for_codegen_is_neutral_without_a_button() {
+    let view = render(
+        "wo",
+        &check_analysis(json!({"should_trigger_codegen": false})),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(view.conclusion, Some(Conclusion::Neutral));
+    assert!(!view.ask_codegen);
+    assert!(view.check_run_body(true).get("actions").is_none());
     assert_eq!(
         view.status_body()["state"],
         "success",
         "statuses know no neutral"
     );
-    // A pull-request analysis with nothing to do offers no button.
+    // The on-request flag means nothing on a pull-request analysis (it has no button).
     let pr = analysis(
         TaskStatus::Completed,
-        Some(json!({"should_trigger_codegen": false})),
+        Some(json!({"should_trigger_codegen": true, "codegen_on_request": true})),
     );
-    assert!(!render("wo", &pr, None, None).unwrap().ask_codegen);
+    let view = render("wo", &pr, None, None).unwrap();
+    assert!(!view.ask_codegen);
+    assert_eq!(view.conclusion, Some(Conclusion::Success));
 }
 
 #[test]
@@ -177,4 +228,51 @@ fn only_http_run_pages_become_details_urls() {
         view.details_url.as_deref(),
         Some("https://codegen.com/agent/trace/900")
     );
+}
+
+#[test]
+fn a_codegen_run_waiting_for_the_agent_budget_says_until_when() {
+    let marker = json!({"agent_budget": {"scope": "global", "until": t(60), "retry_count": 0}});
+    let mut root = analysis(
+        TaskStatus::Completed,
+        Some(json!({"should_trigger_codegen": true})),
+    );
+    root.completed_at = Some(t(2));
+    let mut trigger = task(
+        TaskType::CODEGEN_TRIGGER,
+        TaskStatus::Pending,
+        json!({"source_task_type": "pull_request_analysis"}),
+        Some(marker.clone()),
+    );
+    trigger.run_at = t(60);
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert_eq!(view.status, CheckStatus::InProgress);
+    assert_eq!(view.title, "Waiting for the agent budget");
+    assert!(
+        view.summary.contains(
+            "**Waiting for agent budget** until 2026-12-01T10:01:00Z (the global rate of Codegen runs is used up)"
+        ),
+        "{}",
+        view.summary
+    );
+
+    // The repository's hourly limit is named as such.
+    trigger.output_data =
+        Some(json!({"agent_budget": {"scope": "repository", "until": t(3600), "retry_count": 0}}));
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert!(
+        view.summary
+            .contains("the repository's hourly limit of Codegen runs is used up"),
+        "{}",
+        view.summary
+    );
+
+    // A failed attempt after the wait (its retry count moved on): the marker is stale.
+    trigger.output_data = Some(marker);
+    trigger.retry_count = 1;
+    trigger.status = TaskStatus::Retrying;
+    trigger.error_message = Some("Codegen: 502".into());
+    let view = render("wo", &root, Some(&trigger), None).unwrap();
+    assert_ne!(view.title, "Waiting for the agent budget");
+    assert!(!view.summary.contains("agent budget"), "{}", view.summary);
 }

@@ -21,6 +21,10 @@ const MAX_SUMMARY: usize = 60_000;
 const MAX_DESCRIPTION: usize = 140;
 /// The `requested_action` identifier of the "Ask Codegen to fix" button.
 pub const ASK_CODEGEN_ACTION: &str = "codegen_fix";
+/// The output key (`true`) of a failed-check analysis that found work for Codegen but started
+/// no run because automatic runs are off for its repository: its check asks a person
+/// (`action_required` with the "Ask Codegen to fix" button).
+pub const CODEGEN_ON_REQUEST: &str = "codegen_on_request";
 
 /// A check run's `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,7 +61,8 @@ pub enum Conclusion {
     Neutral,
     /// Cancelled or superseded by a newer commit.
     Cancelled,
-    /// A person must act (the Codegen run could not be found again).
+    /// A person must act (the Codegen run could not be found again, or a failure waits for
+    /// "Ask Codegen to fix").
     ActionRequired,
 }
 
@@ -114,7 +119,8 @@ pub struct ReportView {
 
 impl ReportView {
     /// The body of `POST /repos/{o}/{r}/check-runs` (`create`) or of the `PATCH` of an existing
-    /// one (the same without `head_sha`).
+    /// one (the same without `head_sha`). An edit without the button sends `"actions": []`, so a
+    /// button offered before (a failure waiting for a person) is gone once it was pressed.
     pub fn check_run_body(&self, create: bool) -> Value {
         let mut body = json!({
             "name": self.name,
@@ -137,6 +143,8 @@ impl ReportView {
                 "description": "Start a Codegen run for this failure",
                 "identifier": ASK_CODEGEN_ACTION,
             }]);
+        } else if !create {
+            body["actions"] = json!([]);
         }
         body
     }
@@ -230,8 +238,15 @@ pub fn render(
         codegen
     };
     let details_url = codegen_task.and_then(run_url);
+    let superseded = superseded_by_sha.filter(|_| phase.conclusion == Some(Conclusion::Cancelled));
     let summary = truncate(
-        &summary(root, codegen_task, &phase, details_url.as_deref()),
+        &summary(
+            root,
+            codegen_task,
+            &phase,
+            details_url.as_deref(),
+            superseded,
+        ),
         MAX_SUMMARY,
     );
     Some(ReportView {
@@ -305,18 +320,22 @@ fn analysis_phase(root: &Task, codegen: Option<&Task>, superseded: Option<&str>)
         TaskStatus::Completed => match codegen {
             Some(c) => codegen_phase(c, None),
             None => {
-                let triggered = root
-                    .output_data
-                    .as_ref()
-                    .and_then(|o| o.get("should_trigger_codegen"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if triggered {
+                let flag = |key: &str| {
+                    root.output_data
+                        .as_ref()
+                        .and_then(|o| o.get(key))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                };
+                if flag(CODEGEN_ON_REQUEST) && is_check_analysis(root) {
+                    let mut phase =
+                        Phase::done(Conclusion::ActionRequired, "Waiting for Ask Codegen to fix");
+                    phase.ask_codegen = true;
+                    phase
+                } else if flag("should_trigger_codegen") {
                     Phase::done(Conclusion::Success, "Analysis done")
                 } else {
-                    let mut phase = Phase::done(Conclusion::Neutral, "Nothing for Codegen to do");
-                    phase.ask_codegen = is_check_analysis(root);
-                    phase
+                    Phase::done(Conclusion::Neutral, "Nothing for Codegen to do")
                 }
             }
         },
@@ -334,6 +353,9 @@ fn codegen_phase(c: &Task, superseded: Option<&str>) -> Phase {
         .as_ref()
         .and_then(|o| str_field(o, "status"))
         .unwrap_or_default();
+    if budget_wait(c).is_some() {
+        return Phase::open(CheckStatus::InProgress, "Waiting for the agent budget");
+    }
     match c.status {
         TaskStatus::Pending if c.started_at.is_none() => {
             Phase::open(CheckStatus::InProgress, "Codegen run requested")
@@ -387,9 +409,22 @@ fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
-/// The Markdown summary: why analysed, the run, why waiting.
-fn summary(root: &Task, codegen: Option<&Task>, phase: &Phase, url: Option<&str>) -> String {
+/// The Markdown summary: why analysed, the run, why waiting, the newer commit of a superseded
+/// task.
+fn summary(
+    root: &Task,
+    codegen: Option<&Task>,
+    phase: &Phase,
+    url: Option<&str>,
+    superseded_by_sha: Option<&str>,
+) -> String {
     let mut lines = vec![format!("**{}**", escape(&phase.title)), String::new()];
+    if let Some(sha) = superseded_by_sha {
+        lines.push(format!(
+            "**Superseded:** commit `{}` was pushed to this pull request; it is analysed instead",
+            escape(sha)
+        ));
+    }
     lines.push(format!("**Why analysed:** {}", why(root)));
     if let Some(out) = root
         .output_data
@@ -415,7 +450,9 @@ fn summary(root: &Task, codegen: Option<&Task>, phase: &Phase, url: Option<&str>
     }
     if phase.ask_codegen {
         lines.push(
-            "Use **Ask Codegen to fix** above to start a Codegen run for this failure.".into(),
+            "Automatic Codegen runs are off for this repository: use **Ask Codegen to fix** \
+             above to start one run for this failure."
+                .into(),
         );
     }
     lines.push(String::new());
@@ -502,11 +539,22 @@ fn run_lines(c: &Task, url: Option<&str>) -> Vec<String> {
     lines
 }
 
-/// Why an open task that already ran is waiting: its next attempt and the last error.
+/// Why an open task that already ran is waiting: the agent budget, or its next attempt and the
+/// last error.
 fn waiting(task: &Task) -> Option<String> {
     let open = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
     if !open || task.started_at.is_none() {
         return None;
+    }
+    if let Some((scope, until)) = budget_wait(task) {
+        let limit = match scope {
+            "repository" => "the repository's hourly limit of Codegen runs",
+            _ => "the global rate of Codegen runs",
+        };
+        return Some(format!(
+            "**Waiting for agent budget** until {} ({limit} is used up)",
+            rfc3339(until)
+        ));
     }
     let at = rfc3339(task.run_at);
     Some(match task.error_message.as_deref() {
@@ -516,6 +564,23 @@ fn waiting(task: &Task) -> Option<String> {
         ),
         None => format!("**Waiting:** next check at {at}"),
     })
+}
+
+/// The scope and end of an open task's wait for the agent budget: the deferral's marker in
+/// `output_data` (`budget::OUTPUT_KEY`), as long as no failed attempt came after it.
+fn budget_wait(task: &Task) -> Option<(&str, DateTime<Utc>)> {
+    let open = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
+    let marker = task
+        .output_data
+        .as_ref()?
+        .get(crate::budget::OUTPUT_KEY)
+        .filter(|_| open && task.started_at.is_some())?;
+    let retry_count = marker.get("retry_count").and_then(Value::as_u64)?;
+    if retry_count != u64::from(task.retry_count) {
+        return None;
+    }
+    let until = str_field(marker, "until")?.parse::<DateTime<Utc>>().ok()?;
+    Some((str_field(marker, "scope").unwrap_or("global"), until))
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

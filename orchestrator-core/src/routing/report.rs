@@ -11,18 +11,21 @@
 //!   GitHub's "Re-run" (`check_run.rerequested`, `check_suite.rerequested`) starts one fresh
 //!   `pull_request_analysis` of that commit per pull request (forced past the
 //!   one-run-per-head-SHA limit: a person asked); the "Ask Codegen to fix" action
-//!   (`check_run.requested_action` with identifier [`ASK_CODEGEN_ACTION`]) asks for one forced
-//!   `codegen_trigger` for the failure.
+//!   (`check_run.requested_action` with identifier [`ASK_CODEGEN_ACTION`], offered where
+//!   automatic runs are off for the repository) asks for one forced `codegen_trigger` for the
+//!   failure, whose parent is the analysis the check reports (its `external_id`), so that
+//!   check follows the run to its end.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::input::PullRequestInput;
 use super::{Rule, spec};
 use crate::payload::{CheckRun, CheckSuite, EventKind, ParsedEvent, PullRequestRef};
 use crate::report::ASK_CODEGEN_ACTION;
 use crate::store::agent_run::FORCE_CONFIG_KEY;
-use crate::task::{TaskSpec, TaskType};
+use crate::task::{PARENT_TASK_CONFIG_KEY, TaskSpec, TaskType};
 
 /// Which checks are the orchestrator's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,20 +146,34 @@ fn reanalyse(event: &ParsedEvent, prs: &[PullRequestRef], sha: Option<&str>) -> 
         .collect()
 }
 
-/// One forced `codegen_trigger` per pull request of our check, for the failure it reported.
+/// One forced `codegen_trigger` per pull request of our check, for the failure it reported, a
+/// follow-up of the analysis the check reports (its `external_id`, when it is a task id).
 fn ask_codegen(event: &ParsedEvent, run: &CheckRun) -> Vec<TaskSpec> {
+    let mut config = forced();
+    if let Some(analysis) = run
+        .external_id
+        .as_deref()
+        .filter(|id| id.parse::<Uuid>().is_ok())
+    {
+        config[PARENT_TASK_CONFIG_KEY] = json!(analysis);
+    }
+    let source = if run.name.ends_with(" / check suite") {
+        TaskType::CHECK_SUITE_FAILURE_ANALYSIS
+    } else {
+        TaskType::CHECK_FAILURE_ANALYSIS
+    };
     run.pull_requests
         .iter()
         .map(|pr| {
             let input = json!({
-                "source_task_type": TaskType::CHECK_FAILURE_ANALYSIS.as_str(),
+                "source_task_type": source.as_str(),
                 "reasons": ["check_failure"],
                 "installation_id": event.installation_id,
                 "head_ref": pr.head.git_ref,
                 "requested_by": event.sender,
                 "requested_from_check_run": run.id,
             });
-            let mut task = spec(TaskType::CODEGEN_TRIGGER, 0, &forced(), event, &input);
+            let mut task = spec(TaskType::CODEGEN_TRIGGER, 0, &config, event, &input);
             task.pr_number = i64::try_from(pr.number).ok();
             task.branch = pr.head.git_ref.clone();
             task.commit_sha = run.head_sha.clone();

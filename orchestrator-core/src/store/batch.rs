@@ -5,14 +5,13 @@
 
 use async_trait::async_trait;
 
-use super::{EventStore, IngestOutcome};
+use super::{EventStore, IngestOutcome, NewDelivery};
 use crate::error::StoreError;
 use crate::event::NewEvent;
-use crate::task::NewTask;
 
-/// One delivery of a batch: the event, the tasks it caused and what the store prepared from it
-/// ([`BatchStore::prepare`]).
-pub type BatchDelivery<P> = (NewEvent, Vec<NewTask>, P);
+/// One delivery of a batch (the event, its tasks and its pull-request updates) and what the
+/// store prepared from it ([`BatchStore::prepare`]).
+pub type BatchDelivery<P> = (NewDelivery, P);
 
 /// An [`EventStore`] that commits a batch of deliveries with as few commits as it can.
 #[async_trait]
@@ -28,8 +27,9 @@ pub trait BatchStore: EventStore {
     fn prepare(&self, event: &NewEvent) -> Self::Prepared;
 
     /// Commits `batch`. Each delivery stays atomic on its own and gets exactly the outcome
-    /// [`EventStore::ingest`] would have given it, in the order given; one delivery's failure
-    /// never loses another's.
+    /// [`EventStore::ingest_delivery`] would have given it, in the order given (its
+    /// pull-request updates included: they see the deliveries before it in the batch, never
+    /// those after it); one delivery's failure never loses another's.
     async fn ingest_batch(
         &self,
         batch: Vec<BatchDelivery<Self::Prepared>>,

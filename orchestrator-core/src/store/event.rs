@@ -7,9 +7,41 @@ use uuid::Uuid;
 use super::{EventFilter, Page};
 use crate::error::StoreError;
 use crate::event::{EventSummary, NewEvent, WebhookEvent};
+use crate::store::supersede::{PrUpdate, PrUpdateOutcome};
 use crate::task::NewTask;
 
-/// What [`EventStore::ingest`] did.
+/// One delivery to ingest: the event, the tasks it caused, and what it asks of its pull
+/// requests' open work ([`PrUpdate`], see [`crate::store::supersede`]), applied in the same
+/// transaction when the delivery is newly accepted. Times the updates write (cancellations,
+/// the newest head) are the event's `received_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// The event row.
+    pub event: NewEvent,
+    /// Its tasks.
+    pub tasks: Vec<NewTask>,
+    /// Its pull-request updates, applied in order after the tasks are inserted.
+    pub pr_updates: Vec<PrUpdate>,
+}
+
+impl NewDelivery {
+    /// A delivery without pull-request updates.
+    pub fn new(event: NewEvent, tasks: Vec<NewTask>) -> Self {
+        Self {
+            event,
+            tasks,
+            pr_updates: Vec::new(),
+        }
+    }
+
+    /// With these pull-request updates.
+    pub fn with_pr_updates(mut self, pr_updates: Vec<PrUpdate>) -> Self {
+        self.pr_updates = pr_updates;
+        self
+    }
+}
+
+/// What [`EventStore::ingest_delivery`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
     /// The event and its tasks are committed.
@@ -18,6 +50,8 @@ pub enum IngestOutcome {
         event_id: i64,
         /// The committed tasks, in the order given.
         task_ids: Vec<Uuid>,
+        /// What each of the delivery's [`NewDelivery::pr_updates`] did, in the same order.
+        pr_updates: Vec<PrUpdateOutcome>,
     },
     /// An event with this delivery id already exists; nothing was written.
     Duplicate {
@@ -50,14 +84,23 @@ pub enum ReprocessOutcome {
 /// Storage of webhook events.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Commits `event` and all of `tasks` (linked to it) in one transaction. A delivery id that is
-    /// already stored yields [`IngestOutcome::Duplicate`] and writes nothing. An event with no
-    /// tasks is stored as processed.
+    /// Commits the delivery's event and all of its tasks (linked to it) in one transaction,
+    /// and in that same transaction applies its [`pr_updates`](NewDelivery::pr_updates) in
+    /// order, each under a savepoint of its own (a failing one is rolled back alone and
+    /// reported as [`PrUpdateOutcome::Failed`]; the delivery still commits). A delivery id that
+    /// is already stored yields [`IngestOutcome::Duplicate`] and writes nothing (its updates
+    /// are not applied). An event with no tasks is stored as processed.
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError>;
+
+    /// [`ingest_delivery`](Self::ingest_delivery) of `event` and `tasks` without pull-request
+    /// updates.
     async fn ingest(
         &self,
         event: NewEvent,
         tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError>;
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_delivery(NewDelivery::new(event, tasks)).await
+    }
 
     /// Events, newest first.
     async fn list_events(

@@ -461,8 +461,14 @@ pub trait OperationStore: Send + Sync + 'static {
     /// One operation.
     async fn get_operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError>;
 
-    /// Operations, newest first.
-    async fn list_operations(&self, page: Page) -> Result<Vec<Operation>, StoreError>;
+    /// Operations, newest first (`created_at`, then id, descending), `page` applied. With
+    /// `before` (keyset paging: the last operation of the previous page), only the operations
+    /// after that one in this order; none when it is unknown.
+    async fn list_operations(
+        &self,
+        before: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<Operation>, StoreError>;
 
     /// Cancels a pending or running operation (`finished_at = now`); its runner stops before its
     /// next batch.

@@ -4,6 +4,10 @@
 //!
 //! A run is stored before it starts and saved after every page, with the hook it is on and that
 //! hook's `cursor`, so a run stopped by a crash or a rate limit resumes where it stopped.
+//!
+//! A redelivery request is recorded as an intent ([`RedeliveryIntent`]) before it is sent, so a
+//! run resumed after a crash between the request and its page being saved does not ask GitHub a
+//! second time for the same attempt within the redelivery window.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -177,8 +181,19 @@ pub struct LearnedHook {
     pub repository: Option<String>,
 }
 
+/// Extends a held [`RunnerLease`] that expires on its own (a lease row, a Redis key).
+#[async_trait]
+pub trait RenewLease: Send + Sync + 'static {
+    /// Extends the lease to `now + ttl`; `Ok(false)` when it is no longer held (it expired and
+    /// another runner took it).
+    async fn renew(&self, ttl: Duration, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
 /// Held by the one runner of recovery across instances; dropping it lets another runner in.
+/// A lease that expires on its own carries its renewal, which the runner calls while its run
+/// proceeds.
 pub struct RunnerLease {
+    renewal: Option<Box<dyn RenewLease>>,
     release: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
@@ -187,7 +202,23 @@ impl RunnerLease {
     /// lock, clearing a lease row, unlocking a mutex).
     pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
         Self {
+            renewal: None,
             release: Some(Box::new(release)),
+        }
+    }
+
+    /// The same lease, renewed by `renewal` (a lease that expires unless renewed).
+    pub fn with_renewal(mut self, renewal: impl RenewLease) -> Self {
+        self.renewal = Some(Box::new(renewal));
+        self
+    }
+
+    /// Extends the lease to `now + ttl`; `Ok(false)` when it was lost. A lease without an
+    /// expiry (a session lock) is always still held.
+    pub async fn renew(&self, ttl: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        match &self.renewal {
+            Some(renewal) => renewal.renew(ttl, now).await,
+            None => Ok(true),
         }
     }
 }
@@ -202,8 +233,26 @@ impl Drop for RunnerLease {
 
 impl fmt::Debug for RunnerLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RunnerLease")
+        f.debug_struct("RunnerLease")
+            .field("renewable", &self.renewal.is_some())
+            .finish()
     }
+}
+
+/// The record, made before `POST .../attempts` is sent, that a run asked GitHub to redeliver
+/// one attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeliveryIntent {
+    /// `X-GitHub-Delivery` of the delivery.
+    pub guid: String,
+    /// The attempt asked to be redelivered (a redelivery by GitHub adds a newer attempt).
+    pub attempt_id: i64,
+    /// The hook the attempt is listed on.
+    pub hook: String,
+    /// The run that asked.
+    pub run_id: Uuid,
+    /// When it was asked.
+    pub requested_at: DateTime<Utc>,
 }
 
 /// Storage of recovery runs and the look-ups the reconciler needs.
@@ -218,8 +267,13 @@ pub trait RecoveryStore: Send + Sync + 'static {
     /// One run.
     async fn get_run(&self, run_id: Uuid) -> Result<Option<RecoveryRun>, StoreError>;
 
-    /// Runs, newest first, at most `limit`.
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError>;
+    /// Runs, newest first, at most `limit`. With `before` (keyset paging: the last run of the
+    /// previous page), only the runs stored before that one; none when it is unknown.
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError>;
 
     /// The oldest run that can still make progress (pending, running or interrupted).
     async fn open_run(&self) -> Result<Option<RecoveryRun>, StoreError>;
@@ -233,8 +287,22 @@ pub trait RecoveryStore: Send + Sync + 'static {
     /// Hooks named by the headers of deliveries stored since `since`, one per hook id.
     async fn learned_hooks(&self, since: DateTime<Utc>) -> Result<Vec<LearnedHook>, StoreError>;
 
+    /// Records `intent` before the redelivery request is sent: `true` when it was recorded (send
+    /// it), `false` when the same attempt of the same GUID was already asked for at or after
+    /// `not_before` (do not ask again). One statement, so two runners never both get `true`.
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets `run_id`'s intent for `guid`: GitHub refused the request, nothing was redelivered,
+    /// so a later run may ask again at once.
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError>;
+
     /// The one-runner lease for `holder`, for `ttl` (where the store needs one), or `None`
-    /// while another runner holds it.
+    /// while another runner holds it. A lease with an expiry is renewable
+    /// ([`RunnerLease::renew`]).
     async fn try_lock_runner(
         &self,
         holder: &str,

@@ -8,7 +8,9 @@
 //! - A **record per report** ([`ReportRecord`], keyed by [`ReportRecord::key`]): what was last
 //!   sent successfully (a fingerprint of the body), the GitHub id it created (check run or
 //!   comment), and when a failed send is retried. Comparing the fingerprint makes reporting
-//!   idempotent: a task seen twice is sent once.
+//!   idempotent: a task seen twice is sent once. Retention
+//!   ([`TaskStore::cleanup`](super::TaskStore::cleanup)) removes a record older than the
+//!   finished-task retention whose task is gone (`CleanupReport::reports_deleted`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

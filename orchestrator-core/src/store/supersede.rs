@@ -1,5 +1,20 @@
-//! Superseding stale pull-request work: the rule every store applies inside its
-//! [`CancelStore::supersede`](super::cancel::CancelStore::supersede) transaction, written once.
+//! Superseding stale pull-request work: the rule every store applies, written once, and the
+//! [`PrUpdate`]s a delivery carries into its ingest transaction.
+//!
+//! # Where it runs
+//! A delivery's pull-request work ([`NewDelivery::pr_updates`](super::NewDelivery::pr_updates),
+//! worked out by the ingestor before the store call) is applied by the store inside the *same*
+//! transaction that inserts the delivery and its tasks ([`EventStore::ingest_delivery`], and
+//! each delivery of a [`BatchStore::ingest_batch`] in order), and only when the delivery is
+//! newly accepted: a duplicate supersedes nothing. Each update runs under a savepoint of its
+//! own: if it fails, only it is rolled back, the delivery and its tasks still commit, and the
+//! failure comes back as [`PrUpdateOutcome::Failed`] (logged by the ingestor; at worst
+//! stale work runs). An accepted delivery is never lost to its supersede step.
+//! [`CancelStore::supersede`](super::cancel::CancelStore::supersede) applies one request in a
+//! transaction of its own (the same code in each store).
+//!
+//! [`EventStore::ingest_delivery`]: super::EventStore::ingest_delivery
+//! [`BatchStore::ingest_batch`]: super::BatchStore::ingest_batch
 //!
 //! # The rule
 //! - **Group**: repository + pull-request number + task type. A delivery that brings a head SHA
@@ -46,6 +61,49 @@ pub struct SupersedeRequest {
     pub new_tasks: Vec<(Uuid, TaskType)>,
     /// Cancel running tasks of the group too (`SUPERSEDE_RUNNING`).
     pub running: bool,
+}
+
+/// Cancel the open work of a closed pull request (see [`plan_closed`]), with
+/// [`CLOSED_MESSAGE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// `owner/name`.
+    pub repository: String,
+    /// The pull request.
+    pub pr_number: i64,
+    /// Cancel running tasks too (`SUPERSEDE_RUNNING`).
+    pub running: bool,
+}
+
+/// What a delivery asks of its pull requests' open work, applied in its ingest transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrUpdate {
+    /// A head with the delivery's new tasks for it: supersede the older heads' work.
+    Supersede(SupersedeRequest),
+    /// The pull request was closed: cancel its open work.
+    Close(CloseRequest),
+}
+
+impl PrUpdate {
+    /// The pull request it is about: (`owner/name`, number).
+    pub fn pull_request(&self) -> (&str, i64) {
+        match self {
+            PrUpdate::Supersede(r) => (&r.head.repository, r.head.pr_number),
+            PrUpdate::Close(r) => (&r.repository, r.pr_number),
+        }
+    }
+}
+
+/// What one [`PrUpdate`] did, in the accepted delivery's
+/// [`IngestOutcome`](super::IngestOutcome).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrUpdateOutcome {
+    /// A [`PrUpdate::Supersede`] was applied.
+    Superseded(SupersedeOutcome),
+    /// A [`PrUpdate::Close`] was applied: the tasks it cancelled.
+    Closed(Vec<Uuid>),
+    /// It failed and was rolled back on its own (the delivery is committed): the store's error.
+    Failed(String),
 }
 
 /// An open task of the pull request, as the store read it inside its transaction.

@@ -78,6 +78,11 @@ pub struct CleanupReport {
     pub tasks_deleted: u64,
     /// Executions removed.
     pub executions_deleted: u64,
+    /// Reporting records (`github_reports`, [`report`](super::report)) removed: those older
+    /// than the finished-task retention whose task is gone (a pull request's comment record
+    /// once its last reported task is gone).
+    #[serde(default)]
+    pub reports_deleted: u64,
 }
 
 /// What the API reads about tasks and what operators do to them. The state changes that queues
@@ -103,7 +108,8 @@ pub trait TaskStore: Send + Sync + 'static {
     /// The figures of the metrics and stats endpoints.
     async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError>;
 
-    /// Removes finished data older than the policy allows.
+    /// Removes finished data older than the policy allows, and the reporting records of the
+    /// tasks it removed (or that are gone) once they are as old.
     async fn cleanup(
         &self,
         policy: &RetentionPolicy,

@@ -7,5 +7,5 @@ mod status;
 
 pub use execution::{ExecutionStatus, TaskExecution};
 pub use kind::{InvalidTaskType, TaskType};
-pub use record::{NewTask, Task, TaskDetail, TaskSpec};
+pub use record::{NewTask, PARENT_TASK_CONFIG_KEY, Task, TaskDetail, TaskSpec};
 pub use status::{IllegalTransition, TaskStatus, Transition, UnknownStatus};

@@ -44,6 +44,12 @@ impl TaskSpec {
     }
 }
 
+/// The spec `config` key (a task id) that links a routed task to an existing one as its parent,
+/// as if that task had asked for it: the "Ask Codegen to fix" button on an analysis' check
+/// (issue 17) routes a `codegen_trigger` whose parent is that analysis, so the analysis' check
+/// follows the run. [`NewTask::new`] reads it; a value that is no task id is ignored.
+pub const PARENT_TASK_CONFIG_KEY: &str = "parent_task_id";
+
 /// A task ready to be inserted: a spec plus identity, limits and scheduling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {
@@ -62,11 +68,17 @@ pub struct NewTask {
 }
 
 impl NewTask {
-    /// A new task for `spec`, due at `now`.
+    /// A new task for `spec`, due at `now`; its parent is the spec's
+    /// [`PARENT_TASK_CONFIG_KEY`], if any.
     pub fn new(spec: TaskSpec, max_retries: u32, now: DateTime<Utc>) -> Self {
+        let parent_task_id = spec
+            .config
+            .get(PARENT_TASK_CONFIG_KEY)
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse().ok());
         Self {
             task_id: Uuid::now_v7(),
-            parent_task_id: None,
+            parent_task_id,
             spec,
             max_retries,
             run_at: now,

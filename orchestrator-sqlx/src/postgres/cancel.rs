@@ -8,7 +8,8 @@ use orchestrator_core::error::StoreError;
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
 use orchestrator_core::store::supersede::{SupersedeOutcome, SupersedeRequest};
 use orchestrator_core::task::Task;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
+use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use super::PgStore;
@@ -35,7 +36,7 @@ impl PgStore {
     /// Cancels `task_id` inside `tx` (its row is locked first). `superseded_by` is recorded
     /// when given.
     pub(super) async fn cancel_in(
-        tx: &mut Transaction<'_, Postgres>,
+        tx: &mut PgConnection,
         task_id: Uuid,
         message: &str,
         superseded_by: Option<Uuid>,
@@ -43,7 +44,7 @@ impl PgStore {
     ) -> Result<CancelOutcome, StoreError> {
         let Some(row) = sqlx::query(LOCK)
             .bind(task_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(store_error)?
         else {
@@ -58,7 +59,7 @@ impl PgStore {
             .bind(now)
             .bind(message)
             .bind(superseded_by)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(store_error)?;
         let cancelled: Task = task(&row)?;
@@ -66,7 +67,7 @@ impl PgStore {
             .bind(task_id)
             .bind(now)
             .bind(message)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(store_error)?;
         if let Some(event_id) = cancelled.webhook_event_id {
@@ -74,7 +75,7 @@ impl PgStore {
                 .bind(event_id)
                 .bind(-1i32)
                 .bind(now)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(store_error)?;
         }

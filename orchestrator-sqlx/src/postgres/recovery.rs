@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::store::recovery::{LearnedHook, RecoveryRun, RecoveryStore, RunnerLease};
+use orchestrator_core::store::recovery::{
+    LearnedHook, RecoveryRun, RecoveryStore, RedeliveryIntent, RunnerLease,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
@@ -22,7 +24,8 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::error::store_error;
 use crate::recovery::{
-    GET, INSERT, LAST_SUCCESS, LIST, OPEN, RunRow, RunText, RunTimes, SAVE, assemble, learned,
+    CLAIM_REDELIVERY, GET, INSERT, LAST_SUCCESS, OPEN, RELEASE_REDELIVERY, RunRow, RunText,
+    RunTimes, SAVE, assemble, learned, list_statement,
 };
 
 const KNOWN: &str = "SELECT delivery_id FROM webhook_events WHERE delivery_id = ANY($1)";
@@ -147,12 +150,16 @@ impl RecoveryStore for PgStore {
         row.as_ref().map(run).transpose()
     }
 
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
+        let mut query = sqlx::query(list_statement(before)).bind(i64::from(limit));
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(self.pool()).await.map_err(store_error)?;
         rows.iter().map(run).collect()
     }
 
@@ -204,6 +211,34 @@ impl RecoveryStore for PgStore {
         }
         hooks.sort_by_key(|h| h.hook_id);
         Ok(hooks)
+    }
+
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claimed: Option<String> = sqlx::query_scalar(CLAIM_REDELIVERY)
+            .bind(&intent.guid)
+            .bind(intent.attempt_id)
+            .bind(&intent.hook)
+            .bind(intent.run_id)
+            .bind(intent.requested_at)
+            .bind(not_before)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(claimed.is_some())
+    }
+
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(RELEASE_REDELIVERY)
+            .bind(guid)
+            .bind(run_id)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     async fn try_lock_runner(

@@ -30,14 +30,20 @@ const DEPTH: &str = "SELECT \
 
 /// Old processed events with all their (terminal) tasks, and old terminal tasks; their
 /// executions first. `open_tasks = 0` guarantees no task of a removed event can still run.
+/// Reporting records as old whose task is removed now or was before go too (the statement
+/// sees the tasks as they were before it, hence `dt`).
 const CLEANUP: &str = "WITH ev AS (SELECT id FROM webhook_events WHERE processed AND open_tasks = 0 \
     AND COALESCE(processing_completed_at, created_at) < $1), \
     dt AS (DELETE FROM workflow_tasks WHERE status IN ('completed', 'failed', 'cancelled') \
     AND (webhook_event_id IN (SELECT id FROM ev) OR COALESCE(completed_at, updated_at) < $2) \
     RETURNING task_id), \
     dx AS (DELETE FROM task_executions WHERE task_id IN (SELECT task_id FROM dt) RETURNING 1), \
-    de AS (DELETE FROM webhook_events WHERE id IN (SELECT id FROM ev) RETURNING 1) \
-    SELECT (SELECT count(*) FROM de), (SELECT count(*) FROM dt), (SELECT count(*) FROM dx)";
+    de AS (DELETE FROM webhook_events WHERE id IN (SELECT id FROM ev) RETURNING 1), \
+    dr AS (DELETE FROM github_reports r WHERE r.updated_at < $2 AND (r.task_id IS NULL \
+    OR r.task_id IN (SELECT task_id FROM dt) \
+    OR NOT EXISTS (SELECT 1 FROM workflow_tasks t WHERE t.task_id = r.task_id)) RETURNING 1) \
+    SELECT (SELECT count(*) FROM de), (SELECT count(*) FROM dt), (SELECT count(*) FROM dx), \
+    (SELECT count(*) FROM dr)";
 
 impl PgStore {
     pub(super) async fn figures(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
@@ -88,6 +94,7 @@ impl PgStore {
             events_deleted: n(&row, 0)?,
             tasks_deleted: n(&row, 1)?,
             executions_deleted: n(&row, 2)?,
+            reports_deleted: n(&row, 3)?,
         })
     }
 }

@@ -1,12 +1,14 @@
 //! [`EventStore`] and [`BatchStore`] on PostgreSQL: ingest (one delivery or a batch in one
-//! transaction), event list and detail, reprocess.
+//! transaction, each accepted delivery's pull-request updates in that transaction), event
+//! list and detail, reprocess.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
-    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, NewDelivery, Page,
+    ReprocessOutcome,
 };
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
@@ -14,6 +16,7 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::rows::{bind_one_task, bind_tasks, event, insert_one_task, insert_tasks, summary};
+use super::supersede::{apply_pr_updates, lock_pull_requests};
 use crate::error::{one_by_one, settle_batch, store_error};
 use crate::plan::headers_json;
 
@@ -113,7 +116,11 @@ async fn ingest_on(
         if let Some(row) = row {
             let event_id: i64 = row.try_get(0).map_err(store_error)?;
             let task_ids = tasks.iter().map(|t| t.task_id).collect();
-            return Ok(IngestOutcome::Accepted { event_id, task_ids });
+            return Ok(IngestOutcome::Accepted {
+                event_id,
+                task_ids,
+                pr_updates: Vec::new(),
+            });
         }
         let existing = sqlx::query(EXISTING)
             .bind(&new.delivery_id)
@@ -129,16 +136,35 @@ async fn ingest_on(
     }
 }
 
+/// [`ingest_on`], then, when the delivery is accepted, its pull-request updates on the same
+/// transaction `conn` (whose advisory locks the caller took).
+async fn ingest_and_update(
+    conn: &mut PgConnection,
+    delivery: &NewDelivery,
+) -> Result<IngestOutcome, StoreError> {
+    let mut outcome = ingest_on(conn, &delivery.event, &delivery.tasks).await?;
+    if let IngestOutcome::Accepted { pr_updates, .. } = &mut outcome
+        && !delivery.pr_updates.is_empty()
+    {
+        let at = delivery.event.received_at;
+        *pr_updates = apply_pr_updates(conn, &delivery.pr_updates, at).await?;
+    }
+    Ok(outcome)
+}
+
 impl PgStore {
-    /// The whole batch in one transaction (one commit); any error rolls all of it back.
+    /// The whole batch in one transaction (one commit); any error rolls all of it back. The
+    /// pull requests the batch's updates touch are locked first, in one order.
     async fn ingest_together(
         &self,
         batch: &[BatchDelivery<()>],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let updates = batch.iter().flat_map(|(d, ())| &d.pr_updates);
+        lock_pull_requests(&mut tx, updates.map(|u| u.pull_request())).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (event, tasks, ()) in batch {
-            outcomes.push(ingest_on(&mut tx, event, tasks).await?);
+        for (delivery, ()) in batch {
+            outcomes.push(ingest_and_update(&mut tx, delivery).await?);
         }
         tx.commit().await.map_err(store_error)?;
         Ok(outcomes)
@@ -161,7 +187,7 @@ impl BatchStore for PgStore {
         &self,
         batch: Vec<BatchDelivery<()>>,
     ) -> Vec<Result<IngestOutcome, StoreError>> {
-        let one = |(event, tasks, ()): BatchDelivery<()>| self.ingest(event, tasks);
+        let one = |(delivery, ()): BatchDelivery<()>| self.ingest_delivery(delivery);
         if batch.len() < 2 {
             return one_by_one(batch, one).await;
         }
@@ -172,13 +198,19 @@ impl BatchStore for PgStore {
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn ingest(
-        &self,
-        new: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(store_error)?;
-        ingest_on(&mut conn, &new, &tasks).await
+    /// One statement (autocommit) without pull-request updates; with them, one transaction:
+    /// the pull requests' advisory locks, the statement, the updates.
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
+        if delivery.pr_updates.is_empty() {
+            let mut conn = self.pool.acquire().await.map_err(store_error)?;
+            return ingest_on(&mut conn, &delivery.event, &delivery.tasks).await;
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let pull_requests = delivery.pr_updates.iter().map(|u| u.pull_request());
+        lock_pull_requests(&mut tx, pull_requests).await?;
+        let outcome = ingest_and_update(&mut tx, &delivery).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
     }
 
     async fn list_events(

@@ -1,6 +1,9 @@
 //! The event and task `INSERT`s on SQLite: one delivery ([`insert_event`]) or a group of
 //! deliveries in one write transaction with multi-row inserts ([`ingest_many`]).
 //!
+//! A delivery's pull-request updates run in the same transaction right after its tasks
+//! ([`ingest_many`] says how a batch keeps them in order).
+//!
 //! Every statement is a round trip to the connection's worker thread, and the writer is the one
 //! serial stage of the receiver, so a batch is written with two multi-row `INSERT`s (events,
 //! then the tasks of the accepted ones) instead of one or two statements per delivery. There is
@@ -14,6 +17,7 @@ use std::sync::LazyLock;
 
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::NewEvent;
+use orchestrator_core::store::supersede::{PrUpdateOutcome, SupersedeOutcome};
 use orchestrator_core::store::{BatchDelivery, IngestOutcome};
 use orchestrator_core::task::NewTask;
 use sqlx::query::Query;
@@ -22,6 +26,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::payload::{PreparedPayload, StoredPayload};
 use super::rows::us;
+use super::supersede::{all_settled, apply_pr_updates};
 use crate::error::store_error;
 use crate::plan::{headers_json, json_text, to_i32};
 
@@ -165,8 +170,9 @@ async fn insert_events(
         rest = tail;
         let sql = statement(EVENT_COLUMNS, EVENT_ROW, rows, EVENT_TAIL);
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (event, tasks, prepared) in chunk {
-            query = bind_event(query, event, prepared.as_ref(), tasks.len(), compress);
+        for (delivery, prepared) in chunk {
+            let tasks = delivery.tasks.len();
+            query = bind_event(query, &delivery.event, prepared.as_ref(), tasks, compress);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(store_error)? {
             let id: i64 = row.try_get(0).map_err(store_error)?;
@@ -198,7 +204,12 @@ async fn insert_tasks(
 
 /// Ingests `batch` inside the open write transaction `conn`, with the outcome each delivery
 /// would get from ingesting them one after another in order: the first of a delivery id is
-/// accepted, a later one (or one already stored) is a duplicate of it.
+/// accepted, a later one (or one already stored) is a duplicate of it. The events go in first
+/// (multi-row); the tasks are inserted in runs, each run ending at an accepted delivery whose
+/// pull-request updates have something to do, which are then applied: like one by one, they
+/// see the tasks of the deliveries before it and its own, never those of a later delivery.
+/// Updates with nothing to do ([`all_settled`], e.g. another delivery for the current head)
+/// do not end a run.
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
     batch: &[Delivery],
@@ -208,35 +219,57 @@ pub(super) async fn ingest_many(
     let mut seen: HashMap<&str, i64> = HashMap::new();
     let mut tasks = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
-    for (event, event_tasks, _) in batch {
-        let delivery = event.delivery_id.as_str();
-        if let Some(event_id) = inserted.remove(delivery) {
-            seen.insert(delivery, event_id);
-            let now = us(event.received_at);
-            tasks.extend(event_tasks.iter().map(|t| (event_id, t, now)));
-            outcomes.push(IngestOutcome::Accepted {
-                event_id,
-                task_ids: event_tasks.iter().map(|t| t.task_id).collect(),
-            });
+    for (delivery, _) in batch {
+        let event = &delivery.event;
+        let id = event.delivery_id.as_str();
+        let Some(event_id) = inserted.remove(id) else {
+            let event_id = existing_id(conn, &mut seen, id).await?;
+            outcomes.push(IngestOutcome::Duplicate { event_id });
             continue;
-        }
-        let event_id = match seen.get(delivery) {
-            Some(&id) => id,
-            None => {
-                let row = sqlx::query("SELECT id FROM webhook_events WHERE delivery_id = $1")
-                    .bind(delivery.to_owned())
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(store_error)?;
-                let id: i64 = row.try_get(0).map_err(store_error)?;
-                seen.insert(delivery, id);
-                id
-            }
         };
-        outcomes.push(IngestOutcome::Duplicate { event_id });
+        seen.insert(id, event_id);
+        let updates = &delivery.pr_updates;
+        let unwritten: Vec<&NewTask> = tasks.iter().map(|&(_, t, _)| t).collect();
+        let quiet = !updates.is_empty() && all_settled(conn, updates, &unwritten).await;
+        let now = us(event.received_at);
+        tasks.extend(delivery.tasks.iter().map(|t| (event_id, t, now)));
+        let mut pr_updates: Vec<PrUpdateOutcome> = Vec::new();
+        if quiet {
+            // Nothing to do (the usual case: another delivery for the current head).
+            let nothing = PrUpdateOutcome::Superseded(SupersedeOutcome::default());
+            pr_updates = vec![nothing; updates.len()];
+        } else if !updates.is_empty() {
+            insert_tasks(conn, &tasks).await?;
+            tasks.clear();
+            pr_updates = apply_pr_updates(conn, updates, event.received_at).await?;
+        }
+        outcomes.push(IngestOutcome::Accepted {
+            event_id,
+            task_ids: delivery.tasks.iter().map(|t| t.task_id).collect(),
+            pr_updates,
+        });
     }
     insert_tasks(conn, &tasks).await?;
     Ok(outcomes)
+}
+
+/// The event id of `delivery`, which is stored already (before the batch or earlier in it).
+async fn existing_id<'a>(
+    conn: &mut SqliteConnection,
+    seen: &mut HashMap<&'a str, i64>,
+    delivery: &'a str,
+) -> Result<i64, StoreError> {
+    if let Some(&id) = seen.get(delivery) {
+        return Ok(id);
+    }
+    let row = sqlx::query("SELECT id FROM webhook_events WHERE delivery_id = $1")
+        .bind(delivery.to_owned())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    let id: i64 = row.try_get(0).map_err(store_error)?;
+    seen.insert(delivery, id);
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -245,7 +278,7 @@ mod tests {
 
     use bytes::Bytes;
     use chrono::Utc;
-    use orchestrator_core::store::{BatchStore, EventFilter, EventStore, Page};
+    use orchestrator_core::store::{BatchStore, EventFilter, EventStore, NewDelivery, Page};
     use orchestrator_core::task::{TaskSpec, TaskType};
 
     use super::*;
@@ -286,7 +319,7 @@ mod tests {
             .into_iter()
             .map(|(event, tasks)| {
                 let payload = store.prepare(&event);
-                (event, tasks, payload)
+                (NewDelivery::new(event, tasks), payload)
             })
             .collect()
     }
@@ -328,7 +361,10 @@ mod tests {
         assert_eq!(accepted, 148);
         // Every accepted delivery is stored with its payload, headers and its one task.
         for (outcome, (sent, tasks)) in outcomes.iter().zip(&batch) {
-            if let Ok(IngestOutcome::Accepted { event_id, task_ids }) = outcome {
+            if let Ok(IngestOutcome::Accepted {
+                event_id, task_ids, ..
+            }) = outcome
+            {
                 let stored = store.get_event(*event_id).await.unwrap().unwrap();
                 assert_eq!(stored.delivery_id, sent.delivery_id);
                 assert_eq!(stored.payload, sent.payload);

@@ -1,6 +1,7 @@
 //! [`RecoveryStore`] on SQLite: `recovery_runs`, the batched GUID look-up (`json_each`), hooks
-//! from the stored headers, and the one-runner lease as a row with an expiry (several processes
-//! may share the file, and SQLite has no session locks).
+//! from the stored headers, redelivery intents, and the one-runner lease as a row with an expiry
+//! (several processes may share the file, and SQLite has no session locks), renewed by its holder
+//! while its run proceeds.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
-use orchestrator_core::store::recovery::{LearnedHook, RecoveryRun, RecoveryStore, RunnerLease};
+use orchestrator_core::store::recovery::{
+    LearnedHook, RecoveryRun, RecoveryStore, RedeliveryIntent, RenewLease, RunnerLease,
+};
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
@@ -16,7 +19,8 @@ use super::SqliteStore;
 use super::rows::{get, time, us};
 use crate::error::store_error;
 use crate::recovery::{
-    GET, INSERT, LAST_SUCCESS, LIST, OPEN, RunRow, RunText, RunTimes, SAVE, assemble, learned,
+    CLAIM_REDELIVERY, GET, INSERT, LAST_SUCCESS, OPEN, RELEASE_REDELIVERY, RunRow, RunText,
+    RunTimes, SAVE, assemble, learned, list_statement,
 };
 
 const KNOWN: &str = "SELECT delivery_id FROM webhook_events \
@@ -37,7 +41,32 @@ const LOCK: &str = "INSERT INTO recovery_runner (id, holder, expires_at) VALUES 
     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
     WHERE recovery_runner.expires_at <= $3 OR recovery_runner.holder = $1 RETURNING holder";
 
+const RENEW: &str =
+    "UPDATE recovery_runner SET expires_at = $2 WHERE id = 1 AND holder = $1 RETURNING holder";
+
 const UNLOCK: &str = "DELETE FROM recovery_runner WHERE holder = $1";
+
+/// Extends the lease row while its holder still holds it.
+struct RowRenewal {
+    store: SqliteStore,
+    holder: String,
+}
+
+#[async_trait]
+impl RenewLease for RowRenewal {
+    async fn renew(&self, ttl: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let until = orchestrator_core::clock::add(now, ttl);
+        let mut tx = self.store.write().await?;
+        let held: Option<String> = sqlx::query_scalar(RENEW)
+            .bind(&self.holder)
+            .bind(us(until))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(held.is_some())
+    }
+}
 
 fn run(row: &SqliteRow) -> Result<RecoveryRun, StoreError> {
     let opt_time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -142,12 +171,16 @@ impl RecoveryStore for SqliteStore {
         row.as_ref().map(run).transpose()
     }
 
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(i64::from(limit))
-            .fetch_all(self.reader())
-            .await
-            .map_err(store_error)?;
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
+        let mut query = sqlx::query(list_statement(before)).bind(i64::from(limit));
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(self.reader()).await.map_err(store_error)?;
         rows.iter().map(run).collect()
     }
 
@@ -223,9 +256,13 @@ impl RecoveryStore for SqliteStore {
         if got.is_none() {
             return Ok(None);
         }
+        let renewal = RowRenewal {
+            store: self.clone(),
+            holder: holder.to_owned(),
+        };
         let store = self.clone();
         let holder = holder.to_owned();
-        Ok(Some(RunnerLease::new(move || {
+        let lease = RunnerLease::new(move || {
             // Released in the background; if that fails the row expires on its own.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
@@ -235,6 +272,38 @@ impl RecoveryStore for SqliteStore {
                     }
                 });
             }
-        })))
+        });
+        Ok(Some(lease.with_renewal(renewal)))
+    }
+
+    async fn claim_redelivery(
+        &self,
+        intent: &RedeliveryIntent,
+        not_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed: Option<String> = sqlx::query_scalar(CLAIM_REDELIVERY)
+            .bind(&intent.guid)
+            .bind(intent.attempt_id)
+            .bind(&intent.hook)
+            .bind(intent.run_id)
+            .bind(us(intent.requested_at))
+            .bind(us(not_before))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(claimed.is_some())
+    }
+
+    async fn release_redelivery(&self, guid: &str, run_id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(RELEASE_REDELIVERY)
+            .bind(guid)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
     }
 }

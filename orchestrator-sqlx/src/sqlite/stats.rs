@@ -65,6 +65,12 @@ const DELETE_EVENTS: &str = concat!(
     ")"
 );
 
+/// Reporting records older than the finished-task cutoff whose task is gone (run after
+/// [`DELETE_TASKS`], in the same transaction).
+const DELETE_REPORTS: &str = "DELETE FROM github_reports WHERE updated_at < $1 \
+    AND (task_id IS NULL OR NOT EXISTS \
+    (SELECT 1 FROM workflow_tasks t WHERE t.task_id = github_reports.task_id))";
+
 impl SqliteStore {
     pub(super) async fn figures(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
         let since = now - chrono::Duration::hours(24);
@@ -120,11 +126,18 @@ impl SqliteStore {
         let executions_deleted = run(DELETE_EXECUTIONS).await?;
         let tasks_deleted = run(DELETE_TASKS).await?;
         let events_deleted = run(DELETE_EVENTS).await?;
+        let reports_deleted = sqlx::query(DELETE_REPORTS)
+            .bind(tasks_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
         tx.commit().await.map_err(store_error)?;
         Ok(CleanupReport {
             events_deleted,
             tasks_deleted,
             executions_deleted,
+            reports_deleted,
         })
     }
 }

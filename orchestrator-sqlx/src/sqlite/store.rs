@@ -1,12 +1,14 @@
 //! [`EventStore`] and [`BatchStore`] on SQLite: ingest (one delivery or a batch, the payload
-//! compressed before the write lock), event list and detail, reprocess.
+//! compressed before the write lock; each accepted delivery's pull-request updates in the same
+//! write transaction), event list and detail, reprocess.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
 use orchestrator_core::store::{
-    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, Page, ReprocessOutcome,
+    BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, NewDelivery, Page,
+    ReprocessOutcome,
 };
 use orchestrator_core::task::NewTask;
 use sqlx::Row;
@@ -16,6 +18,7 @@ use super::SqliteStore;
 use super::insert::{Delivery, ingest_many, insert_event};
 use super::payload::PreparedPayload;
 use super::rows::{event, insert_task, summary, us};
+use super::supersede::apply_pr_updates;
 use crate::error::{one_by_one, settle_batch, store_error};
 
 const EXISTING: &str = "SELECT id FROM webhook_events WHERE delivery_id = $1";
@@ -41,14 +44,15 @@ const GET: &str = "SELECT id, delivery_id, event_type, action, source, repositor
     payload, payload_encoding, headers, processed, processing_started_at, processing_completed_at, error_message, \
     parse_error, retry_count, created_at, updated_at FROM webhook_events WHERE id = $1";
 
-/// Ingests one delivery inside the open write transaction `conn`.
+/// Ingests one delivery inside the open write transaction `conn`, and applies its pull-request
+/// updates there when it is accepted.
 async fn ingest_on(
     conn: &mut SqliteConnection,
-    new: &NewEvent,
+    delivery: &NewDelivery,
     prepared: Option<&PreparedPayload>,
-    tasks: &[NewTask],
     compress: bool,
 ) -> Result<IngestOutcome, StoreError> {
+    let (new, tasks) = (&delivery.event, &delivery.tasks);
     let at = new.received_at;
     let Some(event_id) = insert_event(&mut *conn, new, prepared, tasks.len(), compress).await?
     else {
@@ -64,9 +68,11 @@ async fn ingest_on(
     for task in tasks {
         insert_task(&mut *conn, task, Some(event_id), None, at).await?;
     }
+    let pr_updates = apply_pr_updates(conn, &delivery.pr_updates, at).await?;
     Ok(IngestOutcome::Accepted {
         event_id,
         task_ids: tasks.iter().map(|t| t.task_id).collect(),
+        pr_updates,
     })
 }
 
@@ -101,14 +107,13 @@ impl SqliteStore {
     /// One delivery whose payload was prepared (compressed) before the write lock.
     async fn ingest_prepared(
         &self,
-        (new, tasks, prepared): Delivery,
+        (delivery, prepared): Delivery,
     ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.write().await?;
         let outcome = ingest_on(
             &mut tx,
-            &new,
+            &delivery,
             prepared.as_ref(),
-            &tasks,
             self.compress_payloads,
         )
         .await?;
@@ -155,13 +160,9 @@ impl BatchStore for SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest(
-        &self,
-        new: NewEvent,
-        tasks: Vec<NewTask>,
-    ) -> Result<IngestOutcome, StoreError> {
-        let prepared = self.prepare(&new);
-        self.ingest_prepared((new, tasks, prepared)).await
+    async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
+        let prepared = self.prepare(&delivery.event);
+        self.ingest_prepared((delivery, prepared)).await
     }
 
     async fn list_events(

@@ -1,16 +1,21 @@
 //! Cancelling tasks (`CancelStore`), written once and run on PostgreSQL, SQLite and the
 //! in-memory reference store: a pending task never starts, a running one loses its lease and
 //! its late finish changes nothing, a terminal one is refused, the event settles, and the
-//! agent-run ledger refuses a cancelled task.
+//! agent-run ledger refuses a cancelled task; a delivery's pull-request updates are applied in
+//! its own ingest commit (single and batch), in order, never for a duplicate.
 
 use orchestrator_core::error::StoreErrorKind;
 use orchestrator_core::store::agent_run::{
     Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
 };
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
-use orchestrator_core::store::supersede::{PrHead, SupersedeOutcome, SupersedeRequest};
+use orchestrator_core::store::supersede::{
+    CLOSED_MESSAGE, CloseRequest, PrHead, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
+    SupersedeRequest,
+};
 use orchestrator_core::store::{
-    AttemptStore, EventStore, Finish, IngestOutcome, Page, RetryOutcome, TaskFilter, TaskStore,
+    AttemptStore, BatchStore, EventStore, Finish, IngestOutcome, NewDelivery, Page, RetryOutcome,
+    TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, TaskStatus, TaskType};
 use serde_json::json;
@@ -32,7 +37,9 @@ fn cancelled(outcome: CancelOutcome) -> orchestrator_core::task::Task {
 pub async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones<S: Cancellable>(
     store: &S,
 ) {
-    let IngestOutcome::Accepted { event_id, task_ids } = store
+    let IngestOutcome::Accepted {
+        event_id, task_ids, ..
+    } = store
         .ingest(
             event("d-cancel", "pull_request", at(0)),
             vec![
@@ -381,4 +388,172 @@ pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: C
         ..TaskFilter::default()
     };
     assert_eq!(list(not_superseded).await, rest);
+}
+
+/// `delivery` with one analysis task at `sha` and, as its update, the supersede of head `sha`
+/// at `secs` (the task is the new work).
+fn head_delivery(delivery: &str, sha: &str, secs: i64) -> (NewDelivery, Uuid) {
+    let task = at_sha("pull_request_analysis", sha, None);
+    let id = task.task_id;
+    let update = PrUpdate::Supersede(request(sha, secs, vec![id], "pull_request_analysis"));
+    let delivery = NewDelivery::new(event(delivery, "pull_request", at(secs)), vec![task])
+        .with_pr_updates(vec![update]);
+    (delivery, id)
+}
+
+fn accepted_updates(outcome: &IngestOutcome) -> &[PrUpdateOutcome] {
+    match outcome {
+        IngestOutcome::Accepted { pr_updates, .. } => pr_updates,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn superseded(cancelled: Vec<Uuid>, late: bool) -> PrUpdateOutcome {
+    PrUpdateOutcome::Superseded(SupersedeOutcome {
+        cancelled,
+        marked: Vec::new(),
+        late,
+    })
+}
+
+/// The pull-request updates a delivery carries are applied in its own ingest commit, only when
+/// it is accepted (a redelivery supersedes nothing), and in a batch in delivery order: an
+/// update sees the deliveries before it, never a later one of the same batch.
+pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate<
+    S: Cancellable + BatchStore,
+>(
+    store: &S,
+) {
+    // Head a, alone: nothing older to supersede.
+    let (first, a) = head_delivery("d-a", "a", 10);
+    let outcome = store.ingest_delivery(first).await.unwrap();
+    assert_eq!(accepted_updates(&outcome), &[superseded(vec![], false)]);
+
+    // The same delivery id again, now carrying a newer head z and a close: a duplicate, so
+    // nothing of it is applied (a stays pending, z is not recorded as the newest head).
+    let (mut again, z) = head_delivery("d-a", "z", 99);
+    again.pr_updates.push(PrUpdate::Close(CloseRequest {
+        repository: "octo/repo".into(),
+        pr_number: 7,
+        running: true,
+    }));
+    let outcome = store.ingest_delivery(again).await.unwrap();
+    assert!(
+        matches!(outcome, IngestOutcome::Duplicate { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(task_of(store, a).await.status, TaskStatus::Pending);
+    assert!(store.get_task(z).await.unwrap().is_none());
+
+    // One batch: head b (newer than a), head c (newer than b), a late delivery of head b
+    // (older than c), and a redelivery of c carrying a close. In order: b supersedes a, c
+    // supersedes b, the late b is superseded by c at once, the redelivery does nothing. (Had
+    // all the batch's tasks been visible to b's update, it would have cancelled c's task.)
+    let (b_delivery, b) = head_delivery("d-b", "b", 20);
+    let (c_delivery, c) = head_delivery("d-c", "c", 30);
+    let (late_delivery, late) = head_delivery("d-b-late", "b", 25);
+    let mut redelivery = NewDelivery::new(event("d-c", "pull_request", at(31)), vec![]);
+    redelivery.pr_updates.push(PrUpdate::Close(CloseRequest {
+        repository: "octo/repo".into(),
+        pr_number: 7,
+        running: true,
+    }));
+    let batch = [b_delivery, c_delivery, late_delivery, redelivery]
+        .into_iter()
+        .map(|d| {
+            let prepared = store.prepare(&d.event);
+            (d, prepared)
+        })
+        .collect();
+    let outcomes: Vec<IngestOutcome> = store
+        .ingest_batch(batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        accepted_updates(&outcomes[0]),
+        &[superseded(vec![a], false)]
+    );
+    assert_eq!(
+        accepted_updates(&outcomes[1]),
+        &[superseded(vec![b], false)]
+    );
+    assert_eq!(
+        accepted_updates(&outcomes[2]),
+        &[superseded(vec![late], true)]
+    );
+    assert!(matches!(outcomes[3], IngestOutcome::Duplicate { .. }));
+    for (task, by) in [(a, b), (b, c), (late, c)] {
+        let t = task_of(store, task).await;
+        assert_eq!(
+            (t.status, t.superseded_by),
+            (TaskStatus::Cancelled, Some(by))
+        );
+    }
+    assert_eq!(task_of(store, c).await.status, TaskStatus::Pending);
+
+    // Another batch: a delivery without updates brings a task at head q; the next one, for
+    // the current head c, sees it (written before its update runs) and supersedes it; a third
+    // for head c has nothing left to do.
+    let plain = NewDelivery::new(
+        event("d-q", "pull_request", at(32)),
+        vec![at_sha("pull_request_analysis", "q", None)],
+    );
+    let q = plain.tasks[0].task_id;
+    let (c_again, c2) = head_delivery("d-c2", "c", 30);
+    let (c_third, c3) = head_delivery("d-c3", "c", 30);
+    let batch = [plain, c_again, c_third]
+        .into_iter()
+        .map(|d| {
+            let prepared = store.prepare(&d.event);
+            (d, prepared)
+        })
+        .collect();
+    let outcomes: Vec<IngestOutcome> = store
+        .ingest_batch(batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(accepted_updates(&outcomes[0]).is_empty());
+    assert_eq!(
+        accepted_updates(&outcomes[1]),
+        &[superseded(vec![q], false)]
+    );
+    assert_eq!(accepted_updates(&outcomes[2]), &[superseded(vec![], false)]);
+    let t = task_of(store, q).await;
+    assert_eq!(
+        (t.status, t.superseded_by),
+        (TaskStatus::Cancelled, Some(c2))
+    );
+
+    // A close in a batch of its own cancels the open work, in the same commit.
+    let mut close = NewDelivery::new(event("d-close", "pull_request", at(40)), vec![]);
+    close.pr_updates.push(PrUpdate::Close(CloseRequest {
+        repository: "octo/repo".into(),
+        pr_number: 7,
+        running: false,
+    }));
+    let prepared = store.prepare(&close.event);
+    let outcomes = store.ingest_batch(vec![(close, prepared)]).await;
+    let outcome = outcomes.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        accepted_updates(&outcome),
+        &[PrUpdateOutcome::Closed(vec![c, c2, c3])]
+    );
+    let t = task_of(store, c).await;
+    assert_eq!(
+        (t.status, t.error_message.as_deref()),
+        (TaskStatus::Cancelled, Some(CLOSED_MESSAGE))
+    );
+    // Every cancel settled its event: the first delivery's event is processed.
+    let IngestOutcome::Duplicate { event_id } = store
+        .ingest(event("d-a", "pull_request", at(50)), vec![])
+        .await
+        .unwrap()
+    else {
+        panic!("a redelivery")
+    };
+    assert!(store.get_event(event_id).await.unwrap().unwrap().processed);
 }

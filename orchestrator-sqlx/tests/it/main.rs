@@ -16,6 +16,7 @@ mod pause;
 mod plans;
 mod recovery;
 mod reports;
+mod resume;
 mod run_end;
 mod sqlite_payloads;
 mod sqlite_writer;
@@ -73,11 +74,13 @@ on_both! {
     unparsed::an_unparsed_delivery_is_kept_until_reprocessed(2),
     cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
     cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
+    cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(2),
     run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     pause::paused_tasks_wait_and_a_resume_hands_them_back(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),
     reports::changed_tasks_follow_the_cursor(2),
     reports::one_reporter_holds_the_lease_and_records_are_kept(2),
+    reports::cleanup_removes_the_records_of_removed_tasks(2),
     recovery::runs_round_trip_with_cursor_and_counters(2),
     recovery::known_deliveries_answers_a_whole_page_at_once(2),
     recovery::hooks_are_learned_from_stored_headers(2),
@@ -126,6 +129,66 @@ mod recovery_runs {
         recovery::known_deliveries_answers_a_whole_page_at_once(&MemoryStore::new()).await;
         recovery::hooks_are_learned_from_stored_headers(&MemoryStore::new()).await;
         recovery::one_runner_holds_the_lease(&MemoryStore::new()).await;
+    }
+}
+
+/// Recovery runs that stop and go on (lease renewal, resume from the cursor after a limit or a
+/// crash, redelivery intents) on PostgreSQL, SQLite and the in-memory reference store.
+mod recovery_resume {
+    use orchestrator_core::memory::MemoryStore;
+
+    use crate::resume;
+    use crate::support::TestDb;
+
+    macro_rules! everywhere {
+        ($($name:ident),* $(,)?) => {
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let db = crate::support::TestDb::postgres(4).await;
+                        crate::resume::$name(&std::sync::Arc::new(db.store.clone())).await;
+                    }
+                )*
+            }
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let db = crate::support::TestDb::sqlite(4).await;
+                        crate::resume::$name(&std::sync::Arc::new(db.store.clone())).await;
+                    }
+                )*
+            }
+            mod memory {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let store = std::sync::Arc::new(orchestrator_core::memory::MemoryStore::new());
+                        crate::resume::$name(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    everywhere! {
+        a_long_run_renews_its_lease_so_no_second_runner_gets_in,
+        a_rate_limited_run_resumes_from_its_cursor_in_a_new_runner,
+        a_crashed_run_resumes_from_its_saved_cursor,
+        a_resumed_redeliver_run_does_not_ask_github_twice,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_expiring_lease_is_taken_over_once_its_holder_stops_renewing_on_sqlite() {
+        let db = TestDb::sqlite(3).await;
+        resume::an_expiring_lease_is_taken_over_once_its_holder_stops_renewing(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn an_expiring_lease_is_taken_over_once_its_holder_stops_renewing_in_memory() {
+        resume::an_expiring_lease_is_taken_over_once_its_holder_stops_renewing(&MemoryStore::new())
+            .await;
     }
 }
 
@@ -216,6 +279,14 @@ mod ledger {
     }
 
     #[tokio::test]
+    async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate_in_memory() {
+        crate::cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(
+            &MemoryStore::new(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
     async fn cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones_in_memory() {
         crate::cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(
             &MemoryStore::new(),
@@ -232,6 +303,11 @@ mod ledger {
     async fn one_reporter_holds_the_lease_and_records_are_kept_in_memory() {
         crate::reports::one_reporter_holds_the_lease_and_records_are_kept(&MemoryStore::new())
             .await;
+    }
+
+    #[tokio::test]
+    async fn cleanup_removes_the_records_of_removed_tasks_in_memory() {
+        crate::reports::cleanup_removes_the_records_of_removed_tasks(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -68,7 +68,9 @@ async fn failed<S: Ops>(
     for i in 0..n {
         let mut t = task("analyze", 0, at(0));
         t.spec.repository = Some(repository.to_owned());
-        let IngestOutcome::Accepted { event_id, task_ids } = store
+        let IngestOutcome::Accepted {
+            event_id, task_ids, ..
+        } = store
             .ingest(event(&format!("{prefix}-{i}"), "label", at(0)), vec![t])
             .await
             .unwrap()
@@ -160,9 +162,22 @@ pub async fn a_retry_operation_retries_the_matching_tasks_in_batches<S: Ops>(sto
         store.finish_attempt(&claim, done, at(5)).await.unwrap();
     }
     assert!(store.get_event(events[0]).await.unwrap().unwrap().processed);
-    let listed = store.list_operations(Page::default()).await.unwrap();
+    let listed = store.list_operations(None, Page::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, op.id);
+    // Keyset pages: a newer operation first, then (after it) the first one, then nothing.
+    let newer = create(&*store, OperationKind::RetryTasks, r#"{"all":true}"#, 6).await;
+    let page = |before, limit| {
+        let store = &store;
+        async move {
+            let page = Page { limit, offset: 0 };
+            let ops = store.list_operations(before, page).await.unwrap();
+            ops.iter().map(|o| o.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, 1).await, [newer.id]);
+    assert_eq!(page(Some(newer.id), 1).await, [op.id]);
+    assert!(page(Some(op.id), 1).await.is_empty());
 }
 
 pub async fn racing_operations_retry_each_task_once<S: Ops>(store: Arc<S>) {

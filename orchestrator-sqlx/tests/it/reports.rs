@@ -1,10 +1,12 @@
 //! The reporter's store contract (`ReportStore`, issue 17), written once and run on PostgreSQL,
 //! SQLite and the in-memory reference store: changed tasks in `(updated_at, id)` order after a
-//! cursor, a task's follow-ups, the single-holder lease, the cursor, and the records with their
-//! due retries.
+//! cursor, a task's follow-ups, the single-holder lease, the cursor, the records with their
+//! due retries, and their retention.
 
 use orchestrator_core::store::report::{ReportCursor, ReportKind, ReportRecord, ReportStore};
-use orchestrator_core::store::{AttemptStore, EventStore, IngestOutcome, TaskStore};
+use orchestrator_core::store::{
+    AttemptStore, EventStore, Finish, IngestOutcome, RetentionPolicy, TaskStore,
+};
 use uuid::Uuid;
 
 use crate::support::{at, event, task};
@@ -162,4 +164,85 @@ pub async fn one_reporter_holds_the_lease_and_records_are_kept<S: Reports>(store
     store.save_report(&record).await.unwrap();
     assert_eq!(store.report(&key).await.unwrap(), Some(record));
     assert_eq!(store.due_reports(at(30), 10).await.unwrap().len(), 1);
+}
+
+/// Retention removes the reporting records of removed tasks (and of tasks already gone) once
+/// they are as old as the finished-task retention; the records of stored tasks, and recent
+/// ones, stay.
+pub async fn cleanup_removes_the_records_of_removed_tasks<S: Reports>(store: &S) {
+    let day = 86_400;
+    let done = task("pull_request_analysis", 0, at(0));
+    let open = task("pull_request_analysis", 0, at(30 * day));
+    let (done_id, open_id) = (done.task_id, open.task_id);
+    let outcome = store
+        .ingest(
+            event("d-retention", "pull_request", at(0)),
+            vec![done, open],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, IngestOutcome::Accepted { .. }));
+    let claim = store
+        .start_attempt(done_id, "w1", at(60), at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_attempt(
+            &claim,
+            Finish::Completed {
+                output: serde_json::json!({}),
+                followups: vec![],
+            },
+            at(2),
+        )
+        .await
+        .unwrap();
+    let record = |key: String, task_id: Option<Uuid>, updated: i64| ReportRecord {
+        fingerprint: Some("f".into()),
+        ..ReportRecord::new(key, ReportKind::CheckRun, task_id, at(updated))
+    };
+    let gone = Uuid::now_v7();
+    let removed = [
+        record(ReportRecord::task_key(done_id), Some(done_id), 3),
+        record(ReportRecord::task_key(gone), Some(gone), 3),
+    ];
+    let kept = [
+        // Its task can still run.
+        record(ReportRecord::task_key(open_id), Some(open_id), 3),
+        // Its last task is gone, but the pull request's comment changed recently.
+        ReportRecord {
+            kind: ReportKind::Comment,
+            ..record(
+                ReportRecord::comment_key("octo/repo", 7),
+                Some(gone),
+                9 * day,
+            )
+        },
+    ];
+    for r in removed.iter().chain(&kept) {
+        store.save_report(r).await.unwrap();
+    }
+
+    let report = store
+        .cleanup(&RetentionPolicy::default(), at(10 * day))
+        .await
+        .unwrap();
+    assert_eq!((report.tasks_deleted, report.reports_deleted), (1, 2));
+    for r in &removed {
+        assert_eq!(store.report(&r.key).await.unwrap(), None, "{}", r.key);
+    }
+    for r in &kept {
+        assert_eq!(
+            store.report(&r.key).await.unwrap().as_ref(),
+            Some(r),
+            "{}",
+            r.key
+        );
+    }
+    let again = store
+        .cleanup(&RetentionPolicy::default(), at(10 * day))
+        .await
+        .unwrap();
+    assert_eq!(again.reports_deleted, 0);
 }

@@ -20,7 +20,9 @@ const LEASE: Duration = Duration::from_secs(30);
 
 async fn accept(store: &SqlStore, new: NewEvent, tasks: Vec<NewTask>) -> (i64, Vec<Uuid>) {
     match store.ingest(new, tasks).await.expect("ingest") {
-        IngestOutcome::Accepted { event_id, task_ids } => (event_id, task_ids),
+        IngestOutcome::Accepted {
+            event_id, task_ids, ..
+        } => (event_id, task_ids),
         other => panic!("expected accepted, got {other:?}"),
     }
 }

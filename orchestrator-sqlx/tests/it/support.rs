@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use orchestrator_core::event::NewEvent;
 use orchestrator_core::queue::StoreQueue;
-use orchestrator_core::store::{BatchDelivery, BatchStore};
+use orchestrator_core::store::{BatchDelivery, BatchStore, NewDelivery};
 use orchestrator_core::task::{NewTask, TaskSpec, TaskType};
 use orchestrator_sqlx::{PgStore, PoolOptions, SqlStore, SqliteStore};
 use sqlx::Connection;
@@ -41,7 +41,7 @@ pub fn prepared<S: BatchStore>(
         .into_iter()
         .map(|(event, tasks)| {
             let prepared = store.prepare(&event);
-            (event, tasks, prepared)
+            (NewDelivery::new(event, tasks), prepared)
         })
         .collect()
 }

@@ -20,7 +20,9 @@ fn unparsed(delivery: &str, secs: i64) -> NewEvent {
 
 fn accepted(outcome: &IngestOutcome) -> i64 {
     match outcome {
-        IngestOutcome::Accepted { event_id, task_ids } => {
+        IngestOutcome::Accepted {
+            event_id, task_ids, ..
+        } => {
             assert!(task_ids.is_empty());
             *event_id
         }

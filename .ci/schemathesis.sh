@@ -7,6 +7,7 @@
 # reused, so a later run needs no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CI_DIR=$(pwd)/.ci
 
 VERSION=4.32.5
 TARGET=$(mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)
@@ -54,17 +55,18 @@ for f in pull_request/opened.payload.json push/payload.json ping/payload.json; d
 done
 
 status=0
-# Left out, and said so in the issue notes: the bulk routes (tasks/retry, events/reprocess) refuse
-# cross-field combinations the document cannot express (an inverted or empty time range; `all`
-# with criteria), and the pause/resume/recover bodies are validated further than their schema
-# says yet (repository and hook syntax, `null` bodies); the orchestrator-axum tests check their
-# 400s. DELETE of an operation cancels it (it stays readable), so use_after_free does not apply.
+# Left out, and said so in the issue notes: POST /api/v1/admin/recover (with no GitHub
+# credentials configured here it answers 503 to every body, which not_a_server_error counts as a
+# failure; its hook syntax is not described in the document yet). Settings per operation
+# (use_after_free off for the GET of an operation: DELETE cancels it and it stays readable) are
+# in schemathesis/schemathesis.toml; schemathesis/st_hooks.py drops generated bulk filters whose
+# time range is inverted (a rule JSON Schema cannot state; the server answers it 400).
 # From the temporary directory: Schemathesis keeps a cache (.schemathesis/) in its working directory.
-(cd "$WORK" && "$ST" run "http://$BIND_ADDR/api/v1/openapi.json" \
+(cd "$WORK" && PYTHONPATH="$CI_DIR/schemathesis" SCHEMATHESIS_HOOKS=st_hooks "$ST" run "http://$BIND_ADDR/api/v1/openapi.json" \
+  --config-file "$CI_DIR/schemathesis/schemathesis.toml" \
   --header "Authorization: Bearer $ADMIN_TOKEN" \
   --checks all \
-  --exclude-checks use_after_free \
-  --exclude-path-regex '^/api/v1/(admin/(pause|resume|recover)|tasks/retry|webhooks/events/reprocess)$' \
+  --exclude-path-regex '^/api/v1/admin/recover$' \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" \
   --seed "${SCHEMATHESIS_SEED:-20261201}" \

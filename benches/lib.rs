@@ -11,6 +11,10 @@
 //!   (baseline: `redis-benchmark`).
 //! - `load/`: the end-to-end load benchmark against the real server binary (`load/run.sh`
 //!   runs it beside a Node receiver and pgbench).
+//! - `bulk/`: a bulk retry of 100,000 failed tasks through the real server on PostgreSQL
+//!   against a bare SQL `UPDATE`, and the receiver's p99 under load while it runs.
+//! - [`driver`]: what `load/` and `bulk/` share (starting the server, the HTTP client, the
+//!   load connections).
 //!
 //! Results and the machine they ran on: `docs/benchmarks.md`.
 //!
@@ -18,6 +22,8 @@
 //! [`Router::route`]: orchestrator_core::routing::Router::route
 
 use std::path::PathBuf;
+
+pub mod driver;
 
 /// The shared corpus: `WEBHOOK_CORPUS_DIR`, or `<workspace>/../shared/corpus`.
 pub fn corpus_dir() -> PathBuf {

@@ -34,6 +34,8 @@
 //! - `routes/`: `webhook.rs`, `events.rs`, `tasks.rs`, `admin.rs`, `system.rs` (`/health`,
 //!   `/metrics`).
 //! - [`dto`]: the spec's JSON shapes; [`openapi`]: the OpenAPI document of them, and its route.
+//! - `figures.rs`: the single-flight aggregate (store figures, queue depth, last recovery run)
+//!   shared by `/api/v1/metrics`, `/api/v1/admin/stats` and the console's overview.
 //! - `metrics.rs`: the spec's Prometheus metrics as a core `Observer`; `health.rs`: what `/health`
 //!   checks.
 //! - `layer.rs`: the receiver alone, as a layer or a service.
@@ -49,6 +51,7 @@ pub mod console;
 mod correlation;
 pub mod dto;
 mod error;
+mod figures;
 mod health;
 mod layer;
 mod metrics;

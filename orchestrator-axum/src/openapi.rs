@@ -133,5 +133,9 @@ pub fn openapi_for(config: &ApiConfig) -> utoipa::openapi::OpenApi {
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object), (status = 401, body = dto::ErrorBody))
 )]
 pub(crate) async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi_for(state.config()))
+    let mut doc = openapi_for(state.config());
+    if let Some((_, known)) = state.pauses() {
+        refine::pausable_task_types(&mut doc, known);
+    }
+    Json(doc)
 }

@@ -19,6 +19,7 @@ use orchestrator_core::task::TaskType;
 
 use crate::budget::BodyBudget;
 use crate::config::ApiConfig;
+use crate::figures::Figures;
 use crate::health::HealthCheck;
 use crate::metrics::Metrics;
 use crate::rate_limit::RouteLimit;
@@ -52,6 +53,8 @@ struct Inner {
     /// Operators' pauses and the task types a pause may name; `None`: the pause routes answer
     /// 503 and no task shows as paused.
     pauses: Option<(Arc<dyn PauseStore>, Vec<TaskType>)>,
+    /// The aggregate behind the figures routes and the console's overview, shared by all.
+    figures: Figures,
     /// The agent budget whose state `/health`, `/metrics` and the console show.
     agent_budget: Option<Arc<dyn AgentBudget>>,
 }
@@ -223,6 +226,7 @@ impl AppStateBuilder {
                 reconciler: self.reconciler,
                 submit: self.submit,
                 pauses: self.pauses,
+                figures: Figures::default(),
                 agent_budget: self.agent_budget,
             }),
         }
@@ -363,6 +367,11 @@ impl AppState {
 
     pub(crate) fn api_limiter(&self) -> Option<&RouteLimit> {
         self.inner.api_limiter.as_ref()
+    }
+
+    /// The shared aggregate of the figures routes and the console's overview.
+    pub(crate) fn figures(&self) -> &Figures {
+        &self.inner.figures
     }
 
     pub(crate) fn started_at(&self) -> DateTime<Utc> {

@@ -83,6 +83,21 @@ proptest! {
         prop_assert!(matches!(err, Err(InvalidRequest(ref m)) if m.contains("unknown field")));
     }
 
+    /// `null` is never "no criterion": any key set to null refuses the request (with
+    /// `"all": true` such a body would otherwise retry everything).
+    #[test]
+    fn a_null_value_is_refused(filter in filter_strategy(), key in prop_oneof![
+        Just("status"), Just("task_type"), Just("repository"), Just("pr_number"),
+        Just("error_contains"), Just("created_after"), Just("all"), Just("dry_run"), Just("force"),
+    ]) {
+        let mut body = body_of(&filter);
+        body[key] = serde_json::Value::Null;
+        for kind in [OperationKind::RetryTasks, OperationKind::ReprocessEvents] {
+            let err = parse_request(kind, body.to_string().as_bytes());
+            prop_assert!(matches!(err, Err(InvalidRequest(ref m)) if m.contains("must not be null")), "{:?}", err);
+        }
+    }
+
     /// A time range whose end is not after its start is refused.
     #[test]
     fn inverted_ranges_are_refused(from in 0i64..2_000_000_000, back in 0i64..1_000_000) {

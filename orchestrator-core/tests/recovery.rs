@@ -428,5 +428,5 @@ async fn bad_requests_store_nothing() {
         no_hooks,
         RunRequestError::Invalid(RequestError::NoHooks)
     ));
-    assert!(s.store.list_runs(10).await.unwrap().is_empty());
+    assert!(s.store.list_runs(None, 10).await.unwrap().is_empty());
 }

@@ -47,6 +47,21 @@ pub(crate) const LIST: &str = concat!(
     " FROM operations ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
 );
 
+/// Operations after operation `$3` in the list's order (keyset paging; none when `$3` is
+/// unknown): a walk of `operations_created_idx` from that row on.
+pub(crate) const LIST_BEFORE: &str = concat!(
+    "SELECT ",
+    operation_columns!(),
+    " FROM operations WHERE (created_at, id) < \
+     (SELECT created_at, id FROM operations WHERE id = $3) \
+     ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+);
+
+/// [`LIST`], or [`LIST_BEFORE`] when paging after a cursor.
+pub(crate) fn list_statement(before: Option<Uuid>) -> &'static str {
+    if before.is_some() { LIST_BEFORE } else { LIST }
+}
+
 /// A pending or running operation becomes cancelled.
 pub(crate) const CANCEL: &str = concat!(
     "UPDATE operations SET status = 'cancelled', finished_at = $2, lease_owner = NULL, \
@@ -266,8 +281,12 @@ impl OperationStore for SqlStore {
     async fn get_operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
         both!(self, s => s.get_operation(id).await)
     }
-    async fn list_operations(&self, page: Page) -> Result<Vec<Operation>, StoreError> {
-        both!(self, s => s.list_operations(page).await)
+    async fn list_operations(
+        &self,
+        before: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<Operation>, StoreError> {
+        both!(self, s => s.list_operations(before, page).await)
     }
     async fn cancel_operation(
         &self,

@@ -58,6 +58,19 @@ pub(crate) const LIST: &str = concat!(
     " FROM recovery_runs ORDER BY id DESC LIMIT $1"
 );
 
+/// Newest runs stored before run `$2` (keyset paging by row id; none when `$2` is unknown).
+pub(crate) const LIST_BEFORE: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM recovery_runs WHERE id < (SELECT id FROM recovery_runs WHERE run_id = $2) \
+     ORDER BY id DESC LIMIT $1"
+);
+
+/// [`LIST`], or [`LIST_BEFORE`] when paging after a cursor.
+pub(crate) fn list_statement(before: Option<Uuid>) -> &'static str {
+    if before.is_some() { LIST_BEFORE } else { LIST }
+}
+
 /// The oldest open run.
 pub(crate) const OPEN: &str = concat!(
     "SELECT ",
@@ -194,8 +207,12 @@ impl RecoveryStore for SqlStore {
     async fn get_run(&self, run_id: Uuid) -> Result<Option<RecoveryRun>, StoreError> {
         both!(self, s => s.get_run(run_id).await)
     }
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
-        both!(self, s => s.list_runs(limit).await)
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
+        both!(self, s => s.list_runs(before, limit).await)
     }
     async fn open_run(&self) -> Result<Option<RecoveryRun>, StoreError> {
         both!(self, s => s.open_run().await)

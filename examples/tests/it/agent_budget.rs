@@ -14,16 +14,6 @@ use sqlx::Connection;
 use crate::agent_stub::codegen_stub;
 use crate::support::*;
 
-/// A `pull_request.opened` payload for pull request `number` at its own head SHA.
-fn pull_request(number: u64) -> Vec<u8> {
-    let mut body: Value =
-        serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
-    body["number"] = number.into();
-    body["pull_request"]["number"] = number.into();
-    body["pull_request"]["head"]["sha"] = format!("{number:040x}").into();
-    serde_json::to_vec(&body).unwrap()
-}
-
 /// The `run_at` column of a task, read from the database itself.
 async fn stored_run_at(db: &TestDb, task_id: &str) -> DateTime<Utc> {
     let id = uuid::Uuid::parse_str(task_id).unwrap();

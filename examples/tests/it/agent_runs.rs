@@ -98,16 +98,6 @@ async fn a_run_created_just_before_the_crash_is_found_not_created_again_on_postg
     db.drop_db().await;
 }
 
-/// A `pull_request.opened` payload for pull request `number` at its own head SHA.
-fn pull_request(number: u64) -> Vec<u8> {
-    let mut body: Value =
-        serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
-    body["number"] = number.into();
-    body["pull_request"]["number"] = number.into();
-    body["pull_request"]["head"]["sha"] = format!("{number:040x}").into();
-    serde_json::to_vec(&body).unwrap()
-}
-
 /// The worker id a worker process logged at start.
 fn worker_id(server: &Server) -> Option<String> {
     server.logs().lines().find_map(|line| {

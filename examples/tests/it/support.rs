@@ -393,6 +393,16 @@ pub fn task_of<'a>(tasks: &'a Value, task_type: &str) -> Option<&'a Value> {
         .find(|t| t["task_type"] == task_type)
 }
 
+/// A `pull_request.opened` payload for pull request `number` at its own head SHA.
+pub fn pull_request(number: u64) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&corpus("pull_request/opened.payload.json")).unwrap();
+    body["number"] = number.into();
+    body["pull_request"]["number"] = number.into();
+    body["pull_request"]["head"]["sha"] = format!("{number:040x}").into();
+    serde_json::to_vec(&body).unwrap()
+}
+
 pub fn corpus(rel: &str) -> Vec<u8> {
     std::fs::read(
         orchestrator_server::corpus_dir()

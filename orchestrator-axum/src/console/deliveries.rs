@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::filters::{DeliveryParams, set};
 use super::layout::{Nav, Page, action_form, badge, opt_time, or_dash, respond, time};
+use super::paging;
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
 use crate::dto::ReprocessQuery;
@@ -142,19 +143,12 @@ fn table(rows: &[EventRow]) -> Markup {
 }
 
 fn pager(params: &DeliveryParams, rows: &[EventRow], more: bool) -> Markup {
-    let last = rows
-        .last()
-        .map(|r| Cursor::after(r.summary.created_at, r.summary.id));
-    html! {
-        nav.pager aria-label="Pages" {
-            @if set(&params.after).is_some() {
-                a href={ "/ui/deliveries?" (params.link(None, false)) } { "← Newest" }
-            }
-            @if let (true, Some(last)) = (more, last) {
-                a href={ "/ui/deliveries?" (params.link(Some(&last), false)) } rel="next" { "Older →" }
-            }
-        }
-    }
+    let newest = set(&params.after).map(|_| format!("/ui/deliveries?{}", params.link(None, false)));
+    let older = rows.last().filter(|_| more).map(|r| {
+        let last = Cursor::after(r.summary.created_at, r.summary.id);
+        format!("/ui/deliveries?{}", params.link(Some(&last), false))
+    });
+    paging::pager(newest, older)
 }
 
 /// `GET /ui/deliveries/{id}`.

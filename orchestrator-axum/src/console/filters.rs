@@ -72,7 +72,8 @@ fn instant(name: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, 
         })
 }
 
-fn limit(value: &Option<String>) -> Result<u32, ApiError> {
+/// Rows per page from a form field (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]).
+pub(crate) fn limit(value: &Option<String>) -> Result<u32, ApiError> {
     match set(value) {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => text

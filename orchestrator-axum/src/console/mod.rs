@@ -19,12 +19,13 @@
 //!   style), `X-Frame-Options: DENY` and `nosniff` go on every answer.
 //! - Lists page by cursor (keyset, [`BrowseStore`](orchestrator_core::store::browse::BrowseStore)),
 //!   so paging stays stable while rows arrive and deep pages cost what the first one does.
-//! - The overview reads a cached aggregate (`overview.rs`), recomputed at most every
+//! - The overview reads the shared aggregate of the figures routes (`figures.rs` of this crate:
+//!   store figures, queue depth, last recovery run), recomputed at most every
 //!   [`OVERVIEW_MAX_AGE`] whatever the number of open browsers.
 //!
 //! # Layout
 //! - `session.rs`: sign-in, the signed session cookie, CSRF, flash messages.
-//! - `layout.rs`: the page chrome and helpers.
+//! - `layout.rs`: the page chrome and helpers; `paging.rs`: keyset paging of every list.
 //! - `deliveries.rs`, `tasks.rs`, `overview.rs`: the screens and their actions; `budget.rs`:
 //!   the overview's agent budget tile.
 //! - `operations.rs` (bulk retry / reprocess, operations), `pauses.rs`, `recovery.rs`: the
@@ -38,6 +39,7 @@ mod filters;
 mod layout;
 mod operations;
 mod overview;
+mod paging;
 mod pauses;
 mod recovery;
 mod session;
@@ -74,7 +76,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub(crate) struct Console {
     pub(crate) app: AppState,
     pub(crate) revoked: Arc<session::Revoked>,
-    pub(crate) overview: Arc<overview::Cache>,
+    /// How old the overview's figures may be ([`OVERVIEW_MAX_AGE`] unless set).
+    pub(crate) overview_max_age: Duration,
 }
 
 impl Console {
@@ -92,7 +95,7 @@ pub fn router(state: AppState) -> Router {
 /// [`router`] with the overview recomputed at most every `overview_max_age`.
 pub fn router_with(state: AppState, overview_max_age: Duration) -> Router {
     let console = Console {
-        overview: Arc::new(overview::Cache::new(overview_max_age)),
+        overview_max_age,
         revoked: Arc::default(),
         app: state.clone(),
     };

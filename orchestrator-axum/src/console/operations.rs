@@ -9,14 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use maud::{Markup, html};
+use orchestrator_core::store::Page as StorePage;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::filters::{DeliveryParams, set};
 use super::layout::{Nav, Page, action_form, badge, opt_time, respond, time};
+use super::paging::{PageParams, split};
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
-use crate::dto::{OperationDto, OperationListQuery};
+use crate::dto::OperationDto;
 use crate::error::ApiError;
 use crate::routes::operations as api;
 
@@ -302,17 +305,26 @@ pub(crate) async fn retry_start(
     )
 }
 
-/// `GET /ui/operations`: the newest operations.
+/// `GET /ui/operations`: the operations, newest first, paged by cursor (the last row's id).
 pub(crate) async fn list(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Extension(flash): Extension<Option<Flash>>,
+    Query(params): Query<PageParams>,
 ) -> Result<Response, PageError> {
-    let query = OperationListQuery {
-        limit: Some(50),
-        offset: None,
-    };
-    let Json(ops) = api::list(State(console.app.clone()), Ok(Query(query))).await?;
+    let (after, rows) = params.read::<Uuid>()?;
+    let store = console.app.operations().ok_or(ApiError::Unavailable)?;
+    let fetched = store
+        .list_operations(
+            after,
+            StorePage {
+                limit: rows + 1,
+                offset: 0,
+            },
+        )
+        .await?;
+    let (ops, more) = split(fetched, rows);
+    let last = ops.last().map(|op| op.id.to_string());
     Ok(respond(
         StatusCode::OK,
         page("Operations", &session, flash.as_ref(), None).render(html! {
@@ -327,13 +339,14 @@ pub(crate) async fn list(
                         th scope="col" { "Created" }
                     } }
                     tbody { @for op in &ops { tr {
-                        td.mono { a href={ "/ui/operations/" (op.operation_id) } { (op.operation_id) } }
-                        td { (op.kind) } td { (badge(&op.status)) }
+                        td.mono { a href={ "/ui/operations/" (op.id) } { (op.id) } }
+                        td { (op.kind.as_str()) } td { (badge(op.status.as_str())) }
                         td { (op.matched) } td { (op.done) } td { (op.failed) }
                         td { (time(op.created_at)) }
                     } } }
                 }
             }
+            (params.pager("/ui/operations", last, more))
         }),
     ))
 }

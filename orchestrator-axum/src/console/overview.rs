@@ -1,24 +1,21 @@
-//! The overview screen, served from a cached aggregate.
+//! The overview screen, served from the shared aggregate (`figures.rs`).
 //!
 //! The store's figures (`TaskStore::stats`: full counts, 0.76 s on a million rows of
-//! PostgreSQL) and the queue depth are computed at most once per [`OVERVIEW_MAX_AGE`] per
-//! process, whatever the number of open browsers and however often they refresh: the first
-//! request after the figures went stale recomputes them while the others wait for that one
-//! computation (single flight), and every request in between reads the snapshot. Breaker states
-//! are read live (they are in memory).
+//! PostgreSQL), the queue depth and the last recovery run are computed at most once per
+//! [`OVERVIEW_MAX_AGE`] per process, whatever the number of open browsers and however often
+//! they refresh: the first request after the figures went stale recomputes them while the others
+//! wait for that one computation (single flight), and every request in between reads the
+//! snapshot (also one that `/api/v1/metrics` or `/api/v1/admin/stats` just computed). Breaker
+//! states are read live (they are in memory).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use maud::{Markup, html};
-use orchestrator_core::error::StoreError;
 use orchestrator_core::store::{QueueDepth, Stats};
-use tokio::sync::Mutex;
 
 use super::layout::{Nav, Page, badge, respond, time};
 use super::session::{Flash, Session};
@@ -30,60 +27,6 @@ pub const OVERVIEW_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// Seconds between the overview page's refreshes.
 const REFRESH_SECS: u32 = 5;
-
-/// The figures of one computation.
-#[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
-    /// When they were computed (the injected clock).
-    pub(crate) computed_at: DateTime<Utc>,
-    pub(crate) stats: Stats,
-    /// `None` when the queue could not say.
-    pub(crate) depth: Option<QueueDepth>,
-}
-
-/// The cached aggregate (see the module docs).
-#[derive(Debug)]
-pub(crate) struct Cache {
-    max_age: chrono::Duration,
-    slot: Mutex<Option<Arc<Snapshot>>>,
-}
-
-impl Cache {
-    pub(crate) fn new(max_age: Duration) -> Self {
-        Self {
-            max_age: chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX),
-            slot: Mutex::new(None),
-        }
-    }
-
-    /// The snapshot, recomputed first when it is older than the maximum age.
-    pub(crate) async fn get(&self, app: &AppState) -> Result<Arc<Snapshot>, StoreError> {
-        // Holding the lock across the computation is the single flight: concurrent requests
-        // wait for this one and then read its result.
-        let mut slot = self.slot.lock().await;
-        let now = app.clock().now();
-        if let Some(snapshot) = slot.as_ref()
-            && now.signed_duration_since(snapshot.computed_at) < self.max_age
-        {
-            return Ok(snapshot.clone());
-        }
-        let stats = app.tasks().stats(now).await?;
-        let depth = match app.queue().depth(now).await {
-            Ok(depth) => Some(depth),
-            Err(err) => {
-                tracing::warn!(error = %err, "console overview: queue depth unavailable");
-                None
-            }
-        };
-        let snapshot = Arc::new(Snapshot {
-            computed_at: now,
-            stats,
-            depth,
-        });
-        *slot = Some(snapshot.clone());
-        Ok(snapshot)
-    }
-}
 
 /// `part` of `whole` in percent, one decimal; 0 when `whole` is 0.
 fn percent(part: u64, whole: u64) -> String {
@@ -99,9 +42,13 @@ pub(crate) async fn page(
     Extension(session): Extension<Session>,
     Extension(flash): Extension<Option<Flash>>,
 ) -> Result<Response, PageError> {
-    let snapshot = console.overview.get(&console.app).await?;
+    let snapshot = console
+        .app
+        .figures()
+        .get(&console.app, console.overview_max_age)
+        .await?;
     let now = console.app.clock().now();
-    let last_run = super::recovery::last_run(&console).await;
+    let last_run = super::recovery::last_run(&snapshot.last_run);
     let agent_budget = super::budget::tile(&console.app, now).await;
     let page = Page {
         title: "Overview",
@@ -117,7 +64,7 @@ pub(crate) async fn page(
             p.hint role="status" {
                 "Figures of " (time(snapshot.computed_at)) " ("
                 (now.signed_duration_since(snapshot.computed_at).num_seconds().max(0)) " s ago; recomputed at most every "
-                (console.overview.max_age.num_seconds()) " s). This page refreshes every " (REFRESH_SECS) " s."
+                (console.overview_max_age.as_secs()) " s). This page refreshes every " (REFRESH_SECS) " s."
             }
             (last_run)
             div.cards {

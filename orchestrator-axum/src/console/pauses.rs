@@ -1,8 +1,8 @@
-//! The pauses screen: the current pauses (scope and since when) with a Resume action each, and a
-//! Pause form (a repository, a task type, both or neither: everything). The actions call the
-//! `/api/v1/admin/pause|resume` handlers of [`crate::routes::pause`].
+//! The pauses screen: the current pauses (scope and since when, paged by cursor) with a Resume
+//! action each, and a Pause form (a repository, a task type, both or neither: everything). The
+//! actions call the `/api/v1/admin/pause|resume` handlers of [`crate::routes::pause`].
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form, Json};
@@ -12,9 +12,11 @@ use serde_json::json;
 
 use super::filters::set;
 use super::layout::{Nav, Page, action_form, or_dash, respond, time};
+use super::paging::{PageParams, split};
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
-use crate::routes::pause as api;
+use crate::error::ApiError;
+use crate::routes::pause::{self as api, PauseDto};
 
 /// A pause scope from a form, and the CSRF token.
 #[derive(Debug, Default, Deserialize)]
@@ -56,13 +58,53 @@ impl ScopeForm {
     }
 }
 
-/// `GET /ui/pauses`.
+/// Where a page of pauses ends: its last pause's creation time and scope (a scope has at most
+/// one pause), as `<microseconds>:<repository>:<task type>` (blank: every).
+fn cursor_of(p: &PauseDto) -> String {
+    format!(
+        "{}:{}:{}",
+        p.created_at.timestamp_micros(),
+        p.repository.as_deref().unwrap_or_default(),
+        p.task_type.as_deref().unwrap_or_default()
+    )
+}
+
+/// The pauses (oldest first, the store's order) after the page that ended at `after`: after
+/// that pause, or, when it was resumed meanwhile, those created after it.
+fn after_cursor(pauses: Vec<PauseDto>, after: Option<&str>) -> Result<Vec<PauseDto>, ApiError> {
+    let Some(text) = after else {
+        return Ok(pauses);
+    };
+    let bad = || ApiError::BadRequest(format!("after {text:?} is not a page cursor"));
+    let mut parts = text.splitn(3, ':');
+    let micros: i64 = parts.next().and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+    let (repository, task_type) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+    let at = pauses.iter().position(|p| {
+        p.repository.as_deref().unwrap_or_default() == repository
+            && p.task_type.as_deref().unwrap_or_default() == task_type
+    });
+    Ok(match at {
+        Some(at) => pauses.into_iter().skip(at + 1).collect(),
+        None => pauses
+            .into_iter()
+            .filter(|p| p.created_at.timestamp_micros() > micros)
+            .collect(),
+    })
+}
+
+/// `GET /ui/pauses`: the pauses, oldest first, paged by cursor. There is at most one pause per
+/// scope (repository × task type), so the store answers all of them (`PauseStore::pauses`) and
+/// the page is cut from that short list.
 pub(crate) async fn list(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Extension(flash): Extension<Option<Flash>>,
+    Query(params): Query<PageParams>,
 ) -> Result<Response, PageError> {
+    let (after, rows) = params.read::<String>()?;
     let Json(pauses) = api::list(State(console.app.clone())).await?;
+    let (pauses, more) = split(after_cursor(pauses, after.as_deref())?, rows);
+    let last = pauses.last().map(cursor_of);
     let page = Page {
         title: "Pauses",
         nav: Nav::Pauses,
@@ -94,6 +136,7 @@ pub(crate) async fn list(
                     } } }
                 }
             }
+            (params.pager("/ui/pauses", last, more))
             section {
                 h2 { "Pause" }
                 (action_form(&session, "/ui/pauses/pause",

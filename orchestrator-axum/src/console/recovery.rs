@@ -1,45 +1,39 @@
-//! The recovery screen: the recovery runs (newest first: trigger, mode, window, status, listed,
-//! missing, recovered, failed) and "Recover now" (with a dry-run option), and the overview's
-//! "last recovery run" line. Everything goes through the `/api/v1/admin/recover` handlers of
-//! [`crate::routes::recovery`].
+//! The recovery screen: the recovery runs (newest first, paged by cursor: trigger, mode, window,
+//! status, listed, missing, recovered, failed) and "Recover now" (with a dry-run option), and the
+//! overview's "last recovery run" line (from the shared aggregate). The list reads the
+//! reconciler's store as `GET /api/v1/admin/recover` does; "Recover now" goes through the
+//! handler of [`crate::routes::recovery`].
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form, Json};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
 use super::layout::{Nav, Page, action_form, badge, opt_time, respond, time};
+use super::paging::{PageParams, split};
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
 use crate::error::ApiError;
+use crate::figures::LastRun;
 use crate::routes::recovery::{self as api, RecoveryRunDto};
 
-/// The newest `limit` runs, through the API's list handler.
-pub(crate) async fn runs(console: &Console, limit: u32) -> Result<Vec<RecoveryRunDto>, ApiError> {
-    let uri: Uri = format!("/?limit={limit}")
-        .parse()
-        .map_err(|_| ApiError::BadRequest("limit".into()))?;
-    let query = Query::try_from_uri(&uri);
-    let Json(runs) = api::list(State(console.app.clone()), query).await?;
-    Ok(runs)
-}
-
-/// The overview's line about the last recovery run (nothing when recovery is not configured).
-pub(crate) async fn last_run(console: &Console) -> Markup {
-    match runs(console, 1).await {
-        Ok(runs) => html! {
-            @if let Some(run) = runs.first() {
-                p.recovery { "Last recovery run: " (badge(&run.status)) " " (time(run.created_at))
-                    " — " (run.missing) " missing, " (run.recovered) " recovered, " (run.failed) " failed. "
-                    a href="/ui/recovery" { "Recovery runs" } }
-            } @else {
-                p.recovery { "No recovery run yet. " a href="/ui/recovery" { "Recovery" } }
-            }
+/// The overview's line about the last recovery run, as the shared aggregate saw it (nothing
+/// when recovery is not configured).
+pub(crate) fn last_run(last: &LastRun) -> Markup {
+    match last {
+        LastRun::Run(run) => html! {
+            p.recovery { "Last recovery run: " (badge(run.status.as_str())) " " (time(run.created_at))
+                " — " (run.missing) " missing, " (run.recovered) " recovered, " (run.failed) " failed. "
+                a href="/ui/recovery" { "Recovery runs" } }
         },
-        Err(_) => html! {},
+        LastRun::Never => html! {
+            p.recovery { "No recovery run yet. " a href="/ui/recovery" { "Recovery" } }
+        },
+        LastRun::Unknown => html! {},
     }
 }
 
@@ -56,8 +50,14 @@ pub(crate) async fn list(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Extension(flash): Extension<Option<Flash>>,
+    Query(params): Query<PageParams>,
 ) -> Result<Response, PageError> {
-    let runs = runs(&console, 50).await?;
+    let (after, rows) = params.read::<Uuid>()?;
+    let reconciler = console.app.reconciler().ok_or(ApiError::Unavailable)?;
+    let fetched = reconciler.store().list_runs(after, rows + 1).await?;
+    let (runs, more) = split(fetched, rows);
+    let last = runs.last().map(|r| r.run_id.to_string());
+    let runs: Vec<RecoveryRunDto> = runs.into_iter().map(Into::into).collect();
     let page = Page {
         title: "Recovery",
         nav: Nav::Recovery,
@@ -95,6 +95,7 @@ pub(crate) async fn list(
                     } } }
                 }
             }
+            (params.pager("/ui/recovery", last, more))
         }),
     ))
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::deliveries::{browse, task_subject};
 use super::filters::{TaskParams, set};
 use super::layout::{Nav, Page, action_form, badge, opt_time, or_dash, respond, time};
+use super::paging;
 use super::session::{Flash, Session};
 use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
 use crate::error::ApiError;
@@ -61,14 +62,7 @@ pub(crate) async fn list(
             }
             @if let Some((rows, more)) = &rows {
                 (table(rows))
-                nav.pager aria-label="Pages" {
-                    @if set(&params.after).is_some() {
-                        a href={ "/ui/tasks?" (params.link(None)) } { "← Newest" }
-                    }
-                    @if let (true, Some(last)) = (*more, rows.last()) {
-                        a href={ "/ui/tasks?" (params.link(Some(&Cursor::after(last.created_at, last.id)))) } rel="next" { "Older →" }
-                    }
-                }
+                (pager(&params, rows, *more))
             }
         }),
     ))
@@ -134,6 +128,15 @@ pub(crate) fn table(rows: &[Task]) -> Markup {
             }
         }
     }
+}
+
+fn pager(params: &TaskParams, rows: &[Task], more: bool) -> Markup {
+    let newest = set(&params.after).map(|_| format!("/ui/tasks?{}", params.link(None)));
+    let older = rows.last().filter(|_| more).map(|t| {
+        let last = Cursor::after(t.created_at, t.id);
+        format!("/ui/tasks?{}", params.link(Some(&last)))
+    });
+    paging::pager(newest, older)
 }
 
 /// The last 8 hex digits of a task id: its random part (a UUID v7 starts with its creation

@@ -11,33 +11,38 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Body of `POST /api/v1/tasks/retry`: which failed or cancelled tasks to retry. Criteria are
-/// AND-ed; at least one, or `"all": true` alone. Unknown keys are refused (400).
+/// AND-ed; at least one, or `"all": true` alone. Unknown keys and `null` values are refused
+/// (400). The document states the cross-field rules too (`openapi/refine.rs`); the one it
+/// cannot state is that `created_after` must be before `created_before`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFilterDto {
     /// `failed` or `cancelled` (default: both).
-    #[schema(value_type = Option<String>, pattern = "^(failed|cancelled)$")]
+    #[schema(value_type = Option<String>, nullable = false, pattern = "^(failed|cancelled)$")]
     pub status: Option<String>,
     /// Task type.
-    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
+    #[schema(nullable = false, pattern = "^[a-z0-9_.-]{1,64}$")]
     pub task_type: Option<String>,
     /// The `X-GitHub-Event` of the task's delivery.
-    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
+    #[schema(nullable = false, pattern = "^[a-z0-9_]{1,64}$")]
     pub event_type: Option<String>,
     /// The delivery's `action` (needs `event_type`).
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub action: Option<String>,
     /// `owner/name`.
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub repository: Option<String>,
     /// Pull request number.
+    #[schema(nullable = false)]
     pub pr_number: Option<i64>,
     /// The task's last error contains this text (case-sensitive).
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub error_contains: Option<String>,
     /// Created at or after (RFC 3339).
+    #[schema(nullable = false)]
     pub created_after: Option<DateTime<Utc>>,
     /// Created before (RFC 3339); must be after `created_after`.
+    #[schema(nullable = false)]
     pub created_before: Option<DateTime<Utc>>,
     /// Every retryable task (only without criteria).
     #[schema(nullable = false)]
@@ -48,27 +53,31 @@ pub struct RetryFilterDto {
 }
 
 /// Body of `POST /api/v1/webhooks/events/reprocess`: which events to reprocess. Criteria are
-/// AND-ed; at least one, or `"all": true` alone. Unknown keys are refused (400).
+/// AND-ed; at least one, or `"all": true` alone. Unknown keys and `null` values are refused
+/// (400); the cross-field rules are as for [`RetryFilterDto`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReprocessFilterDto {
     /// `X-GitHub-Event`.
-    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
+    #[schema(nullable = false, pattern = "^[a-z0-9_]{1,64}$")]
     pub event_type: Option<String>,
     /// The delivery's `action` (needs `event_type`).
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub action: Option<String>,
     /// `owner/name`.
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub repository: Option<String>,
     /// An event with a task of this pull request.
+    #[schema(nullable = false)]
     pub pr_number: Option<i64>,
     /// The event's error contains this text (case-sensitive).
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub error_contains: Option<String>,
     /// Received at or after (RFC 3339).
+    #[schema(nullable = false)]
     pub created_after: Option<DateTime<Utc>>,
     /// Received before (RFC 3339); must be after `created_after`.
+    #[schema(nullable = false)]
     pub created_before: Option<DateTime<Utc>>,
     /// Every event (only without criteria).
     #[schema(nullable = false)]
@@ -158,4 +167,7 @@ pub struct OperationListQuery {
     /// >= 0, default 0.
     #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
+    /// Only the operations after this one in the list's order (the `operation_id` of the
+    /// previous page's last row): keyset paging, stable while operations are added.
+    pub before: Option<Uuid>,
 }

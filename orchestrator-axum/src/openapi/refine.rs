@@ -1,10 +1,18 @@
 //! What the handlers' annotations cannot say alone: the error answers every operation shares
-//! (each with the error body) and the links that lead from a list to its items and from an item
-//! to its actions, so a stateful client (or API fuzzer) reaches the detail routes with real ids.
+//! (each with the error body), the links that lead from a list to its items and from an item
+//! to its actions, so a stateful client (or API fuzzer) reaches the detail routes with real ids,
+//! and the request bodies' cross-field rules (no unknown keys; a bulk filter has a criterion or
+//! `"all": true` alone; `action` needs `event_type`), so that every body the document allows is
+//! one the server accepts. Not expressible in JSON Schema, and only said in the descriptions:
+//! a time range's start must be before its end (and a recovery window cannot end in the
+//! future).
 
+use serde_json::{Value, json};
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
+use orchestrator_core::task::TaskType;
+use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
 /// Adds the shared error answers to every operation and the links between operations.
@@ -32,6 +40,86 @@ pub(super) fn refine(doc: &mut OpenApi) {
             .extensions(Some(Extensions::from_iter([("operationId", *to)])))
             .build();
         response.links.insert((*name).to_owned(), RefOr::T(link));
+    }
+    body_rules(doc);
+}
+
+/// The criteria of a retry filter (`RetryFilterDto`).
+const RETRY_CRITERIA: &[&str] = &[
+    "status",
+    "task_type",
+    "event_type",
+    "action",
+    "repository",
+    "pr_number",
+    "error_contains",
+    "created_after",
+    "created_before",
+];
+
+/// The criteria of a reprocess filter (`ReprocessFilterDto`).
+const REPROCESS_CRITERIA: &[&str] = &[
+    "event_type",
+    "action",
+    "repository",
+    "pr_number",
+    "error_contains",
+    "created_after",
+    "created_before",
+];
+
+/// A bulk filter: at least one criterion (and `all` absent or false), or `"all": true` with
+/// no criterion (only the flags beside it); `action` only with `event_type`.
+fn filter_rules(criteria: &[&str], flags: &[&str]) -> Value {
+    let one_criterion: Vec<Value> = criteria.iter().map(|c| json!({"required": [c]})).collect();
+    json!([
+        {"anyOf": [
+            {
+                "required": ["all"],
+                "properties": {"all": {"const": true}},
+                "propertyNames": {"enum": flags},
+            },
+            {
+                "anyOf": one_criterion,
+                "properties": {"all": {"const": false}},
+            },
+        ]},
+        {"anyOf": [
+            {"not": {"required": ["action"]}},
+            {"required": ["event_type"]},
+        ]},
+    ])
+}
+
+/// Request bodies: unknown keys refused everywhere, the bulk filters' cross-field rules, the
+/// pause scope's and recovery hooks' syntax.
+fn body_rules(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let rules = [
+        (
+            "RetryFilterDto",
+            Some(filter_rules(RETRY_CRITERIA, &["all", "dry_run"])),
+        ),
+        (
+            "ReprocessFilterDto",
+            Some(filter_rules(REPROCESS_CRITERIA, &["all", "dry_run", "force"])),
+        ),
+        ("PauseRequest", None),
+        ("RecoverRequest", None),
+    ];
+    for (name, all_of) in rules {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
+            continue;
+        };
+        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        if let Some(all_of) = all_of {
+            object
+                .extensions
+                .get_or_insert_with(Extensions::default)
+                .merge(Extensions::from_iter([("allOf", all_of)]));
+        }
     }
 }
 
@@ -168,4 +256,19 @@ fn error_response(description: &str) -> Response {
                 .build(),
         )
         .build()
+}
+
+/// The pause scope's `task_type` as the enumeration of `known` (the types this server's handlers
+/// serve; any other is refused).
+pub(super) fn pausable_task_types(doc: &mut OpenApi, known: &[TaskType]) {
+    let Some(RefOr::T(Schema::Object(scope))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("PauseRequest"))
+    else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(task_type))) = scope.properties.get_mut("task_type") {
+        task_type.enum_values = Some(known.iter().map(|t| json!(t.as_str())).collect());
+    }
 }

@@ -1,6 +1,10 @@
 //! Administrative figures and maintenance: `/api/v1/metrics`, `/api/v1/admin/stats`,
 //! `/api/v1/admin/cleanup` (commits a `cleanup` task). All figures come from the store, so they
-//! agree with the database.
+//! agree with the database: they are read through the shared aggregate (`figures.rs`) with no
+//! maximum age, so every answer is counted after its request arrived, but concurrent requests
+//! share one count instead of paying one each.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -33,7 +37,8 @@ fn percent(part: u64, whole: u64) -> f64 {
 pub(crate) async fn metrics(
     State(state): State<AppState>,
 ) -> Result<Json<MetricsSummary>, ApiError> {
-    let stats = state.tasks().stats(state.clock().now()).await?;
+    let snapshot = state.figures().get(&state, Duration::ZERO).await?;
+    let stats = snapshot.stats.clone();
     Ok(Json(MetricsSummary {
         webhook_events_total: stats.webhook_events_total,
         workflow_tasks_total: stats.workflow_tasks_total,
@@ -54,7 +59,8 @@ pub(crate) async fn metrics(
     responses((status = 200, body = AdminStats), (status = 401, body = ErrorBody))
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<AdminStats>, ApiError> {
-    let s = state.tasks().stats(state.clock().now()).await?;
+    let snapshot = state.figures().get(&state, Duration::ZERO).await?;
+    let s = &snapshot.stats;
     Ok(Json(AdminStats {
         recent_activity: RecentActivity {
             webhooks_24h: s.webhooks_24h,

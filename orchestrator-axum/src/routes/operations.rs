@@ -129,7 +129,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<OperationDto>>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let page = page(query.limit, query.offset)?;
-    let operations = store(&state)?.list_operations(page).await?;
+    let operations = store(&state)?.list_operations(query.before, page).await?;
     Ok(Json(operations.into_iter().map(Into::into).collect()))
 }
 

@@ -26,9 +26,10 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct PauseRequest {
     /// Only the tasks of this `owner/name`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, pattern = "^[^/]+/[^/]+$")]
     pub(crate) repository: Option<String>,
-    /// Only the tasks of this type.
+    /// Only the tasks of this type: one a handler serves (the document served by a running
+    /// server lists them).
     #[schema(nullable = false, pattern = "^[a-z0-9_.-]{1,64}$")]
     pub(crate) task_type: Option<String>,
 }

@@ -129,6 +129,9 @@ impl From<RecoveryRun> for RecoveryRunDto {
 pub(crate) struct ListQuery {
     /// At most this many runs, newest first (1-1000, default 50).
     limit: Option<i64>,
+    /// Only the runs stored before this one (the `run_id` of the previous page's last run):
+    /// keyset paging, stable while runs are added.
+    before: Option<Uuid>,
 }
 
 fn reconciler(state: &AppState) -> Result<&Arc<Reconciler>, ApiError> {
@@ -239,7 +242,10 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<RecoveryRunDto>>, ApiError> {
     let Query(query) = query.map_err(super::bad_query)?;
     let page = super::page(query.limit, None)?;
-    let runs = reconciler(&state)?.store().list_runs(page.limit).await?;
+    let runs = reconciler(&state)?
+        .store()
+        .list_runs(query.before, page.limit)
+        .await?;
     Ok(Json(runs.into_iter().map(Into::into).collect()))
 }
 

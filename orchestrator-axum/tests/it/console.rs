@@ -452,6 +452,96 @@ async fn bulk_retry_previews_then_starts_an_operation_that_can_be_cancelled() {
 }
 
 #[tokio::test]
+async fn operations_pauses_and_recovery_runs_page_by_cursor() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, "/ui/pauses").await;
+    let token = csrf(&html);
+    for repo in ["octo%2Fa", "octo%2Fb", "octo%2Fc"] {
+        let form = format!("csrf={token}&repository={repo}");
+        let resp = console.post(&cookie, "/ui/pauses/pause", &form).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    }
+    // Oldest first, two a page: a and b, then (after b) c, with a way back.
+    let (status, _, first) = console.page(&cookie, "/ui/pauses?limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        first.contains("octo/a") && first.contains("octo/b"),
+        "{first}"
+    );
+    assert!(!first.contains("octo/c"), "{first}");
+    let next = first
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.starts_with("/ui/pauses?after="))
+        .expect("a next-page link")
+        .replace("&amp;", "&");
+    let (status, _, second) = console.page(&cookie, &next).await;
+    assert_eq!(status, StatusCode::OK, "{next}: {second}");
+    assert!(second.contains("octo/c"), "{second}");
+    assert!(!second.contains("octo/a</td>"), "{second}");
+    assert!(second.contains("← Newest"), "{second}");
+    assert!(!second.contains("Older →"), "{second}");
+    let (status, _, _) = console.page(&cookie, "/ui/pauses?after=junk").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Recovery runs: newest first, the page after the newest holds the older one.
+    let form = format!("csrf={token}&dry_run=1");
+    for _ in 0..2 {
+        let resp = console.post(&cookie, "/ui/recovery", &form).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        wait_for_runs_to_end(&console).await;
+    }
+    let (_, runs) = console.api.get("/api/v1/admin/recover").await;
+    let (newest, older) = (
+        runs[0]["run_id"].as_str().unwrap(),
+        runs[1]["run_id"].as_str().unwrap(),
+    );
+    let (_, _, html) = console.page(&cookie, "/ui/recovery?limit=1").await;
+    assert!(html.contains(newest) && !html.contains(older), "{html}");
+    assert!(
+        html.contains(&format!("/ui/recovery?after={newest}&amp;limit=1")),
+        "{html}"
+    );
+    let (_, _, html) = console
+        .page(&cookie, &format!("/ui/recovery?after={newest}&limit=1"))
+        .await;
+    assert!(
+        html.contains(older) && !html.contains(&format!(">{newest}<")),
+        "{html}"
+    );
+    let (_, page) = console
+        .api
+        .get(&format!("/api/v1/admin/recover?before={newest}"))
+        .await;
+    assert_eq!(page.as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page[0]["run_id"], older);
+
+    // Operations: the console's first page, no next page when all fit.
+    let (status, _, html) = console.page(&cookie, "/ui/operations?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No operations yet."), "{html}");
+    assert!(!html.contains("Older →"), "{html}");
+}
+
+/// Waits (at most 2 s) until no recovery run is pending or running.
+async fn wait_for_runs_to_end(console: &Console) {
+    for _ in 0..200 {
+        let (_, runs) = console.api.get("/api/v1/admin/recover").await;
+        let open = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r["status"].as_str(), Some("pending" | "running")));
+        if !open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("a recovery run never ended");
+}
+
+#[tokio::test]
 async fn pauses_are_listed_paused_and_resumed_from_the_console() {
     let console = Console::new();
     let cookie = console.session().await;
@@ -544,6 +634,10 @@ async fn recover_now_starts_a_run_shown_in_the_list_and_on_the_overview() {
         "{html}"
     );
     assert!(html.contains("(dry run)</td>"), "{html}");
+    // The overview shows the run once its figures are recomputed (at most the maximum age).
+    console
+        .clock
+        .advance(orchestrator_axum::console::OVERVIEW_MAX_AGE);
     let (_, _, overview) = console.page(&cookie, "/ui").await;
     assert!(overview.contains("Last recovery run:"), "{overview}");
 }
@@ -661,19 +755,21 @@ async fn sign_out_ends_the_session() {
     );
 }
 
+/// The overview's "Deliveries" figure.
+fn overview_deliveries(html: &str) -> String {
+    html.split("<dt>Deliveries</dt><dd><a href=\"/ui/deliveries\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_overview_is_served_from_figures_at_most_the_max_age_old() {
     let console = Console::new();
     let cookie = console.session().await;
-    let deliveries = |html: &str| -> String {
-        html.split("<dt>Deliveries</dt><dd><a href=\"/ui/deliveries\">")
-            .nth(1)
-            .and_then(|s| s.split('<').next())
-            .unwrap()
-            .to_owned()
-    };
     let (_, _, html) = console.page(&cookie, "/ui").await;
-    assert_eq!(deliveries(&html), "0");
+    assert_eq!(overview_deliveries(&html), "0");
     console
         .api
         .accept("ping", &payload("ping/payload.json"))
@@ -681,12 +777,35 @@ async fn the_overview_is_served_from_figures_at_most_the_max_age_old() {
     // Within the maximum age every refresh reads the same snapshot (no new count).
     console.clock.advance(Duration::from_secs(5));
     let (_, _, html) = console.page(&cookie, "/ui").await;
-    assert_eq!(deliveries(&html), "0");
+    assert_eq!(overview_deliveries(&html), "0");
     console
         .clock
         .advance(orchestrator_axum::console::OVERVIEW_MAX_AGE);
     let (_, _, html) = console.page(&cookie, "/ui").await;
-    assert_eq!(deliveries(&html), "1");
+    assert_eq!(overview_deliveries(&html), "1");
+}
+
+#[tokio::test]
+async fn the_json_figures_stay_exact_and_the_overview_shares_their_count() {
+    let console = Console::new();
+    let cookie = console.session().await;
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(overview_deliveries(&html), "0");
+    console
+        .api
+        .accept("ping", &payload("ping/payload.json"))
+        .await;
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(overview_deliveries(&html), "0", "the overview's snapshot");
+    // The JSON routes count after their request arrived, whatever the overview holds...
+    let (status, metrics) = console.api.get("/api/v1/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metrics["webhook_events_total"], 1, "{metrics}");
+    let (_, stats) = console.api.get("/api/v1/admin/stats").await;
+    assert_eq!(stats["recent_activity"]["webhooks_24h"], 1, "{stats}");
+    // ...and that newer count is the overview's snapshot from then on.
+    let (_, _, html) = console.page(&cookie, "/ui").await;
+    assert_eq!(overview_deliveries(&html), "1");
 }
 
 #[tokio::test]

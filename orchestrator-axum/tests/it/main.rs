@@ -16,6 +16,7 @@ mod connections;
 mod console;
 mod down;
 mod events;
+mod figures;
 mod layer;
 mod logging;
 mod openapi;

@@ -191,6 +191,17 @@ async fn an_operation_is_accepted_followed_listed_and_cancelled() {
     let (status, limited) = app.get("/api/v1/operations?limit=1&offset=1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(limited.as_array().unwrap().len(), 1);
+    // By cursor: after the newest comes the first one, after that nothing.
+    let after_newest = format!("/api/v1/operations?limit=1&before={}", ids[0]);
+    let (status, page) = app.get(&after_newest).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page[0]["operation_id"], id.as_str(), "{page}");
+    let (_, page) = app.get(&format!("/api/v1/operations?before={id}")).await;
+    assert_eq!(page, serde_json::json!([]));
+    assert_eq!(
+        app.get("/api/v1/operations?before=nope").await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(
         app.get("/api/v1/operations?limit=0").await.0,
         StatusCode::BAD_REQUEST

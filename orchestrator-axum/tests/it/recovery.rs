@@ -134,7 +134,7 @@ async fn bad_input_is_a_400_and_starts_nothing() {
         .get("/api/v1/admin/recover/0191b7f0-0000-7000-8000-000000000000")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(app.store.list_runs(10).await.unwrap().is_empty());
+    assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
     // Without the token: 401.
     let req = Request::post("/api/v1/admin/recover")
         .body(Body::empty())

@@ -15,14 +15,14 @@ use crate::error::StoreError;
 
 const GLOBAL: &str = "global";
 
-/// Granted creations of one scope: when, and for which task.
-type ScopeLog = Vec<(DateTime<Utc>, Uuid)>;
+/// One scope's granted creations: when, and the slot's id.
+type Log = Vec<(DateTime<Utc>, Uuid)>;
 
 /// An in-process [`AgentBudget`]: one log of granted creations per scope, behind a mutex.
 #[derive(Debug)]
 pub struct MemoryAgentBudget {
     config: AgentBudgetConfig,
-    logs: Mutex<HashMap<String, ScopeLog>>,
+    logs: Mutex<HashMap<String, Log>>,
 }
 
 impl MemoryAgentBudget {
@@ -43,7 +43,7 @@ impl MemoryAgentBudget {
 }
 
 /// Drops the entries that left `window`.
-fn prune(log: &mut Vec<(DateTime<Utc>, Uuid)>, window: WindowLimit, now: DateTime<Utc>) {
+fn prune(log: &mut Log, window: WindowLimit, now: DateTime<Utc>) {
     log.retain(|(at, _)| window::inside(*at, window, now));
 }
 

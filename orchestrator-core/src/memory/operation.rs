@@ -181,10 +181,22 @@ impl OperationStore for MemoryStore {
         Ok(self.lock().operations.iter().find(|o| o.id == id).cloned())
     }
 
-    async fn list_operations(&self, page: Page) -> Result<Vec<Operation>, StoreError> {
+    async fn list_operations(
+        &self,
+        before: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<Operation>, StoreError> {
         let state = self.lock();
-        Ok(state
-            .operations
+        // Kept in insertion order, which is the creation order.
+        let end = match before {
+            None => state.operations.len(),
+            Some(id) => state
+                .operations
+                .iter()
+                .position(|o| o.id == id)
+                .unwrap_or(0),
+        };
+        Ok(state.operations[..end]
             .iter()
             .rev()
             .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))

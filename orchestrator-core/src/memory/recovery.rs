@@ -85,11 +85,19 @@ impl RecoveryStore for MemoryStore {
             .cloned())
     }
 
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
         let state = self.lock();
-        Ok(state
-            .recovery
-            .runs
+        let runs = &state.recovery.runs;
+        // Runs are kept in insertion order, the order of the SQL stores' row ids.
+        let end = match before {
+            None => runs.len(),
+            Some(id) => runs.iter().position(|r| r.run_id == id).unwrap_or(0),
+        };
+        Ok(runs[..end]
             .iter()
             .rev()
             .take(limit as usize)

@@ -3,8 +3,9 @@
 //!
 //! # The request
 //! [`parse_request`] reads the JSON body of `POST /api/v1/tasks/retry` and
-//! `POST /api/v1/webhooks/events/reprocess` strictly: an unknown key, a wrong type, an invalid
-//! task status or event name, or an inverted time range is an [`InvalidRequest`] (the HTTP layer
+//! `POST /api/v1/webhooks/events/reprocess` strictly: an unknown key, a wrong type (`null`
+//! included: a key is given a value or left out), an invalid task status or event name, or an
+//! inverted time range is an [`InvalidRequest`] (the HTTP layer
 //! answers 400, nothing is done). A filter without any criterion matches everything and is only
 //! accepted with `"all": true`.
 //!
@@ -227,13 +228,20 @@ pub fn parse_request(kind: OperationKind, body: &[u8]) -> Result<OperationReques
     let bad = |e: serde_json::Error| invalid(format!("invalid operation request: {e}"));
     // A JSON object only (serde would also read a struct from an array).
     let body = match serde_json::from_slice(body).map_err(bad)? {
-        object @ serde_json::Value::Object(_) => object,
+        serde_json::Value::Object(object) => object,
         _ => {
             return Err(invalid(
                 "invalid operation request: invalid type, expected a JSON object",
             ));
         }
     };
+    // `null` is not "no criterion": a key is either given a value or left out.
+    if let Some((key, _)) = body.iter().find(|(_, v)| v.is_null()) {
+        return Err(invalid(format!(
+            "{key} must not be null; leave the key out instead"
+        )));
+    }
+    let body = serde_json::Value::Object(body);
     let body: RequestBody = serde_json::from_value(body).map_err(bad)?;
     let filter = OperationFilter {
         status: body.status,
@@ -453,8 +461,14 @@ pub trait OperationStore: Send + Sync + 'static {
     /// One operation.
     async fn get_operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError>;
 
-    /// Operations, newest first.
-    async fn list_operations(&self, page: Page) -> Result<Vec<Operation>, StoreError>;
+    /// Operations, newest first (`created_at`, then id, descending), `page` applied. With
+    /// `before` (keyset paging: the last operation of the previous page), only the operations
+    /// after that one in this order; none when it is unknown.
+    async fn list_operations(
+        &self,
+        before: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<Operation>, StoreError>;
 
     /// Cancels a pending or running operation (`finished_at = now`); its runner stops before its
     /// next batch.

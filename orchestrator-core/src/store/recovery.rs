@@ -267,8 +267,13 @@ pub trait RecoveryStore: Send + Sync + 'static {
     /// One run.
     async fn get_run(&self, run_id: Uuid) -> Result<Option<RecoveryRun>, StoreError>;
 
-    /// Runs, newest first, at most `limit`.
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError>;
+    /// Runs, newest first, at most `limit`. With `before` (keyset paging: the last run of the
+    /// previous page), only the runs stored before that one; none when it is unknown.
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError>;
 
     /// The oldest run that can still make progress (pending, running or interrupted).
     async fn open_run(&self) -> Result<Option<RecoveryRun>, StoreError>;

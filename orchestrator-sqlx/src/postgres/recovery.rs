@@ -24,8 +24,8 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::error::store_error;
 use crate::recovery::{
-    CLAIM_REDELIVERY, GET, INSERT, LAST_SUCCESS, LIST, OPEN, RELEASE_REDELIVERY, RunRow, RunText,
-    RunTimes, SAVE, assemble, learned,
+    CLAIM_REDELIVERY, GET, INSERT, LAST_SUCCESS, OPEN, RELEASE_REDELIVERY, RunRow, RunText,
+    RunTimes, SAVE, assemble, learned, list_statement,
 };
 
 const KNOWN: &str = "SELECT delivery_id FROM webhook_events WHERE delivery_id = ANY($1)";
@@ -150,12 +150,16 @@ impl RecoveryStore for PgStore {
         row.as_ref().map(run).transpose()
     }
 
-    async fn list_runs(&self, limit: u32) -> Result<Vec<RecoveryRun>, StoreError> {
-        let rows = sqlx::query(LIST)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
+    async fn list_runs(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRun>, StoreError> {
+        let mut query = sqlx::query(list_statement(before)).bind(i64::from(limit));
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(self.pool()).await.map_err(store_error)?;
         rows.iter().map(run).collect()
     }
 

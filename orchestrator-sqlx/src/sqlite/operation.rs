@@ -22,8 +22,8 @@ use super::SqliteStore;
 use super::rows::{get, time, us};
 use crate::error::store_error;
 use crate::operation::{
-    ADVANCE, CANCEL, COMPLETE, GET, HELD, LIST, claim, counter, event_conditions, filter_text,
-    limits, parse_filter, parse_kind, parse_status, stored, task_conditions,
+    ADVANCE, CANCEL, COMPLETE, GET, HELD, claim, counter, event_conditions, filter_text, limits,
+    list_statement, parse_filter, parse_kind, parse_status, stored, task_conditions,
 };
 
 const CONTAINS: &str = "instr";
@@ -170,14 +170,17 @@ impl OperationStore for SqliteStore {
         row.as_ref().map(operation).transpose()
     }
 
-    async fn list_operations(&self, page: Page) -> Result<Vec<Operation>, StoreError> {
+    async fn list_operations(
+        &self,
+        before: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<Operation>, StoreError> {
         let (limit, offset) = limits(page);
-        let rows = sqlx::query(LIST)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(store_error)?;
+        let mut query = sqlx::query(list_statement(before)).bind(limit).bind(offset);
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(store_error)?;
         rows.iter().map(operation).collect()
     }
 

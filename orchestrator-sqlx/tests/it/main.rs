@@ -231,6 +231,16 @@ mod bulk {
         reprocess_by_filter_skips_events_with_open_tasks(2),
         a_cancelled_operation_stops_and_a_dead_runner_is_replaced(2),
     }
+
+    /// PostgreSQL only: the end state of issue 13's 100,000-task benchmark.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_of_100000_tasks_requeues_each_once_on_postgres() {
+        let db = TestDb::postgres(2).await;
+        let orchestrator_sqlx::SqlStore::Postgres(pg) = &db.store else {
+            unreachable!("a PostgreSQL test database")
+        };
+        crate::operations::a_retry_of_100000_tasks_requeues_each_once(pg).await;
+    }
 }
 
 /// The ledger's racing admissions, on both databases and the in-memory reference store; the

@@ -162,9 +162,22 @@ pub async fn a_retry_operation_retries_the_matching_tasks_in_batches<S: Ops>(sto
         store.finish_attempt(&claim, done, at(5)).await.unwrap();
     }
     assert!(store.get_event(events[0]).await.unwrap().unwrap().processed);
-    let listed = store.list_operations(Page::default()).await.unwrap();
+    let listed = store.list_operations(None, Page::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, op.id);
+    // Keyset pages: a newer operation first, then (after it) the first one, then nothing.
+    let newer = create(&*store, OperationKind::RetryTasks, r#"{"all":true}"#, 6).await;
+    let page = |before, limit| {
+        let store = &store;
+        async move {
+            let page = Page { limit, offset: 0 };
+            let ops = store.list_operations(before, page).await.unwrap();
+            ops.iter().map(|o| o.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, 1).await, [newer.id]);
+    assert_eq!(page(Some(newer.id), 1).await, [op.id]);
+    assert!(page(Some(op.id), 1).await.is_empty());
 }
 
 pub async fn racing_operations_retry_each_task_once<S: Ops>(store: Arc<S>) {
@@ -330,4 +343,67 @@ pub async fn a_cancelled_operation_stops_and_a_dead_runner_is_replaced<S: Ops>(s
         CancelOperation::NotFound
     ));
     let _ = clock.now();
+}
+
+/// Tasks of the 100,000-task retry (issue 13's benchmark, here without the clock).
+const MANY: i64 = 100_000;
+
+/// 100,000 failed tasks on PostgreSQL, seeded with `generate_series` (two per event, beside a
+/// completed one that must stay alone), retried by one operation in the runner's production
+/// batch size: afterwards every one is pending, the operation counted each once, and each
+/// event's `open_tasks` rose by exactly its two tasks (a task retried twice would count twice).
+/// A check of the benchmark's end state, not a timed test.
+pub async fn a_retry_of_100000_tasks_requeues_each_once(store: &orchestrator_sqlx::PgStore) {
+    let pool = store.pool();
+    sqlx::query(
+        "INSERT INTO webhook_events (delivery_id, event_type, source, repository, payload, \
+         headers, processed, open_tasks, created_at, updated_at) SELECT 'many-' || g, \
+         'pull_request', 'github', 'octo/many', CAST('{}' AS JSON), CAST('[]' AS JSONB), TRUE, 0, \
+         $2, $2 FROM generate_series(1, $1) g",
+    )
+    .bind(MANY / 2)
+    .bind(at(0))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO workflow_tasks (task_id, webhook_event_id, task_type, status, repository, \
+         config, input_data, error_message, retry_count, max_retries, run_at, created_at, \
+         updated_at) SELECT gen_random_uuid(), e.id, k.task_type, k.status, e.repository, \
+         CAST('{}' AS JSONB), CAST('{}' AS JSONB), 'boom', 3, 3, $1, $1, $1 \
+         FROM webhook_events e CROSS JOIN (VALUES (1, 'analyze', 'failed'), \
+         (2, 'trigger', 'failed'), (3, 'push', 'completed')) AS k(n, task_type, status) \
+         ORDER BY e.id, k.n",
+    )
+    .bind(at(0))
+    .execute(pool)
+    .await
+    .unwrap();
+    let store = Arc::new(store.clone());
+    let clock = clock();
+    clock.set(at(2));
+    let op = create(&*store, OperationKind::RetryTasks, r#"{"status":"failed"}"#, 2).await;
+    assert_eq!(op.matched, MANY as u64);
+    assert!(runner(&store, &clock, "many", 500).run_one().await.unwrap());
+    let op = store.get_operation(op.id).await.unwrap().unwrap();
+    assert_eq!(
+        (op.status, op.done, op.failed, op.skipped),
+        (OperationStatus::Completed, MANY as u64, 0, 0)
+    );
+    let (pending, failed, completed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'pending'), \
+         count(*) FILTER (WHERE status = 'failed'), \
+         count(*) FILTER (WHERE status = 'completed') FROM workflow_tasks",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((pending, failed, completed), (MANY, 0, MANY / 2));
+    let (sum, min, max): (i64, i32, i32) = sqlx::query_as(
+        "SELECT sum(open_tasks), min(open_tasks), max(open_tasks) FROM webhook_events",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((sum, min, max), (MANY, 2, 2), "each task re-opened its event once");
 }

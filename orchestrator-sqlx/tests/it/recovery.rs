@@ -100,13 +100,27 @@ pub async fn runs_round_trip_with_cursor_and_counters<S: Recoverable>(store: &S)
     assert_eq!(store.get_run(first.run_id).await.unwrap().unwrap(), first);
 
     let listed: Vec<Uuid> = store
-        .list_runs(10)
+        .list_runs(None, 10)
         .await
         .unwrap()
         .iter()
         .map(|r| r.run_id)
         .collect();
     assert_eq!(listed, [second.run_id, first.run_id]);
+    // Keyset pages: after the newest, the older one; after the oldest, nothing.
+    let page = |before| {
+        let store = &store;
+        async move {
+            let runs = store.list_runs(Some(before), 10).await.unwrap();
+            runs.iter().map(|r| r.run_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(second.run_id).await, [first.run_id]);
+    assert!(page(first.run_id).await.is_empty());
+    assert_eq!(
+        store.list_runs(None, 1).await.unwrap()[0].run_id,
+        second.run_id
+    );
     assert_eq!(store.last_success().await.unwrap(), None);
 
     first.status = RunStatus::Succeeded;

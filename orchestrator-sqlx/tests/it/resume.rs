@@ -333,7 +333,7 @@ pub async fn a_crashed_run_resumes_from_its_saved_cursor<S: Recoverable>(store: 
     log.hang_after = Some(4);
     let log = Arc::new(log);
     crash_at_the_hang(rig.reconciler(&log, RecoveryMode::Fetch), &log).await;
-    let crashed = store.list_runs(10).await.unwrap().remove(0);
+    let crashed = store.list_runs(None, 10).await.unwrap().remove(0);
     assert_eq!(crashed.status, RunStatus::Running);
     assert_eq!(crashed.cursor.as_deref(), Some("2"));
     assert_eq!(crashed.recovered, 2);

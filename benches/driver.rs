@@ -58,7 +58,10 @@ pub fn server_binary() -> Result<PathBuf, BoxError> {
 pub fn sign(body: &[u8]) -> Result<String, BoxError> {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
     mac.update(body);
-    Ok(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// Sends `request` and reads one response: status and body.
@@ -364,10 +367,7 @@ pub async fn start_server(
     env: &[(&str, &str)],
 ) -> Result<Server, BoxError> {
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!(
-        "orchestrator-load-{}-{port}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("orchestrator-load-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let database_url =
         database_url.unwrap_or_else(|| format!("sqlite://{}/load.db?mode=rwc", dir.display()));

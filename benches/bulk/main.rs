@@ -262,11 +262,7 @@ async fn receiver_p99(
     with_operation: bool,
 ) -> Result<(LoadSummary, f64, Option<OperationRun>), BoxError> {
     let body = orchestrator_benches::payload("pull_request/opened.payload.json")?;
-    let plan = Arc::new(Plan::new(
-        api.addr,
-        "/api/v1/webhooks/github".into(),
-        body,
-    )?);
+    let plan = Arc::new(Plan::new(api.addr, "/api/v1/webhooks/github".into(), body)?);
     let tasks = spawn_connections(&plan, env_or("LOAD_CONNECTIONS", 32));
     tokio::time::sleep(Duration::from_secs(1)).await;
     plan.measuring.store(true, Ordering::Relaxed);
@@ -322,7 +318,11 @@ async fn rate_rounds(pool: &PgPool, api: SocketAddr, tasks: i64) -> Result<(), B
 async fn load_rounds(pool: &PgPool, api: &Server, tasks: i64) -> Result<(), BoxError> {
     for round in 1..=env_or("BULK_ROUNDS", 2u32) {
         let (quiet, quiet_secs, _) = receiver_p99(api, false).await?;
-        print_load(&format!("round {round} without operation"), &quiet, quiet_secs);
+        print_load(
+            &format!("round {round} without operation"),
+            &quiet,
+            quiet_secs,
+        );
         let (busy, busy_secs, run) = receiver_p99(api, true).await?;
         print_load(&format!("round {round} with operation"), &busy, busy_secs);
         if let Some(run) = run {

@@ -87,8 +87,7 @@ async fn main() -> Result<(), BoxError> {
         }
         None => {
             let role = std::env::var("LOAD_ROLE").unwrap_or_else(|_| "api".into());
-            let server =
-                start_server(&role, std::env::var("LOAD_DATABASE_URL").ok(), &[]).await?;
+            let server = start_server(&role, std::env::var("LOAD_DATABASE_URL").ok(), &[]).await?;
             let addr = server.addr;
             (Some(server), addr, "/api/v1/webhooks/github".to_owned())
         }

@@ -7,11 +7,11 @@
 //! a time range's start must be before its end (and a recovery window cannot end in the
 //! future).
 
+use orchestrator_core::task::TaskType;
 use serde_json::{Value, json};
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use orchestrator_core::task::TaskType;
 use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
@@ -104,7 +104,10 @@ fn body_rules(doc: &mut OpenApi) {
         ),
         (
             "ReprocessFilterDto",
-            Some(filter_rules(REPROCESS_CRITERIA, &["all", "dry_run", "force"])),
+            Some(filter_rules(
+                REPROCESS_CRITERIA,
+                &["all", "dry_run", "force"],
+            )),
         ),
         ("PauseRequest", None),
         ("RecoverRequest", None),

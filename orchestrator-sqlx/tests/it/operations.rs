@@ -382,7 +382,13 @@ pub async fn a_retry_of_100000_tasks_requeues_each_once(store: &orchestrator_sql
     let store = Arc::new(store.clone());
     let clock = clock();
     clock.set(at(2));
-    let op = create(&*store, OperationKind::RetryTasks, r#"{"status":"failed"}"#, 2).await;
+    let op = create(
+        &*store,
+        OperationKind::RetryTasks,
+        r#"{"status":"failed"}"#,
+        2,
+    )
+    .await;
     assert_eq!(op.matched, MANY as u64);
     assert!(runner(&store, &clock, "many", 500).run_one().await.unwrap());
     let op = store.get_operation(op.id).await.unwrap().unwrap();
@@ -405,5 +411,9 @@ pub async fn a_retry_of_100000_tasks_requeues_each_once(store: &orchestrator_sql
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!((sum, min, max), (MANY, 2, 2), "each task re-opened its event once");
+    assert_eq!(
+        (sum, min, max),
+        (MANY, 2, 2),
+        "each task re-opened its event once"
+    );
 }

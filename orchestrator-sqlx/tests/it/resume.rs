@@ -31,6 +31,9 @@ use crate::support::at;
 const HOOK: &str = "repo:octo/repo:42";
 const TTL: Duration = Duration::from_secs(600);
 
+/// A second runner trying the lease, with what each try answered.
+type Intruder = (Arc<dyn RecoveryStore>, Mutex<Vec<bool>>);
+
 /// The in-memory log with a clock that moves before every call, an intruder that tries the
 /// runner lease before every call, and a point after which the log hangs (where a test aborts
 /// the runner, as a crash would stop it).
@@ -39,7 +42,7 @@ struct TestLog {
     clock: Arc<ManualClock>,
     calls: AtomicUsize,
     step: Duration,
-    intruder: Option<(Arc<dyn RecoveryStore>, Mutex<Vec<bool>>)>,
+    intruder: Option<Intruder>,
     hang_after: Option<usize>,
     hung: Notify,
 }

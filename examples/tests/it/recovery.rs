@@ -324,13 +324,14 @@ async fn recover_end_to_end(db: &TestDb, mode: &str, redis: Option<&TestRedis>) 
     // After the limit's Retry-After, the next tick (here: another run asked for) resumes it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second_id = start_run(&server, mode).await;
+    // One tick finishes the interrupted run, then the new one: wait for the new one's end.
+    let second = ended(&server, &second_id).await;
     let first = ended(&server, &run_id).await;
     assert_eq!(first["status"], "succeeded", "{first:#}");
     assert_eq!(
         (first["listed"].clone(), first["recovered"].clone()),
         (json!(7), json!(4))
     );
-    let second = ended(&server, &second_id).await;
     assert_eq!(second["status"], "succeeded", "{second:#}");
 
     let requests = log_requests(&github).await;

@@ -217,7 +217,7 @@ async fn sign_in(browser: &Client, base: &str, token: &str) {
     );
     let field = browser.find(Locator::Id("token")).await.unwrap();
     field.send_keys(token).await.unwrap();
-    click(&browser, "form.login button[type=submit]").await;
+    click(browser, "form.login button[type=submit]").await;
 }
 
 /// A pull request delivery whose title is hostile HTML, and one (#999) whose analysis fails.
@@ -397,7 +397,7 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
         .goto(&format!("{base}/ui/tasks?status=cancelled"))
         .await
         .unwrap();
-    click(&browser, "p.bulk a").await;
+    click(browser, "p.bulk a").await;
     wait_text(&browser, "p.preview", |t| {
         t.contains("1 failed or cancelled tasks match")
     })

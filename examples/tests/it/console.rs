@@ -397,7 +397,7 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
         .goto(&format!("{base}/ui/tasks?status=cancelled"))
         .await
         .unwrap();
-    click(browser, "p.bulk a").await;
+    click(&browser, "p.bulk a").await;
     wait_text(&browser, "p.preview", |t| {
         t.contains("1 failed or cancelled tasks match")
     })

@@ -296,7 +296,7 @@ pub(crate) async fn reprocess(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     let Ok(id) = raw.parse::<i64>() else {

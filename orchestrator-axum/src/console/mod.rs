@@ -210,14 +210,10 @@ pub(crate) struct ActionForm {
 }
 
 /// The refusal of an action whose form lacks the session's CSRF token (`None`: it has it).
-pub(crate) fn csrf_refusal(
-    console: &Console,
-    session: &Session,
-    form: &ActionForm,
-) -> Option<Response> {
+pub(crate) fn csrf_refusal(console: &Console, session: &Session, csrf: &str) -> Option<Response> {
     let ok = console
         .key()
-        .is_some_and(|key| session.csrf_matches(key, &form.csrf));
+        .is_some_and(|key| session.csrf_matches(key, csrf));
     if ok {
         return None;
     }
@@ -322,7 +318,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     session::sign_out(&console, &headers)

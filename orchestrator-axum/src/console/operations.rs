@@ -191,11 +191,7 @@ pub(crate) async fn reprocess_start(
     headers: HeaderMap,
     Form(filter): Form<ReprocessFilter>,
 ) -> Response {
-    let form = ActionForm {
-        csrf: filter.csrf.clone(),
-        force: None,
-    };
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &filter.csrf) {
         return refused;
     }
     started(
@@ -290,11 +286,7 @@ pub(crate) async fn retry_start(
     headers: HeaderMap,
     Form(filter): Form<RetryFilter>,
 ) -> Response {
-    let form = ActionForm {
-        csrf: filter.csrf.clone(),
-        force: None,
-    };
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &filter.csrf) {
         return refused;
     }
     started(
@@ -405,7 +397,7 @@ pub(crate) async fn cancel(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     let to = format!("/ui/operations/{raw}");

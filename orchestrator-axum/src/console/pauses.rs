@@ -14,7 +14,7 @@ use super::filters::set;
 use super::layout::{Nav, Page, action_form, or_dash, respond, time};
 use super::paging::{PageParams, split};
 use super::session::{Flash, Session};
-use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
+use super::{Console, PageError, csrf_refusal, outcome};
 use crate::error::ApiError;
 use crate::routes::pause::{self as api, PauseDto};
 
@@ -50,11 +50,7 @@ impl ScopeForm {
     }
 
     fn refused(&self, console: &Console, session: &Session) -> Option<Response> {
-        let form = ActionForm {
-            csrf: self.csrf.clone(),
-            force: None,
-        };
-        csrf_refusal(console, session, &form)
+        csrf_refusal(console, session, &self.csrf)
     }
 }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::layout::{Nav, Page, action_form, badge, opt_time, respond, time};
 use super::paging::{PageParams, split};
 use super::session::{Flash, Session};
-use super::{ActionForm, Console, PageError, csrf_refusal, outcome};
+use super::{Console, PageError, csrf_refusal, outcome};
 use crate::error::ApiError;
 use crate::figures::LastRun;
 use crate::routes::recovery::{self as api, RecoveryRunDto};
@@ -107,11 +107,7 @@ pub(crate) async fn start(
     headers: HeaderMap,
     Form(form): Form<RecoverForm>,
 ) -> Response {
-    let action = ActionForm {
-        csrf: form.csrf.clone(),
-        force: None,
-    };
-    if let Some(refused) = csrf_refusal(&console, &session, &action) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     let dry_run = form.dry_run.as_deref().is_some_and(|v| !v.is_empty());

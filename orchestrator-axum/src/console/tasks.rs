@@ -315,7 +315,7 @@ pub(crate) async fn retry(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     let Ok(id) = Uuid::parse_str(&raw) else {
@@ -338,7 +338,7 @@ pub(crate) async fn cancel(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&console, &session, &form) {
+    if let Some(refused) = csrf_refusal(&console, &session, &form.csrf) {
         return refused;
     }
     let Ok(id) = Uuid::parse_str(&raw) else {

@@ -227,10 +227,16 @@ pub struct TaskSummaryDto {
     /// The newer task (same repository, pull request and task type, newer head SHA) that
     /// superseded this one, if any.
     pub superseded_by: Option<Uuid>,
+    /// When a waiting task (`pending` or `retrying`) may next start: its retry's backoff, an
+    /// agent-budget deferral or a lease given back; `null` once it runs or has ended. A paused
+    /// task waits past it until its pause is resumed.
+    #[serde(default)]
+    pub next_run_at: Option<DateTime<Utc>>,
 }
 
 impl From<Task> for TaskSummaryDto {
     fn from(t: Task) -> Self {
+        let next_run_at = next_run_at(&t);
         Self {
             id: t.id,
             task_id: t.task_id,
@@ -244,6 +250,7 @@ impl From<Task> for TaskSummaryDto {
             codegen_task_url: t.codegen_task_url,
             paused: false,
             superseded_by: t.superseded_by,
+            next_run_at,
         }
     }
 }
@@ -348,11 +355,22 @@ pub struct TaskDetailDto {
     /// A pause covers it (`POST /api/v1/admin/pause`): it waits, its status unchanged.
     #[serde(default)]
     pub paused: bool,
+    /// When a waiting task (`pending` or `retrying`) may next start: its retry's backoff, an
+    /// agent-budget deferral or a lease given back; `null` once it runs or has ended. A paused
+    /// task waits past it until its pause is resumed.
+    #[serde(default)]
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// `run_at` of a task that waits to run; `None` for one that runs or has ended.
+fn next_run_at(t: &Task) -> Option<DateTime<Utc>> {
+    t.status.is_runnable().then_some(t.run_at)
 }
 
 impl From<TaskDetail> for TaskDetailDto {
     fn from(d: TaskDetail) -> Self {
         let t = d.task;
+        let next_run_at = next_run_at(&t);
         Self {
             id: t.id,
             task_id: t.task_id,
@@ -380,6 +398,7 @@ impl From<TaskDetail> for TaskDetailDto {
             superseded_by: t.superseded_by,
             executions: d.executions.into_iter().map(Into::into).collect(),
             paused: false,
+            next_run_at,
         }
     }
 }

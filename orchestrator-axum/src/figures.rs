@@ -3,22 +3,25 @@
 //! run, computed by one caller at a time and shared by every other.
 //!
 //! The store's figures are full counts (0.76 s on a million rows of PostgreSQL), so they must
-//! not be paid per request and per open browser. [`Figures::get`] is a single flight with a
-//! maximum age chosen by the caller:
-//! - a snapshot computed less than `max_age` ago (the injected clock) is served as it is: the
-//!   self-refreshing overview asks for at most `console::OVERVIEW_MAX_AGE` (10 s), so however
-//!   many browsers refresh it, the store counts at most once per that age;
-//! - otherwise the caller computes a new one while the others wait for it (an async mutex held
-//!   across the computation), and every caller that arrived before that computation *started*
-//!   takes its result instead of counting again. So `max_age = 0` (the JSON routes) still gives
-//!   exact figures, as fresh as the request, while a burst of requests costs at most two
-//!   computations instead of one each.
+//! not be paid per request and per open browser. Two ways to read them:
+//! - [`Figures::get`] is a single flight with a maximum age chosen by the caller: a snapshot
+//!   computed less than `max_age` ago (the injected clock) is served as it is; otherwise the
+//!   caller computes a new one while the others wait for it, and every caller that arrived
+//!   before that computation *started* takes its result instead of counting again. So
+//!   `max_age = 0` (the JSON routes) still gives exact figures, as fresh as the request, while a
+//!   burst of requests costs at most two computations instead of one each.
+//! - [`Figures::maintained`] (the self-refreshing overview) never makes a page wait for a count
+//!   while the snapshot it holds is usable: past `max_age` it answers with the snapshot it has
+//!   and starts one background computation (at most one at a time), so the figures are kept
+//!   about `max_age` old while anyone looks, and the count is paid by no request. Only a
+//!   snapshot older than [`STALE_LIMIT`] times `max_age` (nobody looked for a while) or none at
+//!   all makes the page wait, as [`Figures::get`] does.
 //!
 //! Which computation a caller may share is decided by a sequence number, not by time, so a
 //! frozen test clock cannot make a stale snapshot look fresh to the exact routes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,13 +60,21 @@ pub(crate) struct Snapshot {
     pub(crate) last_run: LastRun,
 }
 
+/// How many times its maximum age a snapshot may be and still be shown by
+/// [`Figures::maintained`] while a fresher one is computed.
+pub(crate) const STALE_LIMIT: u32 = 6;
+
 /// The shared aggregate (see the module docs). One per [`AppState`].
 #[derive(Debug, Default)]
 pub(crate) struct Figures {
     /// Computations started so far; a caller notes it on arrival.
     started: AtomicU64,
-    /// The latest snapshot. Held across a computation: that is the single flight.
-    slot: Mutex<Option<Arc<Snapshot>>>,
+    /// Held across a computation: that is the single flight.
+    flight: Mutex<()>,
+    /// The latest snapshot, readable while a computation runs.
+    latest: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// A background computation of [`Figures::maintained`] is under way.
+    refreshing: AtomicBool,
 }
 
 impl Figures {
@@ -74,19 +85,68 @@ impl Figures {
         max_age: Duration,
     ) -> Result<Arc<Snapshot>, StoreError> {
         let arrived = self.started.load(Ordering::SeqCst);
-        let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-        let mut slot = self.slot.lock().await;
+        let _flight = self.flight.lock().await;
         let now = app.clock().now();
-        if let Some(snapshot) = slot.as_ref()
-            && (snapshot.seq > arrived || now.signed_duration_since(snapshot.computed_at) < max_age)
+        if let Some(snapshot) = self.latest()
+            && (snapshot.seq > arrived || age(&snapshot, now) < max_age)
         {
-            return Ok(snapshot.clone());
+            return Ok(snapshot);
         }
         let seq = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let snapshot = Arc::new(compute(app, seq, now).await?);
-        *slot = Some(snapshot.clone());
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot.clone());
         Ok(snapshot)
     }
+
+    /// The snapshot it holds if it is at most `max_age` old; if it is older but within
+    /// [`STALE_LIMIT`] times `max_age`, that same snapshot while one background computation
+    /// refreshes it; otherwise (none yet, or long unread) a fresh one, as [`Figures::get`].
+    pub(crate) async fn maintained(
+        &self,
+        app: &AppState,
+        max_age: Duration,
+    ) -> Result<Arc<Snapshot>, StoreError> {
+        if let Some(snapshot) = self.latest() {
+            let age = age(&snapshot, app.clock().now());
+            if age < max_age {
+                return Ok(snapshot);
+            }
+            if age < max_age.saturating_mul(STALE_LIMIT) {
+                self.refresh_in_background(app, max_age);
+                return Ok(snapshot);
+            }
+        }
+        self.get(app, max_age).await
+    }
+
+    /// Starts one computation on the runtime unless one is under way.
+    fn refresh_in_background(&self, app: &AppState, max_age: Duration) {
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            let figures = app.figures();
+            if let Err(err) = figures.get(&app, max_age).await {
+                tracing::warn!(error = %err, "figures: background refresh failed");
+            }
+            figures.refreshing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// How long ago `snapshot` was computed, by the injected clock (zero if the clock went back).
+fn age(snapshot: &Snapshot, now: DateTime<Utc>) -> Duration {
+    now.signed_duration_since(snapshot.computed_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Counts everything once.

@@ -163,6 +163,9 @@ async fn one_run_per_minute_defers_the_second(db: &TestDb, extra: &[(&str, &str)
         run_at >= until && run_at < until + chrono::Duration::seconds(5),
         "next run {run_at} right after the window ends at {until}"
     );
+    // The operator sees that instant in the task's JSON, without SQL.
+    let shown: DateTime<Utc> = detail["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(shown, run_at, "{detail:#}");
 
     assert_eq!(
         server

@@ -116,7 +116,7 @@ fn table(rows: &[EventRow]) -> Markup {
         @if rows.is_empty() {
             p.empty { "No deliveries match." }
         } @else {
-            table.list {
+            table.list.grid.deliveries {
                 thead { tr {
                     th scope="col" { "ID" } th scope="col" { "Received" } th scope="col" { "Event" }
                     th scope="col" { "Action" } th scope="col" { "Repository" }

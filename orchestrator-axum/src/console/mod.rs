@@ -20,8 +20,10 @@
 //! - Lists page by cursor (keyset, [`BrowseStore`](orchestrator_core::store::browse::BrowseStore)),
 //!   so paging stays stable while rows arrive and deep pages cost what the first one does.
 //! - The overview reads the shared aggregate of the figures routes (`figures.rs` of this crate:
-//!   store figures, queue depth, last recovery run), recomputed at most every
-//!   [`OVERVIEW_MAX_AGE`] whatever the number of open browsers.
+//!   store figures, queue depth, last recovery run), recomputed in the background at most every
+//!   [`OVERVIEW_MAX_AGE`] whatever the number of open browsers; no page waits for a count.
+//! - The long lists (deliveries, tasks) lay each row out as its own grid, so a 1,000-row page
+//!   costs the browser the rows on screen, not one 1,000-row table (`assets/console.css`).
 //!
 //! # Layout
 //! - `session.rs`: sign-in, the signed session cookie, CSRF, flash messages.

@@ -3,10 +3,11 @@
 //! The store's figures (`TaskStore::stats`: full counts, 0.76 s on a million rows of
 //! PostgreSQL), the queue depth and the last recovery run are computed at most once per
 //! [`OVERVIEW_MAX_AGE`] per process, whatever the number of open browsers and however often
-//! they refresh: the first request after the figures went stale recomputes them while the others
-//! wait for that one computation (single flight), and every request in between reads the
+//! they refresh, and by a background computation, not by a page: the first request after the
+//! figures went stale is answered with them (their age is on the page) and starts one
+//! recomputation that the next refresh shows (`Figures::maintained`); every request reads the
 //! snapshot (also one that `/api/v1/metrics` or `/api/v1/admin/stats` just computed). Breaker
-//! states are read live (they are in memory).
+//! states and the agent budget are read live (they are in memory or one Redis round trip).
 
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ use super::session::{Flash, Session};
 use super::{Console, PageError};
 use crate::state::AppState;
 
-/// How old the overview's figures may be before a request recomputes them.
+/// How old the overview's figures may be before a request has them recomputed (in the
+/// background; the request is answered with the ones it has).
 pub const OVERVIEW_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// Seconds between the overview page's refreshes.
@@ -45,7 +47,7 @@ pub(crate) async fn page(
     let snapshot = console
         .app
         .figures()
-        .get(&console.app, console.overview_max_age)
+        .maintained(&console.app, console.overview_max_age)
         .await?;
     let now = console.app.clock().now();
     let last_run = super::recovery::last_run(&snapshot.last_run);
@@ -63,8 +65,8 @@ pub(crate) async fn page(
             h1 { "Overview" }
             p.hint role="status" {
                 "Figures of " (time(snapshot.computed_at)) " ("
-                (now.signed_duration_since(snapshot.computed_at).num_seconds().max(0)) " s ago; recomputed at most every "
-                (console.overview_max_age.as_secs()) " s). This page refreshes every " (REFRESH_SECS) " s."
+                (now.signed_duration_since(snapshot.computed_at).num_seconds().max(0)) " s ago; recomputed in the background once they are "
+                (console.overview_max_age.as_secs()) " s old). This page refreshes every " (REFRESH_SECS) " s."
             }
             (last_run)
             div.cards {

@@ -104,7 +104,7 @@ pub(crate) fn table(rows: &[Task]) -> Markup {
         @if rows.is_empty() {
             p.empty { "No tasks." }
         } @else {
-            table.list {
+            table.list.grid.tasks {
                 thead { tr {
                     th scope="col" { "Task" } th scope="col" { "Type" } th scope="col" { "Status" }
                     th scope="col" { "Repository" } th scope="col" { "PR" } th scope="col" { "Subject" }

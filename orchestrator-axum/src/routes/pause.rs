@@ -1,9 +1,10 @@
 //! `POST /api/v1/admin/pause`, `POST /api/v1/admin/resume`, `GET /api/v1/admin/pauses`: pause
 //! work without stopping the receiver (issue 13; see `orchestrator_core::store::pause`).
 //!
-//! A body names what to pause: `{}` everything, `{"repository": "owner/name"}`,
-//! `{"task_type": "..."}` or both. Unknown keys, a repository that is not `owner/name` and a
-//! task type no handler serves are a 400 with the error body, and nothing changes. A resume
+//! A body names what to pause: none or `{}` everything, `{"repository": "owner/name"}`,
+//! `{"task_type": "..."}` or both. A body that is not a JSON object (`null` included), a key set
+//! to `null`, unknown keys, a repository that is not `owner/name` and a task type no handler
+//! serves are a 400 with the error body, and nothing changes. A resume
 //! removes the pause of exactly that scope (404 when there is none) and publishes the tasks it
 //! freed again (a broker queue may have dropped them while they were paused).
 
@@ -86,7 +87,19 @@ fn scope(body: &Bytes, known: &[TaskType]) -> Result<PauseScope, ApiError> {
     let request: PauseRequest = if body.iter().all(u8::is_ascii_whitespace) {
         PauseRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
+        let bad = |e: serde_json::Error| ApiError::BadRequest(format!("body: {e}"));
+        // A JSON object only, and `null` is not "every": a key is given a value or left out.
+        let serde_json::Value::Object(object) = serde_json::from_slice(body).map_err(bad)? else {
+            return Err(ApiError::BadRequest(
+                "body: expected a JSON object (or no body: everything)".to_owned(),
+            ));
+        };
+        if let Some((key, _)) = object.iter().find(|(_, v)| v.is_null()) {
+            return Err(ApiError::BadRequest(format!(
+                "{key} must not be null; leave the key out instead"
+            )));
+        }
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(bad)?
     };
     if let Some(repository) = &request.repository {
         let valid = repository.split_once('/').is_some_and(|(owner, name)| {

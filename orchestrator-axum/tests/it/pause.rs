@@ -79,6 +79,10 @@ async fn bad_pause_input_is_a_400_and_changes_nothing() {
         json!({"repository": "not-a-repository"}),
         json!({"repository": 7}),
         json!([1, 2]),
+        // `null` is not "every": neither as the body nor as a key's value.
+        json!(null),
+        json!({"repository": null}),
+        json!({"repository": "octo/repo", "task_type": null}),
     ] {
         for path in ["/api/v1/admin/pause", "/api/v1/admin/resume"] {
             let resp = app

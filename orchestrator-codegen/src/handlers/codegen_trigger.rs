@@ -11,7 +11,10 @@
 //! if it cannot be found with certainty, the task stops for a person (`failed`, output
 //! `"status": "needs_attention"`, no automatic retry). A run is never created blindly. A lost
 //! creation answer is therefore no longer a permanent failure: the intent stays pending and the
-//! next attempt (a deferral, no attempt used) reconciles it.
+//! next attempt (a deferral, no attempt used) reconciles it. One exception is certain, not
+//! guessed: an intent whose admission answered this process an error (committed, but the
+//! answer lost: a connection reset during the COMMIT) was never sent, so this process creates
+//! its run on the next attempt instead of stopping for a person (`unsent.rs`).
 //!
 //! Before the ledger is asked, the agent budget gives a slot (`budget.rs`): over the global
 //! rate or the repository's hourly limit the task waits (a deferral, no attempt used) and
@@ -51,6 +54,7 @@ use serde_json::{Value, json};
 use super::budget;
 use super::prompt::build_prompt;
 use super::run_end;
+use super::unsent::UnsentIntents;
 use super::{CodegenTriggerInput, reason_names};
 use crate::config::HandlerConfig;
 
@@ -67,6 +71,8 @@ pub struct CodegenTrigger {
     pub(super) config: Arc<HandlerConfig>,
     pub(super) observer: Arc<dyn Observer>,
     pub(super) budget: Arc<dyn AgentBudget>,
+    /// Attempts of this process whose admission failed, so that sent nothing (`unsent.rs`).
+    pub(super) unsent: UnsentIntents,
 }
 
 /// What `output_data` holds while the run is followed.
@@ -127,6 +133,7 @@ impl CodegenTrigger {
             config,
             observer,
             budget,
+            unsent: UnsentIntents::default(),
         }
     }
 
@@ -434,7 +441,21 @@ impl CodegenTrigger {
     ) -> Result<HandlerOutcome, TaskError> {
         let permit = self.take_budget(ctx).await?;
         let policy = self.config.budget.run_policy();
-        let admission = self.runs.admit(&Self::intent(ctx), &policy, ctx.now).await;
+        let admission = match self.runs.admit(&Self::intent(ctx), &policy, ctx.now).await {
+            Err(err) => {
+                // Nothing is sent after this error, but the intent may have been committed.
+                self.unsent.remember(ctx.task.task_id, ctx.attempt);
+                Err(err)
+            }
+            // An intent of an attempt of this process that is known to have sent nothing: its
+            // run is created now, as if it had just been admitted.
+            Ok(Admission::Resume(intent)) if self.unsent.take(&intent) => {
+                tracing::info!(task_id = %ctx.task.task_id, intent_id = %intent.intent_id,
+                    "the intent's admission answered an error and nothing was sent; creating its run now");
+                Ok(Admission::Admitted(intent))
+            }
+            other => other,
+        };
         if !matches!(admission, Ok(Admission::Admitted(_))) {
             self.give_back(ctx, permit).await;
         }

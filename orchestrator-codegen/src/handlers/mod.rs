@@ -27,6 +27,7 @@ mod pull_request;
 mod push;
 mod reconcile;
 mod run_end;
+mod unsent;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use orchestrator_codegen::handlers::CodegenTrigger;
 use orchestrator_codegen::{CodegenClient, HandlerConfig};
-use orchestrator_core::error::TaskErrorKind;
+use orchestrator_core::error::{StoreError, StoreErrorKind, TaskErrorKind};
 use orchestrator_core::handler::{HandlerOutcome, TaskContext, TaskHandler};
 use orchestrator_core::memory::MemoryStore;
 use orchestrator_core::queue::StoreQueue;
@@ -519,4 +519,163 @@ async fn needs_attention_then_a_manual_retry_creates_exactly_one_run() {
         .map(|r| r.state)
         .collect();
     assert_eq!(states, [AgentRunState::Released, AgentRunState::Created]);
+}
+
+/// A ledger whose first admission commits and then answers an error, as PostgreSQL does when
+/// the connection is reset during the COMMIT (committed on the server, an error for the client).
+struct LostCommit {
+    inner: Arc<MemoryStore>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl AgentRunStore for LostCommit {
+    async fn admit(
+        &self,
+        intent: &RunIntent,
+        policy: &AgentRunPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<orchestrator_core::store::agent_run::Admission, StoreError> {
+        let admission = self.inner.admit(intent, policy, now).await?;
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "connection reset by peer during COMMIT",
+            ));
+        }
+        Ok(admission)
+    }
+    async fn record_created(
+        &self,
+        intent_id: Uuid,
+        run: &orchestrator_core::store::ExternalRun,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_created(intent_id, run, now).await
+    }
+    async fn record_not_created(
+        &self,
+        intent_id: Uuid,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_not_created(intent_id, note, now).await
+    }
+    async fn mark_unresolved(
+        &self,
+        intent_id: Uuid,
+        note: &str,
+        marker: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .mark_unresolved(intent_id, note, marker, now)
+            .await
+    }
+    async fn agent_runs(&self, task_id: Uuid) -> Result<Vec<AgentRunRecord>, StoreError> {
+        self.inner.agent_runs(task_id).await
+    }
+    async fn release_ended_run(
+        &self,
+        task_id: Uuid,
+        run_id: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .release_ended_run(task_id, run_id, note, now)
+            .await
+    }
+}
+
+/// The intent was committed but the admission answered an error, so nothing was sent: the same
+/// process creates its run on the next attempt (exactly one), instead of stopping for a person.
+/// Another process, which cannot know that, still reconciles (and stops, the list being empty).
+#[tokio::test]
+async fn an_intent_whose_commit_answer_was_lost_gets_its_run_from_the_same_process() {
+    let server = MockServer::start().await;
+    let now = Utc::now();
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run_body(
+            800,
+            "ACTIVE",
+            now,
+            json!({}),
+        )))
+        .mount(&server)
+        .await;
+    mount_list(&server, vec![]).await;
+    let f = fixture(&server, Duration::from_secs(5));
+    let ledger = Arc::new(LostCommit {
+        inner: f.ledger.clone(),
+        failed: Default::default(),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let client =
+        CodegenClient::new(codegen_config(&server), clock_now(), recorder.clone()).unwrap();
+    let handler = CodegenTrigger::new(
+        Arc::new(client),
+        ledger,
+        Arc::new(HandlerConfig::default()),
+        recorder.clone(),
+    );
+    let handle = |task: &Task, attempt: u32, at: DateTime<Utc>| {
+        let ctx = TaskContext::new(
+            task.clone(),
+            attempt,
+            Uuid::now_v7(),
+            at,
+            f.progress.clone(),
+        );
+        let handler = handler.clone();
+        async move { handler.handle(&ctx).await }
+    };
+    let task = trigger("abc123", false);
+
+    let err = handle(&task, 1, now).await.unwrap_err();
+    assert!(
+        !matches!(err.kind, TaskErrorKind::Permanent),
+        "tried again later: {err:?}"
+    );
+    assert!(
+        posts(&server).await.is_empty(),
+        "nothing sent after the error"
+    );
+    let intents = f.intents(&task).await;
+    assert_eq!(intents.len(), 1, "the intent was committed all the same");
+    assert_eq!(intents[0].state, AgentRunState::Pending);
+
+    let outcome = handle(&task, 2, now + chrono::Duration::seconds(2))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, HandlerOutcome::Waiting { .. }),
+        "the run is followed: {outcome:?}"
+    );
+    let sent = posts(&server).await;
+    assert_eq!(sent.len(), 1, "exactly one creation");
+    assert_eq!(
+        sent[0]["metadata"]["agent_run_intent"],
+        json!(intents[0].intent_id),
+        "for the committed intent"
+    );
+    let intents = f.intents(&task).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(
+        (intents[0].state, intents[0].run_id.as_deref()),
+        (AgentRunState::Created, Some("800"))
+    );
+
+    // A process that did not see the error (here: the fixture's own handler, on another
+    // task's intent left the same way) cannot know whether it was sent: it reconciles.
+    let other = trigger("def456", false);
+    let _ = stored_intent(&f, &other, now).await;
+    let err = f
+        .handle(&other, 2, now + chrono::Duration::minutes(2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, TaskErrorKind::Permanent);
+    assert!(err.message.contains("needs attention"), "{err}");
+    assert_eq!(posts(&server).await.len(), 1, "nothing created blindly");
 }

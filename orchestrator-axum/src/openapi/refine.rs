@@ -13,7 +13,7 @@ use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{AdditionalProperties, Schema};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder};
 
 /// Adds the shared error answers to every operation and the links between operations.
 pub(super) fn refine(doc: &mut OpenApi) {
@@ -42,6 +42,24 @@ pub(super) fn refine(doc: &mut OpenApi) {
         response.links.insert((*name).to_owned(), RefOr::T(link));
     }
     body_rules(doc);
+    optional_bodies(doc);
+}
+
+/// Pause and resume take no body (everything) or a [`PauseRequest`] object, never `null`:
+/// utoipa writes an optional body as `oneOf: [null, ...]`, which would invite a `null` that the
+/// server refuses. The body stays optional (`required: false`), its schema the object alone.
+///
+/// [`PauseRequest`]: crate::routes::pause
+fn optional_bodies(doc: &mut OpenApi) {
+    for operation_id in ["pause", "resume"] {
+        let Some(body) = find(doc, operation_id).and_then(|o| o.request_body.as_mut()) else {
+            continue;
+        };
+        body.required = Some(Required::False);
+        for content in body.content.values_mut() {
+            content.schema = Some(RefOr::Ref(Ref::from_schema_name("PauseRequest")));
+        }
+    }
 }
 
 /// The criteria of a retry filter (`RetryFilterDto`).

@@ -190,6 +190,7 @@ struct RequestBody {
     event_type: Option<String>,
     action: Option<String>,
     repository: Option<String>,
+    #[serde(default, deserialize_with = "integral")]
     pr_number: Option<i64>,
     error_contains: Option<String>,
     created_after: Option<DateTime<Utc>>,
@@ -199,6 +200,26 @@ struct RequestBody {
     #[serde(default)]
     dry_run: bool,
     force: Option<bool>,
+}
+
+/// A JSON integer as JSON Schema counts them: `7` and `7.0` (a number whose fraction is zero),
+/// not `7.5` nor `"7"`. A number written with a fraction or exponent is taken only where a
+/// double holds it exactly (below 2^53), so a literal just outside `i64` cannot round into it.
+/// 2^53: every integer of smaller magnitude is exactly a double.
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(d)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < EXACT_IN_F64 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!(
+            "invalid type: {number} is not an integer"
+        ))),
+    }
 }
 
 /// A valid bulk request.
@@ -536,6 +557,21 @@ mod tests {
         assert!(request.dry_run);
         assert_eq!(request.filter.status, Some(TaskStatus::Failed));
         assert_eq!(request.filter.pr_number, Some(7));
+        // JSON Schema's integer: a number whose fraction is zero.
+        let request = parse_request(
+            OperationKind::RetryTasks,
+            br#"{"status":"failed","pr_number":1329.0}"#,
+        )
+        .unwrap();
+        assert_eq!(request.filter.pr_number, Some(1329));
+        // A literal just below i64::MIN is a double equal to i64::MIN: refused, not rounded.
+        assert!(
+            parse(
+                OperationKind::RetryTasks,
+                r#"{"status":"failed","pr_number":-9223372036854775809}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -550,6 +586,11 @@ mod tests {
                 OperationKind::RetryTasks,
                 r#"{"pr_number":"7"}"#,
                 "invalid type",
+            ),
+            (
+                OperationKind::RetryTasks,
+                r#"{"pr_number":7.5}"#,
+                "not an integer",
             ),
             (
                 OperationKind::RetryTasks,

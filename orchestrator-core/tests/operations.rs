@@ -36,20 +36,24 @@ fn filter_strategy() -> impl Strategy<Value = OperationFilter> {
         proptest::option::of(1i64..100_000),
         proptest::option::of(".{1,20}"),
         proptest::option::of((0i64..2_000_000_000, 1i64..1_000_000)),
+        proptest::option::of(any::<bool>()),
     )
-        .prop_map(|(status, task_type, repository, pr, error, range)| {
-            let at = |s| Utc.timestamp_opt(s, 0).single().unwrap();
-            OperationFilter {
-                status,
-                task_type: task_type.map(|t| TaskType::new(t).unwrap()),
-                repository,
-                pr_number: pr,
-                error_contains: error,
-                created_after: range.map(|(from, _)| at(from)),
-                created_before: range.map(|(from, len)| at(from + len)),
-                ..OperationFilter::default()
-            }
-        })
+        .prop_map(
+            |(status, task_type, repository, pr, error, range, superseded)| {
+                let at = |s| Utc.timestamp_opt(s, 0).single().unwrap();
+                OperationFilter {
+                    status,
+                    task_type: task_type.map(|t| TaskType::new(t).unwrap()),
+                    repository,
+                    pr_number: pr,
+                    error_contains: error,
+                    created_after: range.map(|(from, _)| at(from)),
+                    created_before: range.map(|(from, len)| at(from + len)),
+                    superseded,
+                    ..OperationFilter::default()
+                }
+            },
+        )
 }
 
 fn body_of(filter: &OperationFilter) -> serde_json::Value {
@@ -75,7 +79,8 @@ proptest! {
     #[test]
     fn an_unknown_key_is_refused(filter in filter_strategy(), key in "[a-z_]{1,12}") {
         let known = ["status", "task_type", "event_type", "action", "repository", "pr_number",
-            "error_contains", "created_after", "created_before", "all", "dry_run", "force"];
+            "error_contains", "created_after", "created_before", "superseded", "all", "dry_run",
+            "force"];
         prop_assume!(!known.contains(&key.as_str()));
         let mut body = body_of(&filter);
         body[key.as_str()] = 1.into();
@@ -88,7 +93,8 @@ proptest! {
     #[test]
     fn a_null_value_is_refused(filter in filter_strategy(), key in prop_oneof![
         Just("status"), Just("task_type"), Just("repository"), Just("pr_number"),
-        Just("error_contains"), Just("created_after"), Just("all"), Just("dry_run"), Just("force"),
+        Just("error_contains"), Just("created_after"), Just("superseded"), Just("all"),
+        Just("dry_run"), Just("force"),
     ]) {
         let mut body = body_of(&filter);
         body[key] = serde_json::Value::Null;

@@ -151,6 +151,11 @@ pub(crate) fn task_conditions<DB, T>(
     if let Some(pr) = filter.pr_number {
         query.push(" AND t.pr_number = ").push_bind(pr);
     }
+    match filter.superseded {
+        Some(true) => query.push(" AND t.superseded_by IS NOT NULL"),
+        Some(false) => query.push(" AND t.superseded_by IS NULL"),
+        None => query,
+    };
 }
 
 /// Appends ` AND ...` for each event criterion of `filter` (table alias `e`), and "no task was

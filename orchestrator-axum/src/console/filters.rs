@@ -241,16 +241,14 @@ impl TaskParams {
     }
 
     /// The query string of a bulk retry of these filters (`None`: no filter a bulk retry
-    /// applies is set, or one it cannot apply, `superseded`, is).
+    /// applies is set).
     pub(crate) fn bulk_retry_link(&self) -> Option<String> {
-        if set(&self.superseded).is_some() {
-            return None;
-        }
         let pairs: Vec<(&str, &str)> = [
             ("status", &self.status),
             ("task_type", &self.task_type),
             ("repository", &self.repository),
             ("pr", &self.pr),
+            ("superseded", &self.superseded),
         ]
         .into_iter()
         .filter_map(|(name, value)| set(value).map(|v| (name, v)))

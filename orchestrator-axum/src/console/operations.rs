@@ -37,6 +37,8 @@ pub(crate) struct RetryFilter {
     task_type: Option<String>,
     repository: Option<String>,
     pr: Option<String>,
+    /// `yes` / `no`, as in the tasks list.
+    superseded: Option<String>,
 }
 
 impl RetryFilter {
@@ -59,13 +61,23 @@ impl RetryFilter {
                 .map_err(|_| ApiError::BadRequest(format!("pull request {n:?} is not a number")))?;
             body["pr_number"] = json!(n);
         }
+        match set(&self.superseded) {
+            None => {}
+            Some("yes") => body["superseded"] = json!(true),
+            Some("no") => body["superseded"] = json!(false),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "superseded must be yes or no, got {other:?}"
+                )));
+            }
+        }
         serde_json::to_vec(&body).map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
     fn hidden(&self) -> Markup {
         html! {
             @for (name, value) in [("status", &self.status), ("task_type", &self.task_type),
-                ("repository", &self.repository), ("pr", &self.pr)] {
+                ("repository", &self.repository), ("pr", &self.pr), ("superseded", &self.superseded)] {
                 @if let Some(v) = set(value) { input type="hidden" name=(name) value=(v); }
             }
         }

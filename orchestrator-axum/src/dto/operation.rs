@@ -44,6 +44,10 @@ pub struct RetryFilterDto {
     /// Created before (RFC 3339); must be after `created_after`.
     #[schema(nullable = false)]
     pub created_before: Option<DateTime<Utc>>,
+    /// `true`: only superseded tasks (a newer head SHA's task replaced them; they carry
+    /// `superseded_by`); `false`: only the others (e.g. cancelled by hand).
+    #[schema(nullable = false)]
+    pub superseded: Option<bool>,
     /// Every retryable task (only without criteria).
     #[schema(nullable = false)]
     pub all: Option<bool>,

@@ -73,6 +73,7 @@ const RETRY_CRITERIA: &[&str] = &[
     "error_contains",
     "created_after",
     "created_before",
+    "superseded",
 ];
 
 /// The criteria of a reprocess filter (`ReprocessFilterDto`).

@@ -372,6 +372,34 @@ async fn a_paused_task_is_shown_paused_and_cancelled_with_the_csrf_token() {
     assert!(html.contains(&format!("/ui/tasks/{task}")), "{html}");
     let (_, _, html) = console.page(&cookie, "/ui/tasks?superseded=yes").await;
     assert!(!html.contains(&format!("/ui/tasks/{task}")), "{html}");
+    // A bulk retry keeps that criterion: its preview counts the hand-cancelled task only.
+    let (_, _, html) = console
+        .page(&cookie, "/ui/tasks?status=cancelled&superseded=no")
+        .await;
+    assert!(
+        html.contains("/ui/operations/retry?status=cancelled&amp;superseded=no"),
+        "{html}"
+    );
+    let (_, _, preview) = console
+        .page(
+            &cookie,
+            "/ui/operations/retry?status=cancelled&superseded=no",
+        )
+        .await;
+    assert!(
+        preview.contains("<strong>1</strong> failed or cancelled"),
+        "{preview}"
+    );
+    let (_, _, preview) = console
+        .page(
+            &cookie,
+            "/ui/operations/retry?status=cancelled&superseded=yes",
+        )
+        .await;
+    assert!(
+        preview.contains("<strong>0</strong> failed or cancelled"),
+        "{preview}"
+    );
     let (status, _, html) = console.page(&cookie, "/ui/tasks?superseded=maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("superseded must be yes or no"), "{html}");

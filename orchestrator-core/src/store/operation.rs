@@ -139,6 +139,10 @@ pub struct OperationFilter {
     /// Only rows created before this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_before: Option<DateTime<Utc>>,
+    /// Tasks: only superseded ones (`true`: a newer head SHA's task replaced them, they carry
+    /// `superseded_by`) or only the others (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<bool>,
 }
 
 impl OperationFilter {
@@ -172,6 +176,9 @@ impl OperationFilter {
             })
             && self.created_after.is_none_or(|t| task.created_at >= t)
             && self.created_before.is_none_or(|t| task.created_at < t)
+            && self
+                .superseded
+                .is_none_or(|s| task.superseded_by.is_some() == s)
     }
 
     /// Whether an event of `event_type` / `action` matches the event-type criteria.
@@ -195,6 +202,7 @@ struct RequestBody {
     error_contains: Option<String>,
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
+    superseded: Option<bool>,
     #[serde(default)]
     all: bool,
     #[serde(default)]
@@ -274,6 +282,7 @@ pub fn parse_request(kind: OperationKind, body: &[u8]) -> Result<OperationReques
         error_contains: body.error_contains,
         created_after: body.created_after,
         created_before: body.created_before,
+        superseded: body.superseded,
     };
     check_kind(kind, &filter, body.force)?;
     check_values(&filter)?;
@@ -318,9 +327,11 @@ fn check_kind(
             }
         }
         OperationKind::ReprocessEvents => {
-            if filter.status.is_some() || filter.task_type.is_some() {
+            if filter.status.is_some() || filter.task_type.is_some() || filter.superseded.is_some()
+            {
                 return Err(invalid(
-                    "\"status\" and \"task_type\" filter tasks; reprocess filters events",
+                    "\"status\", \"task_type\" and \"superseded\" filter tasks; reprocess \
+                     filters events",
                 ));
             }
         }
@@ -558,11 +569,11 @@ mod tests {
         assert_eq!(request.filter.status, Some(TaskStatus::Failed));
         assert_eq!(request.filter.pr_number, Some(7));
         // JSON Schema's integer: a number whose fraction is zero.
-        let request = parse_request(
+        let request = parse(
             OperationKind::RetryTasks,
-            br#"{"status":"failed","pr_number":1329.0}"#,
+            r#"{"status":"failed","pr_number":1329.0}"#,
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(request.filter.pr_number, Some(1329));
         // A literal just below i64::MIN is a double equal to i64::MIN: refused, not rounded.
         assert!(
@@ -591,6 +602,11 @@ mod tests {
                 OperationKind::RetryTasks,
                 r#"{"pr_number":7.5}"#,
                 "not an integer",
+            ),
+            (
+                OperationKind::ReprocessEvents,
+                r#"{"superseded":true}"#,
+                "filter tasks",
             ),
             (
                 OperationKind::RetryTasks,

@@ -9,6 +9,7 @@ use orchestrator_core::store::agent_run::{
     Admission, AgentRunPolicy, AgentRunStore, Refusal, RunIntent,
 };
 use orchestrator_core::store::cancel::{CancelOutcome, CancelStore};
+use orchestrator_core::store::operation::{OperationFilter, OperationKind, OperationStore};
 use orchestrator_core::store::supersede::{
     CLOSED_MESSAGE, CloseRequest, PrHead, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
     SupersedeRequest,
@@ -24,8 +25,14 @@ use uuid::Uuid;
 use crate::support::{at, event, task};
 
 /// What every store under test is.
-pub trait Cancellable: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore {}
-impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore> Cancellable for T {}
+pub trait Cancellable:
+    CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore + OperationStore
+{
+}
+impl<T: CancelStore + AgentRunStore + EventStore + TaskStore + AttemptStore + OperationStore>
+    Cancellable for T
+{
+}
 
 fn cancelled(outcome: CancelOutcome) -> orchestrator_core::task::Task {
     match outcome {
@@ -388,6 +395,27 @@ pub async fn supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads<S: C
         ..TaskFilter::default()
     };
     assert_eq!(list(not_superseded).await, rest);
+
+    // A bulk retry can take the superseded ones alone, or leave them out: of the cancelled
+    // tasks, the three that a newer head replaced, or b (cancelled by the close).
+    let retry = |superseded: bool| async move {
+        let filter = OperationFilter {
+            repository: Some("octo/repo".into()),
+            superseded: Some(superseded),
+            ..OperationFilter::default()
+        };
+        let mut ids = store
+            .preview(OperationKind::RetryTasks, &filter, 10, at(8))
+            .await
+            .unwrap()
+            .task_ids;
+        ids.sort();
+        ids
+    };
+    let mut replaced = vec![a_pending, without_run, late];
+    replaced.sort();
+    assert_eq!(retry(true).await, replaced);
+    assert_eq!(retry(false).await, vec![b]);
 }
 
 /// `delivery` with one analysis task at `sha` and, as its update, the supersede of head `sha`

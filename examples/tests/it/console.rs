@@ -432,6 +432,20 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
         "retried, held by the pause: {detail:#}"
     );
 
+    // The lists of screen 7: operations, pauses (with its Resume), recovery runs.
+    browser
+        .goto(&format!("{base}/ui/operations"))
+        .await
+        .unwrap();
+    assert!(text(&browser, "table.list").await.contains("retry_tasks"));
+    screenshot(&browser, "operations").await;
+    browser.goto(&format!("{base}/ui/pauses")).await.unwrap();
+    assert!(text(&browser, "table.list").await.contains("every repository"));
+    screenshot(&browser, "pauses").await;
+    browser.goto(&format!("{base}/ui/recovery")).await.unwrap();
+    wait_text(&browser, "h1", |t| t.contains("Recovery")).await;
+    screenshot(&browser, "recovery").await;
+
     browser.close().await.unwrap();
 }
 

@@ -52,10 +52,17 @@ pub(crate) const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT pr_update";
 
 /// A row when a supersede ($1 repository, $2 number, $3 SHA, $4 head time) has nothing to do:
 /// the newest head is this SHA, at this time or later, and no open task of the pull request is
-/// at another SHA (two ranges of `workflow_tasks_open_pr_idx`). The common case (another
-/// delivery for the current head) then costs this one read, with no savepoint and no write.
+/// at another SHA. The common case (another delivery for the current head) then costs this one
+/// read, with no savepoint and no write. "Another SHA" is written as two subqueries, one range
+/// of `workflow_tasks_open_pr_idx` each (below the SHA, above it): written as one `<` OR `>`
+/// predicate, SQLite searched the index by pull request only and walked every open task of it
+/// at the current head, once per delivery (measured: SQLite ingest at 1,454/s instead of
+/// ~7,800/s under the load benchmark, every delivery of one pull request).
 pub(crate) const SETTLED: &str = "SELECT 1 FROM pull_request_heads h WHERE h.repository = $1 \
-    AND h.pr_number = $2 AND h.head_sha = $3 AND h.head_at >= $4 AND NOT EXISTS (SELECT 1 \
-    FROM workflow_tasks t WHERE t.repository = $1 AND t.pr_number = $2 \
-    AND t.status IN ('pending', 'retrying', 'running') \
-    AND (t.commit_sha < $3 OR t.commit_sha > $3))";
+    AND h.pr_number = $2 AND h.head_sha = $3 AND h.head_at >= $4 \
+    AND NOT EXISTS (SELECT 1 FROM workflow_tasks t WHERE t.repository = $1 \
+    AND t.pr_number = $2 AND t.status IN ('pending', 'retrying', 'running') \
+    AND t.commit_sha < $3) \
+    AND NOT EXISTS (SELECT 1 FROM workflow_tasks t WHERE t.repository = $1 \
+    AND t.pr_number = $2 AND t.status IN ('pending', 'retrying', 'running') \
+    AND t.commit_sha > $3)";

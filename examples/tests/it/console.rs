@@ -440,7 +440,11 @@ async fn an_operator_signs_in_follows_a_pull_request_and_retries_a_failed_task()
     assert!(text(&browser, "table.list").await.contains("retry_tasks"));
     screenshot(&browser, "operations").await;
     browser.goto(&format!("{base}/ui/pauses")).await.unwrap();
-    assert!(text(&browser, "table.list").await.contains("every repository"));
+    assert!(
+        text(&browser, "table.list")
+            .await
+            .contains("every repository")
+    );
     screenshot(&browser, "pauses").await;
     browser.goto(&format!("{base}/ui/recovery")).await.unwrap();
     wait_text(&browser, "h1", |t| t.contains("Recovery")).await;

@@ -4,8 +4,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use orchestrator_core::error::StoreError;
+use orchestrator_core::error::{StoreError, StoreErrorKind};
 use orchestrator_core::event::{EventSummary, NewEvent, WebhookEvent};
+use orchestrator_core::store::supersede::PrUpdate;
 use orchestrator_core::store::{
     BatchDelivery, BatchStore, EventFilter, EventStore, IngestOutcome, NewDelivery, Page,
     ReprocessOutcome,
@@ -16,7 +17,7 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::rows::{bind_one_task, bind_tasks, event, insert_one_task, insert_tasks, summary};
-use super::supersede::{apply_pr_updates, lock_pull_requests};
+use super::supersede::{PrLock, all_settled, apply_pr_updates, lock_pull_requests};
 use crate::error::{one_by_one, settle_batch, store_error};
 use crate::plan::headers_json;
 
@@ -136,36 +137,64 @@ async fn ingest_on(
     }
 }
 
-/// [`ingest_on`], then, when the delivery is accepted, its pull-request updates on the same
-/// transaction `conn` (whose advisory locks the caller took).
+/// [`ingest_on`] for each delivery in order, then, for each accepted one, its pull-request
+/// updates, on the same transaction `conn` (whose advisory locks the caller took, as `mode`);
+/// `None` when [`apply_pr_updates`] needs the exclusive lock.
 async fn ingest_and_update(
     conn: &mut PgConnection,
-    delivery: &NewDelivery,
-) -> Result<IngestOutcome, StoreError> {
-    let mut outcome = ingest_on(conn, &delivery.event, &delivery.tasks).await?;
-    if let IngestOutcome::Accepted { pr_updates, .. } = &mut outcome
-        && !delivery.pr_updates.is_empty()
-    {
-        let at = delivery.event.received_at;
-        *pr_updates = apply_pr_updates(conn, &delivery.pr_updates, at).await?;
+    deliveries: &[&NewDelivery],
+    mode: PrLock,
+) -> Result<Option<Vec<IngestOutcome>>, StoreError> {
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let mut outcome = ingest_on(conn, &delivery.event, &delivery.tasks).await?;
+        if let IngestOutcome::Accepted { pr_updates, .. } = &mut outcome
+            && !delivery.pr_updates.is_empty()
+        {
+            let at = delivery.event.received_at;
+            let Some(applied) = apply_pr_updates(conn, &delivery.pr_updates, at, mode).await?
+            else {
+                return Ok(None);
+            };
+            *pr_updates = applied;
+        }
+        outcomes.push(outcome);
     }
-    Ok(outcome)
+    Ok(Some(outcomes))
 }
 
 impl PgStore {
-    /// The whole batch in one transaction (one commit); any error rolls all of it back. The
-    /// pull requests the batch's updates touch are locked first, in one order.
-    async fn ingest_together(
+    /// `deliveries` in one transaction (one commit); any error rolls all of it back. The pull
+    /// requests their updates touch are locked first, in one order: shared when every update
+    /// looks settled (such transactions of one pull request then commit side by side),
+    /// otherwise exclusive; a shared attempt that meets an update no longer settled is rolled
+    /// back and done again exclusively (`postgres/supersede.rs`).
+    async fn ingest_locked(
         &self,
-        batch: &[BatchDelivery<()>],
+        deliveries: &[&NewDelivery],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let updates: Vec<&PrUpdate> = deliveries.iter().flat_map(|d| &d.pr_updates).collect();
+        let pull_requests = || updates.iter().map(|u| u.pull_request());
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let updates = batch.iter().flat_map(|(d, ())| &d.pr_updates);
-        lock_pull_requests(&mut tx, updates.map(|u| u.pull_request())).await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (delivery, ()) in batch {
-            outcomes.push(ingest_and_update(&mut tx, delivery).await?);
+        if !updates.is_empty() && all_settled(&mut tx, &updates).await? {
+            lock_pull_requests(&mut tx, pull_requests(), PrLock::Shared).await?;
+            if let Some(outcomes) = ingest_and_update(&mut tx, deliveries, PrLock::Shared).await? {
+                tx.commit().await.map_err(store_error)?;
+                return Ok(outcomes);
+            }
+            // A head moved between the look and the lock: again, exclusively.
+            tx.rollback().await.map_err(store_error)?;
+            tx = self.pool.begin().await.map_err(store_error)?;
         }
+        lock_pull_requests(&mut tx, pull_requests(), PrLock::Exclusive).await?;
+        let outcomes = ingest_and_update(&mut tx, deliveries, PrLock::Exclusive)
+            .await?
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Internal,
+                    "pull-request updates under the exclusive lock asked for it again",
+                )
+            })?;
         tx.commit().await.map_err(store_error)?;
         Ok(outcomes)
     }
@@ -191,7 +220,8 @@ impl BatchStore for PgStore {
         if batch.len() < 2 {
             return one_by_one(batch, one).await;
         }
-        let together = self.ingest_together(&batch).await;
+        let deliveries: Vec<&NewDelivery> = batch.iter().map(|(d, ())| d).collect();
+        let together = self.ingest_locked(&deliveries).await;
         settle_batch(batch, together, one).await
     }
 }
@@ -199,18 +229,17 @@ impl BatchStore for PgStore {
 #[async_trait]
 impl EventStore for PgStore {
     /// One statement (autocommit) without pull-request updates; with them, one transaction:
-    /// the pull requests' advisory locks, the statement, the updates.
+    /// the pull requests' advisory locks (shared when the updates are settled), the statement,
+    /// the updates.
     async fn ingest_delivery(&self, delivery: NewDelivery) -> Result<IngestOutcome, StoreError> {
         if delivery.pr_updates.is_empty() {
             let mut conn = self.pool.acquire().await.map_err(store_error)?;
             return ingest_on(&mut conn, &delivery.event, &delivery.tasks).await;
         }
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let pull_requests = delivery.pr_updates.iter().map(|u| u.pull_request());
-        lock_pull_requests(&mut tx, pull_requests).await?;
-        let outcome = ingest_and_update(&mut tx, &delivery).await?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(outcome)
+        let mut outcomes = self.ingest_locked(&[&delivery]).await?;
+        outcomes.pop().ok_or_else(|| {
+            StoreError::new(StoreErrorKind::Internal, "an ingest answered no outcome")
+        })
     }
 
     async fn list_events(

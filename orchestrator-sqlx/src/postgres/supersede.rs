@@ -7,6 +7,15 @@
 //! before anything else its transaction takes a transaction-scoped advisory lock per pull
 //! request, in one sorted order ([`lock_pull_requests`]): two batches touching the same pull
 //! requests in different orders wait for each other instead of deadlocking on the head rows.
+//!
+//! The lock is shared or exclusive ([`PrLock`]). Most deliveries of a pull request bring the
+//! head it already has, so their updates are "settled" (nothing to write): a transaction whose
+//! updates all look settled before it locks takes the locks shared, so such batches of one pull
+//! request commit side by side instead of one after the other, and checks each update again
+//! under the lock ([`apply_pr_updates`] answers `None` if one is not settled any more: the
+//! caller rolls back and starts over exclusively). A transaction with anything to write takes
+//! them exclusive: it waits for the shared holders to commit (their tasks are then visible to
+//! it, so it supersedes them too) and they wait for it (they then see its new head).
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
@@ -34,6 +43,20 @@ const LOCK_OPEN: &str = "SELECT id FROM workflow_tasks WHERE repository = $1 AND
 
 /// Takes the advisory locks of $1 (sorted, distinct keys), one row each, in array order.
 const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS u(k)";
+
+/// [`LOCK_KEYS`], shared.
+const LOCK_KEYS_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::int8[]) AS u(k)";
+
+/// How a transaction holds the advisory locks of its pull requests (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PrLock {
+    /// Only settled supersedes may be applied: many such transactions of one pull request run
+    /// at once; an exclusive holder waits for them, and they for it.
+    Shared,
+    /// Any update.
+    Exclusive,
+}
 
 fn open_task(row: &PgRow) -> Result<OpenTask, StoreError> {
     Ok(OpenTask {
@@ -80,12 +103,13 @@ fn lock_key(repository: &str, pr_number: i64) -> i64 {
 }
 
 /// Takes, in one sorted order, the transaction-scoped advisory lock of every pull request of
-/// `pull_requests` (`owner/name`, number; nothing when there is none). Called at the start of
-/// a transaction, before its inserts, so a transaction never waits for one of these locks
-/// while holding another lock a holder of it may wait for.
+/// `pull_requests` (`owner/name`, number; nothing when there is none), held as `mode` says.
+/// Called at the start of a transaction, before its inserts, so a transaction never waits for
+/// one of these locks while holding another lock a holder of it may wait for.
 pub(super) async fn lock_pull_requests<'a>(
     conn: &mut PgConnection,
     pull_requests: impl Iterator<Item = (&'a str, i64)>,
+    mode: PrLock,
 ) -> Result<(), StoreError> {
     let mut keys: Vec<i64> = pull_requests
         .map(|(repository, pr_number)| lock_key(repository, pr_number))
@@ -95,12 +119,33 @@ pub(super) async fn lock_pull_requests<'a>(
     }
     keys.sort_unstable();
     keys.dedup();
-    sqlx::query(LOCK_KEYS)
+    let sql = match mode {
+        PrLock::Shared => LOCK_KEYS_SHARED,
+        PrLock::Exclusive => LOCK_KEYS,
+    };
+    sqlx::query(sql)
         .bind(keys)
         .execute(&mut *conn)
         .await
         .map_err(store_error)?;
     Ok(())
+}
+
+/// Whether every update of `updates` is a supersede with nothing to do now ([`SETTLED`]); read
+/// before the locks are taken, to choose [`PrLock::Shared`].
+pub(super) async fn all_settled(
+    conn: &mut PgConnection,
+    updates: &[&PrUpdate],
+) -> Result<bool, StoreError> {
+    for update in updates {
+        let PrUpdate::Supersede(request) = update else {
+            return Ok(false);
+        };
+        if !settled(conn, request).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The newest known head (locked), creating the row with `request`'s head when there is none
@@ -249,17 +294,29 @@ pub(super) async fn close_on(
 }
 
 /// Applies a newly accepted delivery's pull-request updates on `conn`, inside its ingest
-/// transaction (whose advisory locks [`lock_pull_requests`] took), each under a savepoint: a
-/// failing update is rolled back alone and reported as [`PrUpdateOutcome::Failed`], the
-/// delivery still commits. Only a failure of the savepoint statements themselves (the
-/// transaction is gone) is an error.
+/// transaction (whose advisory locks [`lock_pull_requests`] took, as `mode`), each under a
+/// savepoint: a failing update is rolled back alone and reported as
+/// [`PrUpdateOutcome::Failed`], the delivery still commits. Only a failure of the savepoint
+/// statements themselves (the transaction is gone) is an error. Under [`PrLock::Shared`] only
+/// settled supersedes are applied (they write nothing); `None` when an update is not one (a
+/// head moved since the caller looked): the caller rolls back and starts over exclusively.
 pub(super) async fn apply_pr_updates(
     conn: &mut PgConnection,
     updates: &[PrUpdate],
     now: DateTime<Utc>,
-) -> Result<Vec<PrUpdateOutcome>, StoreError> {
+    mode: PrLock,
+) -> Result<Option<Vec<PrUpdateOutcome>>, StoreError> {
     let mut outcomes = Vec::with_capacity(updates.len());
     for update in updates {
+        if mode == PrLock::Shared {
+            match update {
+                PrUpdate::Supersede(request) if settled(conn, request).await? => {
+                    outcomes.push(PrUpdateOutcome::Superseded(SupersedeOutcome::default()));
+                    continue;
+                }
+                _ => return Ok(None),
+            }
+        }
         // Inside the savepoint even when it only reads: a failed statement aborts a
         // PostgreSQL transaction until it is rolled back to a savepoint.
         run(conn, SAVEPOINT).await?;
@@ -288,7 +345,7 @@ pub(super) async fn apply_pr_updates(
         run(conn, RELEASE).await?;
         outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// Whether `request` has nothing to do ([`SETTLED`]).
@@ -321,7 +378,7 @@ impl PgStore {
     ) -> Result<SupersedeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let pull_request = (request.head.repository.as_str(), request.head.pr_number);
-        lock_pull_requests(&mut tx, std::iter::once(pull_request)).await?;
+        lock_pull_requests(&mut tx, std::iter::once(pull_request), PrLock::Exclusive).await?;
         let outcome = supersede_on(&mut tx, request, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
@@ -337,7 +394,12 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        lock_pull_requests(&mut tx, std::iter::once((repository, pr_number))).await?;
+        lock_pull_requests(
+            &mut tx,
+            std::iter::once((repository, pr_number)),
+            PrLock::Exclusive,
+        )
+        .await?;
         let cancelled = close_on(&mut tx, repository, pr_number, message, running, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(cancelled)

@@ -19,6 +19,7 @@ use orchestrator_core::store::{
     TaskFilter, TaskStore,
 };
 use orchestrator_core::task::{ExecutionStatus, TaskStatus, TaskType};
+use orchestrator_sqlx::SqlStore;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -584,4 +585,80 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
         panic!("a redelivery")
     };
     assert!(store.get_event(event_id).await.unwrap().unwrap().processed);
+}
+
+/// Batches of a pull request's current head (settled: on PostgreSQL they hold its lock shared
+/// and commit side by side) race a batch that brings a newer head (exclusive): whatever the
+/// order the commits land in, no task at the older head stays open, the newer head's task
+/// does, and every delivery is stored once.
+pub async fn settled_batches_racing_a_new_head_leave_no_stale_work(store: &SqlStore) {
+    let store = std::sync::Arc::new(store.clone());
+    let (first, _) = head_delivery("race-a-0", "a", 10);
+    let batch = |deliveries: Vec<NewDelivery>| {
+        deliveries
+            .into_iter()
+            .map(|d| {
+                let prepared = store.prepare(&d.event);
+                (d, prepared)
+            })
+            .collect::<Vec<_>>()
+    };
+    for outcome in store.ingest_batch(batch(vec![first])).await {
+        outcome.unwrap();
+    }
+    for round in 0..5 {
+        let mut racers = Vec::new();
+        for r in 0..6 {
+            let deliveries: Vec<NewDelivery> = (0..4)
+                .map(|i| head_delivery(&format!("race-{round}-{r}-{i}"), "a", 10).0)
+                .collect();
+            let deliveries = batch(deliveries);
+            let store = std::sync::Arc::clone(&store);
+            racers.push(tokio::spawn(
+                async move { store.ingest_batch(deliveries).await },
+            ));
+        }
+        // The newer head, in the middle of the race (of the first round only: later rounds'
+        // head-a batches arrive late, after it).
+        let newer = (round == 0).then(|| {
+            let (delivery, id) = head_delivery("race-b", "b", 20);
+            let deliveries = batch(vec![delivery, head_delivery("race-b-2", "b", 20).0]);
+            let store = std::sync::Arc::clone(&store);
+            (
+                id,
+                tokio::spawn(async move { store.ingest_batch(deliveries).await }),
+            )
+        });
+        for racer in racers {
+            for outcome in racer.await.unwrap() {
+                assert!(matches!(outcome.unwrap(), IngestOutcome::Accepted { .. }));
+            }
+        }
+        if let Some((id, handle)) = newer {
+            for outcome in handle.await.unwrap() {
+                assert!(matches!(outcome.unwrap(), IngestOutcome::Accepted { .. }));
+            }
+            assert_eq!(task_of(&*store, id).await.status, TaskStatus::Pending);
+        }
+    }
+    let open = TaskFilter {
+        status: Some(TaskStatus::Pending),
+        ..TaskFilter::default()
+    };
+    let page = Page {
+        limit: 1000,
+        offset: 0,
+    };
+    let open: Vec<_> = store.list_tasks(&open, page).await.unwrap();
+    let stale: Vec<_> = open
+        .iter()
+        .filter(|t| t.commit_sha.as_deref() == Some("a"))
+        .collect();
+    assert!(stale.is_empty(), "open work at the old head: {stale:#?}");
+    assert_eq!(open.len(), 2, "the newer head's two tasks: {open:#?}");
+    let all = store
+        .list_tasks(&TaskFilter::default(), page)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1 + 5 * 6 * 4 + 2, "every delivery's task, once");
 }

@@ -75,6 +75,7 @@ on_both! {
     cancel::cancel_stops_pending_and_running_tasks_and_refuses_terminal_ones(2),
     cancel::supersede_cancels_stale_work_keeps_runs_and_ignores_late_heads(2),
     cancel::pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_duplicate(2),
+    cancel::settled_batches_racing_a_new_head_leave_no_stale_work(9),
     run_end::an_ended_run_ends_its_task_and_a_retry_releases_the_run(2),
     pause::paused_tasks_wait_and_a_resume_hands_them_back(2),
     browse::pages_by_cursor_stay_stable_while_rows_arrive(2),

@@ -87,7 +87,7 @@ const CHECK: &str = "SELECT \
     (SELECT count(*) FROM workflow_tasks WHERE repository = $1 AND task_type = 'push_analysis' \
      AND status = 'completed') AS untouched, \
     (SELECT COALESCE(sum(open_tasks), 0) FROM webhook_events WHERE repository = $1) AS open_sum, \
-    (SELECT COALESCE(max(open_tasks), 0) FROM webhook_events WHERE repository = $1) AS open_max";
+    (SELECT COALESCE(max(open_tasks), 0)::int8 FROM webhook_events WHERE repository = $1) AS open_max";
 
 /// A database of its own, dropped at the end.
 struct Database {

@@ -430,6 +430,27 @@ fn head_delivery(delivery: &str, sha: &str, secs: i64) -> (NewDelivery, Uuid) {
     (delivery, id)
 }
 
+/// `deliveries` through the store's group-commit path, each prepared as the committer does;
+/// every outcome must be Ok.
+async fn ingest_batch<S: BatchStore>(
+    store: &S,
+    deliveries: Vec<NewDelivery>,
+) -> Vec<IngestOutcome> {
+    let batch = deliveries
+        .into_iter()
+        .map(|d| {
+            let prepared = store.prepare(&d.event);
+            (d, prepared)
+        })
+        .collect();
+    store
+        .ingest_batch(batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
 fn accepted_updates(outcome: &IngestOutcome) -> &[PrUpdateOutcome] {
     match outcome {
         IngestOutcome::Accepted { pr_updates, .. } => pr_updates,
@@ -487,19 +508,11 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
         pr_number: 7,
         running: true,
     }));
-    let batch = [b_delivery, c_delivery, late_delivery, redelivery]
-        .into_iter()
-        .map(|d| {
-            let prepared = store.prepare(&d.event);
-            (d, prepared)
-        })
-        .collect();
-    let outcomes: Vec<IngestOutcome> = store
-        .ingest_batch(batch)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let outcomes = ingest_batch(
+        store,
+        vec![b_delivery, c_delivery, late_delivery, redelivery],
+    )
+    .await;
     assert_eq!(
         accepted_updates(&outcomes[0]),
         &[superseded(vec![a], false)]
@@ -532,19 +545,7 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
     let q = plain.tasks[0].task_id;
     let (c_again, c2) = head_delivery("d-c2", "c", 30);
     let (c_third, c3) = head_delivery("d-c3", "c", 30);
-    let batch = [plain, c_again, c_third]
-        .into_iter()
-        .map(|d| {
-            let prepared = store.prepare(&d.event);
-            (d, prepared)
-        })
-        .collect();
-    let outcomes: Vec<IngestOutcome> = store
-        .ingest_batch(batch)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let outcomes = ingest_batch(store, vec![plain, c_again, c_third]).await;
     assert!(accepted_updates(&outcomes[0]).is_empty());
     assert_eq!(
         accepted_updates(&outcomes[1]),
@@ -564,9 +565,7 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
         pr_number: 7,
         running: false,
     }));
-    let prepared = store.prepare(&close.event);
-    let outcomes = store.ingest_batch(vec![(close, prepared)]).await;
-    let outcome = outcomes.into_iter().next().unwrap().unwrap();
+    let outcome = ingest_batch(store, vec![close]).await.remove(0);
     assert_eq!(
         accepted_updates(&outcome),
         &[PrUpdateOutcome::Closed(vec![c, c2, c3])]
@@ -594,49 +593,37 @@ pub async fn pr_updates_apply_in_the_ingest_commit_in_order_and_never_for_a_dupl
 pub async fn settled_batches_racing_a_new_head_leave_no_stale_work(store: &SqlStore) {
     let store = std::sync::Arc::new(store.clone());
     let (first, _) = head_delivery("race-a-0", "a", 10);
-    let batch = |deliveries: Vec<NewDelivery>| {
-        deliveries
-            .into_iter()
-            .map(|d| {
-                let prepared = store.prepare(&d.event);
-                (d, prepared)
-            })
-            .collect::<Vec<_>>()
-    };
-    for outcome in store.ingest_batch(batch(vec![first])).await {
-        outcome.unwrap();
-    }
+    ingest_batch(&*store, vec![first]).await;
     for round in 0..5 {
         let mut racers = Vec::new();
         for r in 0..6 {
             let deliveries: Vec<NewDelivery> = (0..4)
                 .map(|i| head_delivery(&format!("race-{round}-{r}-{i}"), "a", 10).0)
                 .collect();
-            let deliveries = batch(deliveries);
             let store = std::sync::Arc::clone(&store);
-            racers.push(tokio::spawn(
-                async move { store.ingest_batch(deliveries).await },
-            ));
+            racers.push(tokio::spawn(async move {
+                ingest_batch(&*store, deliveries).await
+            }));
         }
         // The newer head, in the middle of the race (of the first round only: later rounds'
         // head-a batches arrive late, after it).
         let newer = (round == 0).then(|| {
             let (delivery, id) = head_delivery("race-b", "b", 20);
-            let deliveries = batch(vec![delivery, head_delivery("race-b-2", "b", 20).0]);
+            let deliveries = vec![delivery, head_delivery("race-b-2", "b", 20).0];
             let store = std::sync::Arc::clone(&store);
             (
                 id,
-                tokio::spawn(async move { store.ingest_batch(deliveries).await }),
+                tokio::spawn(async move { ingest_batch(&*store, deliveries).await }),
             )
         });
         for racer in racers {
             for outcome in racer.await.unwrap() {
-                assert!(matches!(outcome.unwrap(), IngestOutcome::Accepted { .. }));
+                assert!(matches!(outcome, IngestOutcome::Accepted { .. }));
             }
         }
         if let Some((id, handle)) = newer {
             for outcome in handle.await.unwrap() {
-                assert!(matches!(outcome.unwrap(), IngestOutcome::Accepted { .. }));
+                assert!(matches!(outcome, IngestOutcome::Accepted { .. }));
             }
             assert_eq!(task_of(&*store, id).await.status, TaskStatus::Pending);
         }

@@ -11,6 +11,20 @@
 //! lock) before whether they have an agent run is read, so an admission of the ledger (which
 //! locks its task row) is either visible or comes after the cancel and refuses.
 
+use orchestrator_core::store::supersede::PrHead;
+use orchestrator_core::task::NewTask;
+
+/// Whether one of `tasks` (a batch's tasks not written yet) belongs to `head`'s pull request
+/// at another SHA: [`SETTLED`] would have seen it, had it been written, and answered "not
+/// settled".
+pub(crate) fn stale_among(head: &PrHead, tasks: &[&NewTask]) -> bool {
+    tasks.iter().any(|t| {
+        t.spec.repository.as_deref() == Some(head.repository.as_str())
+            && t.spec.pr_number == Some(head.pr_number)
+            && t.spec.commit_sha.as_deref() != Some(head.head_sha.as_str())
+    })
+}
+
 /// Creates the pull request's head row when it has none ($1 repository, $2 number, $3 SHA,
 /// $4 head time, $5 now); changes nothing when it exists.
 pub(crate) const HEAD_INIT: &str = "INSERT INTO pull_request_heads (repository, pr_number, \

@@ -165,10 +165,10 @@ async fn ingest_and_update(
 
 impl PgStore {
     /// `deliveries` in one transaction (one commit); any error rolls all of it back. The pull
-    /// requests their updates touch are locked first, in one order: shared when every update
-    /// looks settled (such transactions of one pull request then commit side by side),
-    /// otherwise exclusive; a shared attempt that meets an update no longer settled is rolled
-    /// back and done again exclusively (`postgres/supersede.rs`).
+    /// requests their updates touch are locked first, in one order: shared, and when every
+    /// update is then settled the batch commits under them (such transactions of one pull
+    /// request commit side by side); otherwise it is rolled back and done again with the locks
+    /// exclusive (`postgres/supersede.rs`).
     async fn ingest_locked(
         &self,
         deliveries: &[&NewDelivery],
@@ -176,13 +176,17 @@ impl PgStore {
         let updates: Vec<&PrUpdate> = deliveries.iter().flat_map(|d| &d.pr_updates).collect();
         let pull_requests = || updates.iter().map(|u| u.pull_request());
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        if !updates.is_empty() && all_settled(&mut tx, &updates).await? {
+        if !updates.is_empty() {
             lock_pull_requests(&mut tx, pull_requests(), PrLock::Shared).await?;
-            if let Some(outcomes) = ingest_and_update(&mut tx, deliveries, PrLock::Shared).await? {
+            let tasks: Vec<&NewTask> = deliveries.iter().flat_map(|d| &d.tasks).collect();
+            if all_settled(&mut tx, &updates, &tasks).await?
+                && let Some(outcomes) =
+                    ingest_and_update(&mut tx, deliveries, PrLock::Shared).await?
+            {
                 tx.commit().await.map_err(store_error)?;
                 return Ok(outcomes);
             }
-            // A head moved between the look and the lock: again, exclusively.
+            // Something to write: again, with the locks exclusive.
             tx.rollback().await.map_err(store_error)?;
             tx = self.pool.begin().await.map_err(store_error)?;
         }

@@ -9,13 +9,12 @@
 //! requests in different orders wait for each other instead of deadlocking on the head rows.
 //!
 //! The lock is shared or exclusive ([`PrLock`]). Most deliveries of a pull request bring the
-//! head it already has, so their updates are "settled" (nothing to write): a transaction whose
-//! updates all look settled before it locks takes the locks shared, so such batches of one pull
-//! request commit side by side instead of one after the other, and checks each update again
-//! under the lock ([`apply_pr_updates`] answers `None` if one is not settled any more: the
-//! caller rolls back and starts over exclusively). A transaction with anything to write takes
-//! them exclusive: it waits for the shared holders to commit (their tasks are then visible to
-//! it, so it supersedes them too) and they wait for it (they then see its new head).
+//! head it already has, so their updates are "settled" (nothing to write). A transaction first
+//! takes its locks shared and checks, once, that every update is settled ([`all_settled`]); then
+//! such batches of one pull request commit side by side instead of one after the other. If one
+//! is not, it rolls back and starts over with the locks exclusive: it waits for the shared
+//! holders to commit (their tasks are then visible to it, so it supersedes them too) and they
+//! wait for it (they then see its new head).
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::error::StoreError;
@@ -24,6 +23,7 @@ use orchestrator_core::store::supersede::{
     Action, CLOSED_MESSAGE, KnownHead, OpenTask, PrUpdate, PrUpdateOutcome, SupersedeOutcome,
     SupersedeRequest, is_late, plan, plan_closed, superseded_message,
 };
+use orchestrator_core::task::NewTask;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
@@ -33,6 +33,7 @@ use crate::error::store_error;
 use crate::plan::{parse_status, parse_task_type};
 use crate::supersede::{
     HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT, SETTLED,
+    stale_among,
 };
 
 const HEAD_LOCKED: &str = "SELECT head_sha, head_at FROM pull_request_heads \
@@ -131,17 +132,21 @@ pub(super) async fn lock_pull_requests<'a>(
     Ok(())
 }
 
-/// Whether every update of `updates` is a supersede with nothing to do now ([`SETTLED`]); read
-/// before the locks are taken, to choose [`PrLock::Shared`].
+/// Whether every update of `updates` is a supersede with nothing to do ([`SETTLED`]), read
+/// under the shared locks and before any of the batch's `tasks` is written (none of them may be
+/// a task of an update's pull request at another SHA). True: the batch may commit under the
+/// shared locks, its updates applied as settled without reading again (no exclusive holder can
+/// move a head until it commits).
 pub(super) async fn all_settled(
     conn: &mut PgConnection,
     updates: &[&PrUpdate],
+    tasks: &[&NewTask],
 ) -> Result<bool, StoreError> {
     for update in updates {
         let PrUpdate::Supersede(request) = update else {
             return Ok(false);
         };
-        if !settled(conn, request).await? {
+        if stale_among(&request.head, tasks) || !settled(conn, request).await? {
             return Ok(false);
         }
     }
@@ -297,9 +302,10 @@ pub(super) async fn close_on(
 /// transaction (whose advisory locks [`lock_pull_requests`] took, as `mode`), each under a
 /// savepoint: a failing update is rolled back alone and reported as
 /// [`PrUpdateOutcome::Failed`], the delivery still commits. Only a failure of the savepoint
-/// statements themselves (the transaction is gone) is an error. Under [`PrLock::Shared`] only
-/// settled supersedes are applied (they write nothing); `None` when an update is not one (a
-/// head moved since the caller looked): the caller rolls back and starts over exclusively.
+/// statements themselves (the transaction is gone) is an error. Under [`PrLock::Shared`] the
+/// caller has found every update settled ([`all_settled`], under the lock): they are applied
+/// as such, nothing read or written; `None` for an update that is not a supersede (the caller
+/// then rolls back and starts over exclusively).
 pub(super) async fn apply_pr_updates(
     conn: &mut PgConnection,
     updates: &[PrUpdate],
@@ -309,13 +315,11 @@ pub(super) async fn apply_pr_updates(
     let mut outcomes = Vec::with_capacity(updates.len());
     for update in updates {
         if mode == PrLock::Shared {
-            match update {
-                PrUpdate::Supersede(request) if settled(conn, request).await? => {
-                    outcomes.push(PrUpdateOutcome::Superseded(SupersedeOutcome::default()));
-                    continue;
-                }
-                _ => return Ok(None),
-            }
+            let PrUpdate::Supersede(_) = update else {
+                return Ok(None);
+            };
+            outcomes.push(PrUpdateOutcome::Superseded(SupersedeOutcome::default()));
+            continue;
         }
         // Inside the savepoint even when it only reads: a failed statement aborts a
         // PostgreSQL transaction until it is rolled back to a savepoint.

@@ -21,6 +21,7 @@ use crate::error::store_error;
 use crate::plan::{parse_status, parse_task_type};
 use crate::supersede::{
     HEAD, HEAD_INIT, HEAD_SET, MARK, NEWEST_OF, OPEN, RELEASE, ROLLBACK_TO, SAVEPOINT, SETTLED,
+    stale_among,
 };
 
 fn open_task(row: &SqliteRow) -> Result<OpenTask, StoreError> {
@@ -259,13 +260,9 @@ pub(super) async fn all_settled(
         let PrUpdate::Supersede(request) = update else {
             return false;
         };
-        let head = &request.head;
-        let stale_unwritten = unwritten.iter().any(|t| {
-            t.spec.repository.as_deref() == Some(head.repository.as_str())
-                && t.spec.pr_number == Some(head.pr_number)
-                && t.spec.commit_sha.as_deref() != Some(head.head_sha.as_str())
-        });
-        if stale_unwritten || !matches!(settled(conn, request).await, Ok(true)) {
+        if stale_among(&request.head, unwritten)
+            || !matches!(settled(conn, request).await, Ok(true))
+        {
             return false;
         }
     }
